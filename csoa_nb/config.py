@@ -1,0 +1,319 @@
+"""Run configuration: one frozen dataclass, three presets, a stable hash.
+
+`RunConfig` is everything that decides what a training run computes. Its `hash` names the run
+folder (`output_dir/<hash>/`), so two chapters asking for the same run share it, and a finished
+run is loaded instead of retrained. Fields that do not change the result (device, output folder,
+data loader workers, the preset's label) are left out of the hash.
+
+The `paper` preset is Section 4.1 of the paper: SGD, lr 0.001, momentum 0.9, weight decay 5e-4,
+lr x 0.95 each epoch, batch 48 with at most 12 classes, ImageNet-pretrained VGG16 (or
+InceptionV3), AlexNet embedding network W_E, 10-crop classification. The `cpu` preset runs the
+same recipe on the offline synthetic benchmark with the slim backbone, fine-tuned from our own
+pretraining stage (`csoa_nb.pretrain`), standing in for ImageNet weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PRESETS = ("smoke", "cpu", "paper")
+DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
+METHODS = ("cam", "twohead", "confseg", "coaug", "csoa")
+BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
+EMBEDDINGS = ("alexnet", "slim")
+
+#: What each method trains (Table 1 of the paper, plus the "twohead" ablation):
+#: two CAM heads?  the inner loss of Eq. 5?  the CoAug loss of Eq. 12?
+METHOD_PARTS: dict[str, tuple[bool, bool, bool]] = {
+    "cam": (False, False, False),  # the paper's "VGGnet-base": one classifier W_L
+    "twohead": (True, False, False),  # W_F and W_L and the union of Eq. 13, no inner loss
+    "confseg": (True, True, False),  # Eq. 6
+    "coaug": (False, False, True),  # W_L + Eq. 12 ("no modification inside the model")
+    "csoa": (True, True, True),  # Eq. 6 + Eq. 12
+}
+
+#: Fields that do not change what a run computes; they are left out of `RunConfig.hash`.
+UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All settings of one training run (see the module docstring for the presets)."""
+
+    preset: str = "cpu"
+    # --- data -------------------------------------------------------------------------------
+    dataset: str = "synthetic"
+    data_root: str = "data"
+    metadata_dir: str = ""  # wsol-metadata only: the folder holding train/ and test/ lists
+    num_classes: int = 12
+    images_per_class: int = 80  # synthetic: training images per class
+    test_per_class: int = 40  # synthetic: test images per class
+    synthetic_size: int = 72  # synthetic: generated image side in pixels
+    part_fraction: float = 0.05  # synthetic difficulty (see csoa_nb.data.synthetic.Difficulty)
+    body_class_evidence: float = 0.0
+    part_occlusion: float = 0.0
+    num_distractors: int = 2
+    clutter: float = 0.5
+    resize_size: int = 72
+    crop_size: int = 64
+    # --- model ------------------------------------------------------------------------------
+    backbone: str = "vgg_slim"
+    slim_width: int = 16
+    head_width: int = 0  # 0: the backbone's default (1024 for VGG16/InceptionV3, 8*slim_width)
+    feature_block: int = 4  # W_F after this block (Table 2: 3, 4 or 5)
+    method: str = "csoa"
+    pretrained: str = ""  # "": from scratch; "pretrain": our pretraining stage; else a path/name
+    embedding: str = "slim"
+    embedding_weights: str = ""  # "" with pretrained="pretrain": the pretraining stage's W_E
+    # --- pretraining stage (used when pretrained == "pretrain") ----------------------------
+    pretrain_classes: int = 20
+    pretrain_images_per_class: int = 80
+    pretrain_epochs: int = 8
+    pretrain_lr: float = 0.01
+    # --- optimisation (Sec. 4.1) --------------------------------------------------------------
+    epochs: int = 12
+    batch_size: int = 48
+    classes_per_batch: int = 12
+    lr: float = 0.001
+    head_lr_mult: float = 1.0  # lr multiplier of the new CAM heads (1: Sec. 4.1 as written)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay: float = 0.95  # lr x 0.95 each epoch
+    alpha_ramp: float = 0.5  # alpha of Eq. 6 reaches 1 after this fraction of training
+    gamma: float = 1.0  # Eq. 12
+    delta: float = 1.0  # Eq. 12
+    coaug_weight: float = 1.0  # weight of L_D beside L_C (ramped with alpha)
+    # --- evaluation ---------------------------------------------------------------------------
+    theta: float = 0.3  # Eq. 13; Table 3's best (the text says 0.2; see the Table 3 chapter)
+    ten_crop: bool = False
+    val_images: int = 200  # per-epoch validation on this many test images (0: none)
+    # --- run ------------------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    num_workers: int = 0
+    output_dir: str = "runs"
+    results_dirs: tuple[str, ...] = field(default=("results/runs",))
+
+    # ------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise one ValueError per bad setting, naming the valid choices."""
+        _choice("preset", self.preset, PRESETS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("method", self.method, METHODS)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("embedding", self.embedding, EMBEDDINGS)
+        if not 0.0 < self.theta < 1.0:
+            raise ValueError(f"theta must lie in (0, 1) (Eq. 13), got {self.theta}")
+        if self.classes_per_batch < 1 or self.batch_size % self.classes_per_batch:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of classes_per_batch "
+                f"({self.classes_per_batch}): each batch holds batch_size / classes_per_batch "
+                "images of each of its classes (Sec. 4.1: 48 images, 12 classes)"
+            )
+        if self.classes_per_batch > self.num_classes:
+            raise ValueError(
+                f"classes_per_batch ({self.classes_per_batch}) exceeds num_classes "
+                f"({self.num_classes}); lower it (e.g. --set classes_per_batch="
+                f"{self.num_classes})"
+            )
+        if self.feature_block not in (1, 2, 3, 4, 5):
+            raise ValueError(f"feature_block must be 1..5, got {self.feature_block}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.crop_size > self.resize_size:
+            raise ValueError(
+                f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"
+            )
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def preset_config(cls, name: str, **overrides: Any) -> RunConfig:
+        """The preset `name` (one of PRESETS) with `overrides` applied."""
+        _choice("preset", name, PRESETS)
+        base: dict[str, Any] = dict(_PRESETS[name])
+        if name == "paper" and overrides.get("dataset") == "ilsvrc":
+            base.update(_PAPER_ILSVRC)
+        base.update(overrides)
+        return cls(preset=name, **base)
+
+    # `RunConfig.preset(...)` reads naturally in notebooks; the field `preset` holds the label,
+    # so the constructor lives under a second name and is exposed through a descriptor below.
+
+    @property
+    def two_heads(self) -> bool:
+        return METHOD_PARTS[self.method][0]
+
+    @property
+    def uses_inner_loss(self) -> bool:
+        return METHOD_PARTS[self.method][1]
+
+    @property
+    def uses_coaug(self) -> bool:
+        return METHOD_PARTS[self.method][2]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with `changes` applied (validated)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["results_dirs"] = list(self.results_dirs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {sorted(unknown)} in saved config")
+        data = dict(data)
+        if "results_dirs" in data:
+            data["results_dirs"] = tuple(data["results_dirs"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in UNHASHED}
+
+    @property
+    def hash(self) -> str:
+        """12 hex digits of sha256 over the canonical JSON of the hashed fields."""
+        blob = json.dumps(self.hashed_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def synthetic_kwargs(self) -> dict[str, Any]:
+        """Arguments of `csoa_nb.data.synthetic.make_dataset` for this config's benchmark."""
+        from csoa_nb.data.synthetic import Difficulty
+
+        return {
+            "num_classes": self.num_classes,
+            "images_per_class": self.images_per_class,
+            "test_per_class": self.test_per_class,
+            "image_size": self.synthetic_size,
+            "seed": 0,  # the benchmark is fixed; the run's seed varies the training only
+            "difficulty": Difficulty(
+                part_fraction=self.part_fraction,
+                body_class_evidence=self.body_class_evidence,
+                part_occlusion=self.part_occlusion,
+                num_distractors=self.num_distractors,
+                clutter=self.clutter,
+            ),
+        }
+
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
+        """Apply `key=value` strings (the CLI's `--set`), parsing values by the field's type."""
+        types = {f.name: f.type for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            if not sep or key not in types:
+                raise ValueError(
+                    f"--set expects key=value with key one of {sorted(types)}, got {item!r}"
+                )
+            changes[key] = _parse_value(raw, getattr(self, key), key)
+        return self.replace(**changes)
+
+
+def _parse_value(raw: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, tuple):
+            return tuple(s for s in raw.split(",") if s)
+    except ValueError:
+        raise ValueError(
+            f"{key}={raw!r}: expected a value of type {type(current).__name__}"
+        ) from None
+    return raw
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
+
+
+class _PresetConstructor:
+    """Makes `RunConfig.preset("cpu", seed=1)` work beside the `preset` field."""
+
+    def __get__(self, instance: RunConfig | None, owner: type[RunConfig]) -> Any:
+        if instance is None:
+            return owner.preset_config
+        return instance.__dict__["preset"]
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # seconds: exercises every code path (pretraining too) on a tiny benchmark
+    "smoke": dict(
+        num_classes=4,
+        images_per_class=8,
+        test_per_class=4,
+        synthetic_size=40,
+        resize_size=36,
+        crop_size=32,
+        slim_width=4,
+        pretrained="pretrain",
+        pretrain_classes=4,
+        pretrain_images_per_class=6,
+        pretrain_epochs=1,
+        epochs=2,
+        batch_size=8,
+        classes_per_batch=4,
+        val_images=8,
+    ),
+    # minutes on a 2-core CPU: the offline analogue of the paper's protocol
+    "cpu": dict(pretrained="pretrain"),
+    # Sec. 4.1 on real CUB-200-2011 with a GPU
+    "paper": dict(
+        dataset="cub",
+        num_classes=200,
+        resize_size=256,
+        crop_size=224,
+        backbone="vgg16",
+        head_width=1024,
+        pretrained="VGG16_Weights.IMAGENET1K_V1",
+        embedding="alexnet",
+        embedding_weights="AlexNet_Weights.IMAGENET1K_V1",
+        epochs=100,  # not stated in the paper; common for CUB fine-tuning in WSOL code
+        batch_size=48,
+        classes_per_batch=12,
+        lr=0.001,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_decay=0.95,
+        ten_crop=True,
+        val_images=1000,
+        device="cuda",
+        num_workers=8,
+    ),
+}
+
+_PAPER_ILSVRC: dict[str, Any] = dict(
+    num_classes=1000,
+    backbone="inception_v3",
+    head_width=1024,
+    pretrained="Inception_V3_Weights.IMAGENET1K_V1",
+    epochs=20,  # not stated in the paper
+)
+
+RunConfig.preset = _PresetConstructor()  # type: ignore[assignment,method-assign]

@@ -1,0 +1,250 @@
+"""Evaluation: from a trained network to the paper's numbers, and re-evaluation at other thetas.
+
+One pass over the test set collects, for every image, the CAMs of its ground-truth class
+(S_L^c and S_F^c), the class scores and the ground-truth boxes (`collect_maps`). Everything the
+tables need is computed from those maps (`score_maps`): Eq. 13 boxes at each theta, top-1/top-5
+loc. error, GT-known loc. error, classification errors, MaxBoxAccV2 and PxAP. Only the
+ground-truth class's maps are needed: when the top-1 class is wrong the image is a localisation
+error whatever its box, and when it is right its box is the ground-truth class's box.
+
+The maps are saved with the run (`eval_maps.pt`), so another theta costs no retraining::
+
+    python -m csoa_nb.evaluate RUN_DIR --theta 0.2 0.3 0.4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from csoa_nb.config import RunConfig
+from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
+from csoa_nb.localize import fuse_cams
+from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
+from csoa_nb.models import CSoAOutput
+
+#: Images kept in `cams.pt` for figures and widgets.
+SAMPLE_COUNT = 16
+
+
+def class_probabilities(out: CSoAOutput) -> torch.Tensor:
+    """Softmax scores, averaged over the heads the network has (y_L, and y_F if present)."""
+    probs = out.logits_last.softmax(1)
+    if out.logits_feature is not None:
+        probs = (probs + out.logits_feature.softmax(1)) / 2
+    return probs
+
+
+def _gt_maps(cam: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
+    if cam is None:
+        return None
+    return cam[torch.arange(len(labels), device=cam.device), labels]
+
+
+@torch.no_grad()
+def collect_maps(
+    model: nn.Module,
+    dataset: Dataset,
+    config: RunConfig,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`.
+
+    Returns a dict: `cam_last` N x h x w, `cam_feature` N x h x w or None, `probs` N x C,
+    `labels` N, `boxes` list of K_i x 4 (x0, y0, x1, y1, pixels, ends exclusive), `masks`
+    N x H x W uint8 or None, `image_size` (H, W).
+    """
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_wsol)
+    parts: dict[str, list[Any]] = {k: [] for k in ("cam_last", "cam_feature", "probs", "labels")}
+    boxes: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    image_size: tuple[int, int] = (config.crop_size, config.crop_size)
+    for batch in loader:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        out = model(images)
+        image_size = (int(images.shape[-2]), int(images.shape[-1]))
+        parts["cam_last"].append(_gt_maps(out.cam_last, labels).half().cpu())
+        feature = _gt_maps(out.cam_feature, labels)
+        parts["cam_feature"].append(None if feature is None else feature.half().cpu())
+        parts["probs"].append(class_probabilities(out).float().cpu())
+        parts["labels"].append(labels.cpu())
+        boxes.extend(b.float() for b in batch["boxes"])
+        if batch.get("mask") is not None:
+            masks.append(batch["mask"][:, 0].to(torch.uint8))
+    has_feature = parts["cam_feature"] and parts["cam_feature"][0] is not None
+    return {
+        "cam_last": torch.cat(parts["cam_last"]),
+        "cam_feature": torch.cat(parts["cam_feature"]) if has_feature else None,
+        "probs": torch.cat(parts["probs"]),
+        "labels": torch.cat(parts["labels"]),
+        "boxes": boxes,
+        "masks": torch.cat(masks) if masks else None,
+        "image_size": list(image_size),
+    }
+
+
+def box_mass_ratio(loc_maps: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Share of map mass inside the first ground-truth box over that box's share of the image.
+
+    1 means a uniform map; > 1 the map favours the object; < 1 the map is brighter outside the
+    object than inside, the signature of CoAug's inverted-map collapse. Shape N.
+    """
+    ratios = []
+    height, width = loc_maps.shape[-2:]
+    for loc_map, image_boxes in zip(loc_maps, boxes, strict=True):
+        x0, y0, x1, y1 = (int(round(float(v))) for v in image_boxes[0])
+        box_area = max((x1 - x0) * (y1 - y0), 1)
+        total = float(loc_map.sum()) + 1e-8
+        inside = float(loc_map[y0:y1, x0:x1].sum())
+        ratios.append((inside / total) / (box_area / (height * width)))
+    return torch.tensor(ratios)
+
+
+def score_maps(
+    maps: dict[str, Any],
+    config: RunConfig,
+    *,
+    thetas: tuple[float, ...],
+    full: bool = True,
+    chunk: int = 128,
+) -> dict[str, float]:
+    """All metrics of collected maps; the first theta's errors also carry unsuffixed keys.
+
+    `full=False` (per-epoch validation) skips MaxBoxAccV2 and PxAP.
+    """
+    evaluator = LocalizationEvaluator(thetas, with_maxboxacc=full)
+    size = tuple(maps["image_size"])
+    ratios = []
+    count = len(maps["labels"])
+    masks = maps.get("masks") if full else None
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        cam_feature = maps["cam_feature"]
+        loc_maps = fuse_cams(
+            maps["cam_last"][start:stop].float(),
+            None if cam_feature is None else cam_feature[start:stop].float(),
+            size,
+        )
+        boxes = maps["boxes"][start:stop]
+        evaluator.accumulate(
+            maps["probs"][start:stop],
+            maps["labels"][start:stop],
+            loc_maps,
+            boxes,
+            None if masks is None else masks[start:stop].float(),
+        )
+        ratios.append(box_mass_ratio(loc_maps, boxes))
+    metrics = {k: float(v) for k, v in evaluator.compute().items() if _is_number(v)}
+    metrics["box_mass_ratio"] = float(torch.cat(ratios).mean())
+    return metrics
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
+
+
+@torch.no_grad()
+def sample_cams(
+    model: nn.Module,
+    dataset: Dataset,
+    config: RunConfig,
+    *,
+    device: torch.device | str = "cpu",
+    count: int = SAMPLE_COUNT,
+) -> dict[str, Any]:
+    """A few test images (uint8, H x W x 3) with all-class CAMs, for figures and widgets."""
+    model.eval()
+    step = max(len(dataset) // count, 1)
+    items = [dataset[i] for i in range(0, len(dataset), step)][:count]
+    batch = collate_wsol(items)
+    out = model(batch["image"].to(device))
+    images = (denormalize(batch["image"]).clamp(0, 1) * 255).round().to(torch.uint8)
+    return {
+        "images": images.permute(0, 2, 3, 1).contiguous(),
+        "labels": batch["label"],
+        "indices": batch["index"],
+        "boxes": [b.float() for b in batch["boxes"]],
+        "masks": None if batch.get("mask") is None else batch["mask"][:, 0].to(torch.uint8),
+        "cam_last": out.cam_last.float().cpu(),
+        "cam_feature": None if out.cam_feature is None else out.cam_feature.float().cpu(),
+        "probs": class_probabilities(out).float().cpu(),
+        "theta": config.theta,
+    }
+
+
+@torch.no_grad()
+def ten_crop_probs(
+    model: nn.Module, config: RunConfig, *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """10-crop class scores of the test split (Sec. 4.1, following Zhou et al. 2016)."""
+    from csoa_nb.train import build_datasets
+
+    _, test_set = build_datasets(config)
+    test_set.transform = WSOLTransform(False, config.resize_size, config.resize_size)
+    loader = DataLoader(test_set, batch_size=32, shuffle=False, collate_fn=collate_wsol)
+    model.eval()
+
+    def log_probs(x: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(model(x)).clamp_min(1e-12).log()
+
+    scores = [
+        ten_crop_logits(log_probs, b["image"].to(device), config.crop_size).cpu() for b in loader
+    ]
+    return torch.cat(scores)
+
+
+def reevaluate(run_dir: str | Path, thetas: tuple[float, ...]) -> dict[str, float]:
+    """Metrics of a finished run at other thetas, from its saved maps (no retraining)."""
+    from csoa_nb.train import build_datasets
+
+    run_dir = Path(run_dir)
+    config = RunConfig.from_json(run_dir / "config.json")
+    maps = torch.load(run_dir / "eval_maps.pt", map_location="cpu", weights_only=True)
+    if maps.get("masks") is None:
+        try:
+            _, test_set = build_datasets(config)
+            if getattr(test_set, "has_masks", False):
+                maps["masks"] = collect_masks(test_set)
+        except (OSError, ValueError):
+            pass  # the dataset is not here: PxAP is skipped, every other metric stands
+    return score_maps(maps, config, thetas=thetas, full=True)
+
+
+def collect_masks(dataset: Dataset) -> torch.Tensor:
+    loader = DataLoader(dataset, batch_size=64, shuffle=False, collate_fn=collate_wsol)
+    return torch.cat([b["mask"][:, 0].to(torch.uint8) for b in loader])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.evaluate", description=__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--theta", type=float, nargs="+", default=[0.2, 0.3, 0.4])
+    parser.add_argument("--json", default=None, help="also write the metrics to this file")
+    args = parser.parse_args(argv)
+    for theta in args.theta:
+        if not 0.0 < theta < 1.0:
+            raise SystemExit(f"error: theta must lie in (0, 1), got {theta}")
+    metrics = reevaluate(args.run_dir, tuple(args.theta))
+    for theta in args.theta:
+        print(
+            f"theta {theta:.2f}: top-1 loc err {metrics[f'top1_loc_err@{theta:g}']:.2f}  "
+            f"top-5 loc err {metrics[f'top5_loc_err@{theta:g}']:.2f}  "
+            f"GT-known loc err {metrics[f'gt_known_loc_err@{theta:g}']:.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

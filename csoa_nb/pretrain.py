@@ -1,0 +1,196 @@
+"""Pretraining: the offline stand-in for ImageNet weights.
+
+The paper fine-tunes ImageNet-pretrained VGG16 / InceptionV3 and uses an ImageNet AlexNet as the
+embedding network W_E (Sec. 4.1). Offline there is no ImageNet, and a network trained from
+scratch on a small set is another regime (its CAM is far more part-focused). So the `cpu`
+preset mirrors the protocol: this stage trains the slim backbone and the slim W_E as plain
+classifiers on a separate, larger synthetic set whose object designs and classes differ from
+the benchmark's (`Difficulty(family="pretrain")`), and writes one local weights file::
+
+    <output_dir>/pretrain-<hash>/weights.pt   {"backbone": ..., "embedding": ..., "info": ...}
+
+which every method then fine-tunes from, as the `paper` preset fine-tunes from torchvision's
+file. It is cached by the hash of the settings it depends on, so `make book` pays it once.
+
+Command line::
+
+    python -m csoa_nb.pretrain --preset cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from csoa_nb.config import RunConfig
+from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
+from csoa_nb.models import CSoANet, EmbeddingNet
+from csoa_nb.runs import save_torch, write_json
+
+#: The settings a pretrained weights file depends on (and nothing else).
+PRETRAIN_FIELDS = (
+    "backbone",
+    "slim_width",
+    "embedding",
+    "synthetic_size",
+    "resize_size",
+    "crop_size",
+    "pretrain_classes",
+    "pretrain_images_per_class",
+    "pretrain_epochs",
+    "pretrain_lr",
+)
+PRETRAIN_SEED = 0  # one pretrained model for all seeds, as one ImageNet model serves all runs
+
+
+def pretrain_settings(config: RunConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in PRETRAIN_FIELDS}
+
+
+def pretrain_hash(config: RunConfig) -> str:
+    blob = json.dumps(pretrain_settings(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def find_pretrained(config: RunConfig) -> Path | None:
+    name = f"pretrain-{pretrain_hash(config)}"
+    for base in (config.output_dir, *config.results_dirs):
+        candidate = Path(base) / name / "weights.pt"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
+    """Path of the pretrained weights for `config` (training them first if needed)."""
+    if config.backbone != "vgg_slim" or config.embedding != "slim":
+        raise ValueError(
+            "the pretraining stage stands in for ImageNet for the slim networks only; for "
+            f"backbone {config.backbone!r} / embedding {config.embedding!r} pass torchvision's "
+            "ImageNet weights file as `pretrained` / `embedding_weights`"
+        )
+    found = find_pretrained(config)
+    if found is not None:
+        return found
+    out_dir = Path(config.output_dir) / f"pretrain-{pretrain_hash(config)}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(config.device)
+    torch.manual_seed(PRETRAIN_SEED)
+    started = time.perf_counter()
+
+    root = make_dataset(
+        Path(config.data_root) / "synthetic",
+        num_classes=config.pretrain_classes,
+        images_per_class=config.pretrain_images_per_class,
+        image_size=config.synthetic_size,
+        seed=PRETRAIN_SEED + 1,
+        test_per_class=max(config.pretrain_images_per_class // 4, 1),
+        difficulty=Difficulty(family="pretrain"),
+    )
+    train_set = CUB200(root, "train", WSOLTransform(True, config.resize_size, config.crop_size))
+    test_set = CUB200(root, "test", WSOLTransform(False, config.resize_size, config.crop_size))
+    loader = DataLoader(
+        train_set,
+        batch_size=64,
+        shuffle=True,
+        collate_fn=collate_wsol,
+        generator=torch.Generator().manual_seed(PRETRAIN_SEED),
+    )
+    classes = train_set.num_classes
+    network = CSoANet(
+        config.backbone, classes, baseline=True, slim_width=config.slim_width
+    ).to(device)
+    embed_net = EmbeddingNet(config.embedding, slim_width=config.slim_width).to(device)
+    embed_head = nn.Linear(embed_net.out_dim, classes).to(device)
+    params = [*network.parameters(), *embed_net.parameters(), *embed_head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=config.pretrain_lr, momentum=0.9, weight_decay=5e-4)
+    total_steps = config.pretrain_epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.pretrain_lr, total_steps=total_steps, pct_start=0.2
+    )
+    for epoch in range(config.pretrain_epochs):
+        network.train()
+        embed_net.train()
+        running = 0.0
+        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}",
+                   disable=not progress, leave=False)
+        for batch in bar:
+            images = batch["image"].to(device)
+            labels = batch["label"].to(device)
+            loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
+                embed_head(embed_net(images)), labels
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += loss.item()
+        print(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
+              f"loss {running / len(loader):.4f}")
+
+    accuracy = _accuracy(network, embed_net, embed_head, test_set, device)
+    info = {
+        "settings": pretrain_settings(config),
+        "classes": classes,
+        "dataset": str(root),
+        "test_acc_backbone": accuracy[0],
+        "test_acc_embedding": accuracy[1],
+        "wall_time_s": time.perf_counter() - started,
+    }
+    weights = out_dir / "weights.pt"
+    save_torch(
+        weights,
+        {
+            "backbone": network.backbone.state_dict(),
+            "embedding": embed_net.state_dict(),
+            "info": {k: v for k, v in info.items() if k != "settings"},
+        },
+    )
+    write_json(out_dir / "pretrain.json", info)
+    print(f"[pretrain {pretrain_hash(config)}] test accuracy backbone {accuracy[0]:.1f}%, "
+          f"W_E {accuracy[1]:.1f}%, {info['wall_time_s']:.0f} s -> {weights}")
+    return weights
+
+
+@torch.no_grad()
+def _accuracy(
+    network: CSoANet, embed_net: EmbeddingNet, embed_head: nn.Module, dataset: Any, device: Any
+) -> tuple[float, float]:
+    network.eval()
+    embed_net.eval()
+    hits = [0, 0]
+    loader = DataLoader(dataset, batch_size=128, shuffle=False, collate_fn=collate_wsol)
+    for batch in loader:
+        images, labels = batch["image"].to(device), batch["label"].to(device)
+        hits[0] += int((network(images).logits_last.argmax(1) == labels).sum())
+        hits[1] += int((embed_head(embed_net(images)).argmax(1) == labels).sum())
+    return 100.0 * hits[0] / len(dataset), 100.0 * hits[1] / len(dataset)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.pretrain", description=__doc__)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--set", dest="assignments", action="append", default=[])
+    args = parser.parse_args(argv)
+    try:
+        config = RunConfig.preset(args.preset).with_overrides(args.assignments)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(pretrain(config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

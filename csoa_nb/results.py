@@ -1,0 +1,201 @@
+"""The book's experiments as named sweeps, their committed results, and their tables.
+
+Every table chapter asks this module for a sweep (`sweep_configs("table1", preset)`), trains or
+loads each run through `csoa_nb.train.train` (the run cache), and summarises the runs as a
+DataFrame (mean and spread over seeds). Multi-seed sweeps of the `cpu` preset do not fit CI's
+budget, so they live in the committed folder `results/runs/<hash>/`, made by::
+
+    make results            # = python -m csoa_nb.results make --preset cpu --jobs 2
+
+which trains only the runs that are missing, two at a time (one thread each). `make book` then
+reads them. `tests/test_results.py` checks that the committed runs are exactly the current
+configs of these sweeps, so a change of code settings cannot silently reuse stale numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any
+
+import pandas as pd
+
+from csoa_nb.config import RunConfig
+from csoa_nb.runs import RunResult
+
+#: Seeds per preset: three for the real experiments, one for the smoke test.
+SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0,)}
+#: Table 1's rows (plus the "two heads and the union, no inner loss" ablation).
+TABLE1_METHODS = ("cam", "twohead", "confseg", "coaug", "csoa")
+#: Regimes of issue 9: fine-tuned from our pretraining (the paper's protocol) or from scratch.
+REGIMES: dict[str, dict[str, Any]] = {
+    "pretrained": {"pretrained": "pretrain"},
+    "scratch": {"pretrained": "", "embedding_weights": ""},
+}
+#: Table 2: the block W_F is appended after (W_L is after block 5).
+TABLE2_BLOCKS = (3, 4, 5)
+SWEEPS = ("table1", "table2")
+RESULTS_DIR = "results/runs"
+
+METHOD_LABELS = {
+    "cam": "CAM (base)",
+    "twohead": "two heads + union, no inner loss",
+    "confseg": "ConfSeg",
+    "coaug": "CoAug",
+    "csoa": "CSoA",
+}
+
+
+def sweep_configs(name: str, preset: str, **overrides: Any) -> list[RunConfig]:
+    """The runs of sweep `name` (one of SWEEPS) for `preset`, in a stable order."""
+    if name not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}")
+    seeds = SEEDS[preset]
+    if name == "table1":
+        regimes = REGIMES if preset != "paper" else {"pretrained": {}}
+        return [
+            RunConfig.preset(preset, method=m, seed=s, **regime, **overrides)
+            for regime in regimes.values()
+            for m in TABLE1_METHODS
+            for s in seeds
+        ]
+    return [
+        RunConfig.preset(preset, method="csoa", feature_block=b, seed=s, **overrides)
+        for b in TABLE2_BLOCKS
+        for s in seeds
+    ]
+
+
+def all_configs(preset: str, **overrides: Any) -> list[RunConfig]:
+    """Every distinct run the book's tables need, deduplicated by hash."""
+    unique: dict[str, RunConfig] = {}
+    for name in SWEEPS:
+        for config in sweep_configs(name, preset, **overrides):
+            unique.setdefault(config.hash, config)
+    return list(unique.values())
+
+
+def regime_of(config: RunConfig) -> str:
+    return "pretrained" if config.pretrained else "scratch"
+
+
+def run_sweep(
+    name: str, preset: str, *, progress: bool = False, **overrides: Any
+) -> list[RunResult]:
+    """Train or load every run of a sweep (sequentially, in this process)."""
+    from csoa_nb.train import train
+
+    return [train(c, progress=progress) for c in sweep_configs(name, preset, **overrides)]
+
+
+def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per run: its identifying settings, every final metric and its wall time."""
+    rows = []
+    for result in results:
+        config = result.config
+        rows.append(
+            {
+                "method": config.method,
+                "regime": regime_of(config),
+                "feature_block": config.feature_block,
+                "seed": config.seed,
+                "hash": config.hash,
+                "wall_time_s": result.wall_time_s,
+                **result.metrics,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarize(
+    frame: pd.DataFrame, by: list[str], metrics: list[str], *, digits: int = 2
+) -> pd.DataFrame:
+    """Mean and standard deviation over seeds, as "mean ± std" strings plus numeric columns."""
+    grouped = frame.groupby(by, sort=False)[metrics]
+    mean, std, count = grouped.mean(), grouped.std(ddof=1).fillna(0.0), grouped.size()
+    table = pd.DataFrame(index=mean.index)
+    for metric in metrics:
+        table[metric] = [
+            f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
+            for m, s, n in zip(mean[metric], std[metric], count, strict=True)
+        ]
+    table["seeds"] = count
+    table.attrs["mean"] = mean
+    table.attrs["std"] = std
+    return table
+
+
+# ---------------------------------------------------------------------------- make results
+def _train_in_worker(config_dict: dict[str, Any]) -> tuple[str, float]:
+    import torch
+
+    from csoa_nb.train import train
+
+    torch.set_num_threads(1)
+    config = RunConfig.from_dict(config_dict)
+    started = time.perf_counter()
+    train(config, progress=False, log=lambda line: print(line, flush=True))
+    return config.hash, time.perf_counter() - started
+
+
+def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> list[str]:
+    """Train every missing run of every sweep into `output_dir`; returns the hashes trained."""
+    from csoa_nb.pretrain import pretrain
+    from csoa_nb.runs import find_run
+    from csoa_nb.train import dataset_root
+
+    configs = [c.replace(output_dir=output_dir) for c in all_configs(preset)]
+    missing = [c for c in configs if find_run(c) is None]
+    print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
+    # shared, cached inputs first, so parallel workers never build them twice
+    for config in missing:
+        dataset_root(config)
+        if config.pretrained == "pretrain":
+            pretrain(config, progress=False)
+    done: list[str] = []
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_train_in_worker, c.to_dict()): c for c in missing}
+        for future in as_completed(futures):
+            run_hash, seconds = future.result()
+            config = futures[future]
+            done.append(run_hash)
+            print(
+                f"[{len(done)}/{len(missing)}] {run_hash} {config.method} "
+                f"{regime_of(config)} block {config.feature_block} seed {config.seed}: "
+                f"{seconds:.0f} s",
+                flush=True,
+            )
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.results", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("make", help="train every missing run of the book's sweeps")
+    make.add_argument("--preset", default="cpu")
+    make.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    make.add_argument("--output-dir", default=RESULTS_DIR)
+    listing = sub.add_parser("list", help="print the sweeps' runs and whether they exist")
+    listing.add_argument("--preset", default="cpu")
+    args = parser.parse_args(argv)
+    if args.command == "make":
+        started = time.perf_counter()
+        make_results(args.preset, args.jobs, args.output_dir)
+        print(f"done in {time.perf_counter() - started:.0f} s")
+        return 0
+    from csoa_nb.runs import find_run
+
+    for config in all_configs(args.preset):
+        where = find_run(config)
+        print(f"{config.hash}  {config.method:8s} {regime_of(config):10s} "
+              f"block {config.feature_block} seed {config.seed}  {where or 'missing'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""Execute the book's notebooks with papermill, then render them with Jupyter Book.
+
+The notebooks in ``book/`` are committed without outputs. This module runs each of them with
+the chosen parameters (``preset``, ``device``, ...) into a build folder, and renders that
+folder to HTML. Jupyter Book never executes anything itself (``execute_notebooks: "off"``).
+
+Command line (from the repository root)::
+
+    python -m csoa_nb.runbook execute --preset cpu --build-dir _build/cpu [--only 00_introduction]
+    python -m csoa_nb.runbook build --build-dir _build/cpu --html-out _build [--strict]
+    python -m csoa_nb.runbook all --preset cpu        # both steps; HTML in _build/html
+
+The executed copy of ``book/NN_x.ipynb`` is ``<build-dir>/book/NN_x.ipynb``; the HTML of a
+build lands in ``<html-out>/html`` (``index.html`` is the first chapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from csoa_nb.config import PRESETS
+
+#: The source checkout that holds ``_toc.yml``, ``_config.yml`` and ``book/``.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOC_FILE = "_toc.yml"
+CONFIG_FILE = "_config.yml"
+BOOK_DIR = "book"
+#: Seconds one notebook cell may run before papermill stops it.
+CELL_TIMEOUT_S = 3600
+#: The kernel draws figures inline even when the calling process uses a headless backend
+#: (an inherited ``MPLBACKEND=Agg`` would make every ``plt.show()`` in a notebook a no-op).
+KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def _check_root(root: Path) -> Path:
+    root = Path(root).resolve()
+    if not (root / TOC_FILE).is_file():
+        raise SystemExit(
+            f"{root / TOC_FILE} not found: run this from a source checkout of csoa-book "
+            "installed with `pip install -e .` (see README.md)."
+        )
+    return root
+
+
+def _toc_entries(toc: dict) -> list[str]:
+    """The ``file`` entries of a jb-book table of contents, root first, in reading order."""
+    entries = [toc["root"]]
+
+    def walk(items: list[dict]) -> None:
+        for item in items:
+            if "file" in item:
+                entries.append(item["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(item.get(key, []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return entries
+
+
+def notebooks_from_toc(toc_path: Path) -> list[Path]:
+    """Notebooks named in ``_toc.yml``, in the order of the table of contents.
+
+    Returns paths relative to the folder of ``toc_path`` (e.g. ``book/03_confseg.ipynb``).
+    A toc entry may omit the ``.ipynb`` suffix, as Jupyter Book allows.
+    """
+    toc_path = Path(toc_path)
+    with toc_path.open(encoding="utf-8") as f:
+        toc = yaml.safe_load(f)
+    if not isinstance(toc, dict) or "root" not in toc:
+        raise ValueError(f"{toc_path} has no 'root' entry: it is not a jb-book table of contents")
+    notebooks = []
+    for entry in _toc_entries(toc):
+        path = Path(entry)
+        if path.suffix != ".ipynb":
+            path = path.with_name(path.name + ".ipynb")
+        notebooks.append(path)
+    return notebooks
+
+
+def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """Keep the notebooks named in ``only`` (by stem, file name or path), in toc order."""
+    if not only:
+        return notebooks
+    wanted = {Path(name).stem for name in only}
+    unknown = wanted - {nb.stem for nb in notebooks}
+    if unknown:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise SystemExit(f"--only names {sorted(unknown)}, which _toc.yml lacks; it has: {names}")
+    return [nb for nb in notebooks if nb.stem in wanted]
+
+
+@contextmanager
+def _environ(**values: str):
+    """Set environment variables for the duration of a block (the kernel inherits them)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _show_run_parameters(path: Path) -> None:
+    """Hide the default ``parameters`` cell in an executed copy, so the book shows only the
+    values the run used (papermill's ``injected-parameters`` cell right after it)."""
+    nb = nbformat.read(path, as_version=4)
+    if not any("injected-parameters" in cell.metadata.get("tags", []) for cell in nb.cells):
+        return
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
+
+
+def execute(
+    preset: str,
+    build_dir: Path,
+    only: list[str] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    data_root: str = "data",
+    output_dir: str = "runs",
+    root: Path = REPO_ROOT,
+) -> list[Path]:
+    """Execute the book's notebooks with papermill into ``build_dir/book/``.
+
+    Each notebook runs in a fresh ``python3`` kernel whose working directory is the repository
+    root, with the parameters ``preset``, ``data_root``, ``device``, ``seed`` and
+    ``output_dir`` injected after its ``parameters`` cell. Stops at the first failing notebook
+    with ``SystemExit`` naming it, the failing cell and the executed copy that holds the
+    traceback. Returns the executed copies, in toc order.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if preset not in PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    root = _check_root(root)
+    build_dir = Path(build_dir).resolve()
+    parameters = {
+        "preset": preset,
+        "data_root": data_root,
+        "device": device,
+        "seed": int(seed),
+        "output_dir": output_dir,
+    }
+    executed = []
+    for rel in _select(notebooks_from_toc(root / TOC_FILE), only):
+        src, dst = root / rel, build_dir / rel
+        if not src.is_file():
+            raise SystemExit(f"{TOC_FILE} lists {rel}, but {src} does not exist")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        print(f"executing {rel} (preset={preset}, device={device}) -> {dst}", flush=True)
+        start = time.perf_counter()
+        try:
+            with _environ(MPLBACKEND=KERNEL_MPLBACKEND, PYTHONUNBUFFERED="1"):
+                papermill.execute_notebook(
+                    str(src),
+                    str(dst),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    cwd=str(root),
+                    progress_bar=False,
+                    execution_timeout=CELL_TIMEOUT_S,
+                )
+        except PapermillExecutionError as err:
+            first_line = err.source.strip().splitlines()[0] if err.source.strip() else ""
+            raise SystemExit(
+                f"{rel} failed in cell In [{err.exec_count}] (`{first_line}`, index "
+                f"{err.cell_index} of the executed copy): {err.ename}: {err.evalue}\n"
+                f"The executed copy with the traceback is at {dst}"
+            ) from None
+        _show_run_parameters(dst)
+        print(f"  {rel}: {time.perf_counter() - start:.1f} s", flush=True)
+        executed.append(dst)
+    return executed
+
+
+def _jupyter_book() -> str:
+    """The ``jupyter-book`` executable of this environment (next to ``sys.executable``)."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.is_file():
+        return str(exe)
+    found = shutil.which("jupyter-book")
+    if found is None:
+        raise SystemExit(
+            f"jupyter-book not found next to {sys.executable} nor on PATH: "
+            "install the book extra with `pip install -e '.[book]'` (or run `make`)."
+        )
+    return found
+
+
+def stage_and_build(
+    build_dir: Path, html_out: Path, strict: bool = False, root: Path = REPO_ROOT
+) -> Path:
+    """Render the executed notebooks in ``build_dir`` to HTML in ``html_out/html``.
+
+    Copies ``_config.yml``, ``_toc.yml`` and the non-notebook files of ``book/`` (Markdown,
+    images, bibliography) next to the executed notebooks, then runs ``jupyter-book build``.
+    With ``strict`` every Sphinx warning is an error (``-W -n --keep-going``); the HTML is
+    still written so the offending page can be inspected. Returns ``html_out/html``;
+    raises ``SystemExit`` when a notebook was not executed or the build fails.
+    """
+    root = _check_root(root)
+    build_dir, html_out = Path(build_dir).resolve(), Path(html_out).resolve()
+    notebooks = notebooks_from_toc(root / TOC_FILE)
+    missing = [rel for rel in notebooks if not (build_dir / rel).is_file()]
+    if missing:
+        raise SystemExit(
+            f"{build_dir} lacks the executed copies of {', '.join(map(str, missing))}: "
+            f"run `python -m csoa_nb.runbook execute --build-dir {build_dir}` first."
+        )
+    for name in (CONFIG_FILE, TOC_FILE):
+        shutil.copy2(root / name, build_dir / name)
+    for path in (root / BOOK_DIR).rglob("*"):
+        rel = path.relative_to(root)
+        if path.is_file() and path.suffix != ".ipynb" and ".ipynb_checkpoints" not in rel.parts:
+            (build_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, build_dir / rel)
+
+    # -q: Sphinx prints warnings and errors only. Jupyter Book's own report (stdout) names the
+    # HTML folder before it is moved, so it is shown only when the build fails.
+    cmd = [_jupyter_book(), "build", str(build_dir), "--path-output", str(build_dir), "--all", "-q"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=build_dir, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        print(result.stdout, flush=True)
+    built, dest = build_dir / "_build" / "html", html_out / "html"
+    if built.is_dir():
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(built), str(dest))
+    print(f"jupyter-book build: {time.perf_counter() - start:.1f} s", flush=True)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"jupyter-book build failed (exit {result.returncode})"
+            + (" with warnings treated as errors" if strict else "")
+            + f"; see the messages above. Partial HTML, if any: {dest}"
+        )
+    print(f"HTML: {dest / 'index.html'}", flush=True)
+    return dest
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m csoa_nb.runbook", description=__doc__.split("\n\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_execute_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", default="cpu", choices=PRESETS, help="default: cpu")
+        p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="e.g. 00_introduction")
+        p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--data-root", default="data")
+        p.add_argument("--output-dir", default="runs")
+
+    p_exec = commands.add_parser("execute", help="run the notebooks with papermill")
+    add_execute_args(p_exec)
+    p_exec.add_argument("--build-dir", type=Path, help="default: _build/<preset>")
+
+    p_build = commands.add_parser("build", help="render executed notebooks with Jupyter Book")
+    p_build.add_argument("--build-dir", type=Path, required=True)
+    p_build.add_argument("--html-out", type=Path, default=Path("_build"))
+    p_build.add_argument("--strict", action="store_true", help="warnings are errors")
+
+    p_all = commands.add_parser("all", help="execute, then build")
+    add_execute_args(p_all)
+    p_all.add_argument("--build-dir", type=Path, help="default: _build/<preset>")
+    p_all.add_argument("--html-out", type=Path, default=Path("_build"))
+    p_all.add_argument("--strict", action="store_true", help="warnings are errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "all" and args.only:
+        raise SystemExit("`all` renders the whole book: use `execute --only` for a subset")
+    start = time.perf_counter()
+    if args.command in ("execute", "all"):
+        build_dir = args.build_dir or Path("_build") / args.preset
+        execute(
+            args.preset,
+            build_dir,
+            only=args.only,
+            device=args.device,
+            seed=args.seed,
+            data_root=args.data_root,
+            output_dir=args.output_dir,
+        )
+        print(f"executed in {time.perf_counter() - start:.1f} s", flush=True)
+    else:
+        build_dir = args.build_dir
+    if args.command in ("build", "all"):
+        stage_and_build(build_dir, args.html_out, strict=args.strict)
+    print(f"total: {time.perf_counter() - start:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

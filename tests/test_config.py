@@ -1,0 +1,90 @@
+"""RunConfig: presets, validation, hashing; the paper preset equals Section 4.1."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from csoa_nb.config import METHODS, PRESETS, RunConfig
+from csoa_nb.train import build_model, build_optimizer
+
+
+def test_presets_build_and_label_themselves():
+    for name in PRESETS:
+        assert RunConfig.preset(name).preset == name
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "gradcam"}, "valid choices: cam, twohead, confseg, coaug, csoa"),
+        ({"backbone": "resnet50"}, "valid choices: vgg16, inception_v3, vgg_slim"),
+        ({"theta": 0.0}, "theta must lie in (0, 1)"),
+        ({"theta": 1.5}, "theta must lie in (0, 1)"),
+        ({"batch_size": 50}, "must be a multiple of classes_per_batch"),
+        ({"dataset": "voc"}, "valid choices: synthetic, cub, ilsvrc, wsol-metadata"),
+    ],
+)
+def test_bad_settings_name_the_valid_choices(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig.preset("cpu", **changes)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ValueError, match="valid choices: smoke, cpu, paper"):
+        RunConfig.preset("gpu")
+
+
+def test_hash_ignores_where_and_how_but_not_what():
+    base = RunConfig.preset("cpu")
+    assert base.replace(device="cuda", output_dir="elsewhere", num_workers=4).hash == base.hash
+    assert base.replace(seed=1).hash != base.hash
+    assert base.replace(theta=0.2).hash != base.hash
+    assert len(base.hash) == 12 and int(base.hash, 16) >= 0
+
+
+def test_json_round_trip_is_exact():
+    config = RunConfig.preset("smoke", method="coaug", seed=3)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert RunConfig.from_dict(config.to_dict()).hash == config.hash
+
+
+def test_cli_style_overrides_parse_by_field_type():
+    config = RunConfig.preset("cpu").with_overrides(["epochs=3", "theta=0.25", "ten_crop=true"])
+    assert (config.epochs, config.theta, config.ten_crop) == (3, 0.25, True)
+    with pytest.raises(ValueError, match="expected a value of type int"):
+        RunConfig.preset("cpu").with_overrides(["epochs=three"])
+    with pytest.raises(ValueError, match="key one of"):
+        RunConfig.preset("cpu").with_overrides(["nonsense=1"])
+
+
+def test_method_parts_cover_every_method():
+    for method in METHODS:
+        config = RunConfig.preset("smoke", method=method)
+        assert isinstance(config.two_heads, bool)
+    assert not RunConfig.preset("smoke", method="cam").two_heads
+    assert RunConfig.preset("smoke", method="csoa").uses_coaug
+
+
+def test_paper_preset_is_section_4_1():
+    config = RunConfig.preset("paper", device="cpu")
+    assert (config.backbone, config.embedding, config.feature_block) == ("vgg16", "alexnet", 4)
+    assert (config.batch_size, config.classes_per_batch) == (48, 12)
+    assert config.ten_crop and config.crop_size == 224 and config.num_classes == 200
+    ilsvrc = RunConfig.preset("paper", dataset="ilsvrc", device="cpu")
+    assert (ilsvrc.backbone, ilsvrc.num_classes) == ("inception_v3", 1000)
+    # inspect the built optimizer and schedule (weights=None: nothing is loaded)
+    model = build_model(config, weights=None)
+    optimizer, scheduler = build_optimizer(config, model)
+    assert isinstance(optimizer, torch.optim.SGD)
+    for group in optimizer.param_groups:
+        assert group["lr"] == pytest.approx(0.001)
+        assert group["momentum"] == pytest.approx(0.9)
+        assert group["weight_decay"] == pytest.approx(5e-4)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.ExponentialLR)
+    assert scheduler.gamma == pytest.approx(0.95)
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * 0.95)
+    n_params = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    assert n_params == sum(p.numel() for p in model.parameters())

@@ -1,0 +1,156 @@
+"""The engine: every method trains on the smoke preset and writes its run folder; cache,
+resume after a kill, the NaN guard and checkpoint checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import csoa_nb.train as train_module
+from csoa_nb.config import METHODS, RunConfig
+from csoa_nb.evaluate import reevaluate
+from csoa_nb.runs import CheckpointError, load_checkpoint
+from csoa_nb.train import NonFiniteLossError, RunInterrupted, train
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json", "eval_maps.pt",
+             "cams.pt")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
+    return RunConfig.preset(
+        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_writes_its_run_folder(method, data_root, tmp_path):
+    config = smoke(data_root, tmp_path, method=method)
+    result = train(config, progress=False, log=lambda _: None)
+    for name in RUN_FILES:
+        assert (result.run_dir / name).is_file(), name
+    assert result.run_dir == tmp_path / config.hash
+    history = result.history
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert "loss_cls_last" in history[0] and "val_top1_loc_err" in history[0]
+    assert ("loss_inner" in history[0]) == config.uses_inner_loss
+    assert ("loss_coaug" in history[0]) == config.uses_coaug
+    for key in ("top1_loc_err", "top5_loc_err", "gt_known_loc_err", "top1_cls_err",
+                "top5_cls_err", "max_box_acc_v2", "pxap", "top1_loc_err@0.2"):
+        assert 0.0 <= result.metrics[key] <= 100.0, key
+    maps = result.eval_maps()
+    assert maps["cam_last"].shape[0] == len(maps["labels"]) == 16  # 4 classes x 4 test images
+    assert (maps["cam_feature"] is None) == (not config.two_heads)
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert saved["config_hash"] == config.hash and "command" in saved
+
+
+def test_finished_run_is_loaded_not_retrained(data_root, tmp_path):
+    config = smoke(data_root, tmp_path, method="cam", epochs=1)
+    first = train(config, progress=False, log=lambda _: None)
+    stamp = (first.run_dir / "results.json").stat().st_mtime_ns
+    second = train(config, progress=False, log=lambda _: None)
+    assert second.cached and not first.cached
+    assert (second.run_dir / "results.json").stat().st_mtime_ns == stamp
+    assert second.metrics == first.metrics
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(data_root, tmp_path):
+    config = smoke(data_root, tmp_path / "a", method="confseg", epochs=3)
+    whole = train(config, progress=False, log=lambda _: None)
+    interrupted = config.replace(output_dir=str(tmp_path / "b"))
+    with pytest.raises(RunInterrupted):
+        train(interrupted, progress=False, stop_after_epoch=1, log=lambda _: None)
+    assert not (tmp_path / "b" / config.hash / "results.json").exists()
+    resumed = train(interrupted, progress=False, log=lambda _: None)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert resumed.metrics == pytest.approx(whole.metrics)
+
+
+def test_sigkill_mid_run_then_rerun_finishes_identically(data_root, tmp_path):
+    config = smoke(data_root, tmp_path / "ref", method="cam", epochs=4)
+    reference = train(config, progress=False, log=lambda _: None)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "csoa_nb.train", "--preset", "smoke", "--method", "cam",
+           "--no-progress", "--set", "epochs=4", "--set", f"data_root={data_root}",
+           "--set", f"output_dir={out}", "--set", "results_dirs="]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = out / config.hash / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    metrics = json.loads((out / config.hash / "results.json").read_text())["metrics"]
+    assert metrics == pytest.approx(reference.metrics)
+
+
+def test_nan_guard_names_epoch_batch_and_term_and_keeps_checkpoint(
+    data_root, tmp_path, monkeypatch
+):
+    config = smoke(data_root, tmp_path, method="confseg", epochs=2)
+    real = train_module.method_losses
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2 (32 images / batch 8 = 4 batches per epoch), batch 1
+            terms["inner"] = terms["inner"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_module, "method_losses", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1: loss term 'inner'"):
+        train(config, progress=False, log=lambda _: None)
+    state = load_checkpoint(tmp_path / config.hash / "checkpoint.pt", config)
+    assert state["epoch"] == 1
+
+
+def test_checkpoint_of_another_config_or_truncated_is_refused(data_root, tmp_path):
+    config = smoke(data_root, tmp_path, method="cam", epochs=2)
+    with pytest.raises(RunInterrupted):
+        train(config, progress=False, stop_after_epoch=1, log=lambda _: None)
+    path = tmp_path / config.hash / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="refusing to resume"):
+        load_checkpoint(path, config.replace(seed=5))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        train(config, progress=False, log=lambda _: None)
+    assert path.stat().st_size == 100  # nothing overwritten
+
+
+def test_reevaluate_at_other_thetas_without_retraining(data_root, tmp_path):
+    config = smoke(data_root, tmp_path, method="twohead", epochs=1)
+    result = train(config, progress=False, log=lambda _: None)
+    metrics = reevaluate(result.run_dir, (0.25, 0.5))
+    assert set(metrics) >= {"top1_loc_err@0.25", "top1_loc_err@0.5", "pxap"}
+    again = reevaluate(result.run_dir, (0.3,))
+    assert again["top1_loc_err@0.3"] == pytest.approx(result.metrics["top1_loc_err@0.3"])
+
+
+def test_unwritable_output_dir_is_a_clear_error(data_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="pass a writable output_dir"):
+        train(smoke(data_root, blocker, epochs=1), progress=False, log=lambda _: None)
+
+
+def test_cli_rejects_unknown_method(capsys):
+    with pytest.raises(SystemExit, match="valid choices"):
+        train_module.main(["--preset", "smoke", "--method", "gradcam"])
+    assert torch.get_num_threads() >= 1
