@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from csoa_nb.config import RunConfig
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.models import CSoANet, EmbeddingNet
+from csoa_nb.paths import project_path
 from csoa_nb.runs import save_torch, write_json
 
 #: The settings a pretrained weights file depends on (and nothing else).
@@ -51,6 +52,10 @@ PRETRAIN_FIELDS = (
     "pretrain_lr",
 )
 PRETRAIN_SEED = 0  # one pretrained model for all seeds, as one ImageNet model serves all runs
+#: The ImageNet analogue: other object designs and classes than the benchmark's, and (as in
+#: ImageNet, where whole objects differ between classes) class evidence spread over the whole
+#: body as well as in the part, so that pretrained features respond to whole objects.
+PRETRAIN_DIFFICULTY = Difficulty(family="pretrain", body_class_evidence=0.6, part_fraction=0.08)
 
 
 def pretrain_settings(config: RunConfig) -> dict[str, Any]:
@@ -65,7 +70,7 @@ def pretrain_hash(config: RunConfig) -> str:
 def find_pretrained(config: RunConfig) -> Path | None:
     name = f"pretrain-{pretrain_hash(config)}"
     for base in (config.output_dir, *config.results_dirs):
-        candidate = Path(base) / name / "weights.pt"
+        candidate = project_path(base) / name / "weights.pt"
         if candidate.is_file():
             return candidate
     return None
@@ -82,20 +87,20 @@ def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
     found = find_pretrained(config)
     if found is not None:
         return found
-    out_dir = Path(config.output_dir) / f"pretrain-{pretrain_hash(config)}"
+    out_dir = project_path(config.output_dir) / f"pretrain-{pretrain_hash(config)}"
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     torch.manual_seed(PRETRAIN_SEED)
     started = time.perf_counter()
 
     root = make_dataset(
-        Path(config.data_root) / "synthetic",
+        project_path(config.data_root) / "synthetic",
         num_classes=config.pretrain_classes,
         images_per_class=config.pretrain_images_per_class,
         image_size=config.synthetic_size,
         seed=PRETRAIN_SEED + 1,
         test_per_class=max(config.pretrain_images_per_class // 4, 1),
-        difficulty=Difficulty(family="pretrain"),
+        difficulty=PRETRAIN_DIFFICULTY,
     )
     train_set = CUB200(root, "train", WSOLTransform(True, config.resize_size, config.crop_size))
     test_set = CUB200(root, "test", WSOLTransform(False, config.resize_size, config.crop_size))

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from csoa_nb.config import RunConfig
+from csoa_nb.paths import project_path
 
 
 class CheckpointError(ValueError):
@@ -55,13 +56,13 @@ class RunResult:
 
 
 def run_dir_for(config: RunConfig) -> Path:
-    return Path(config.output_dir) / config.hash
+    return project_path(config.output_dir) / config.hash
 
 
 def find_run(config: RunConfig) -> Path | None:
     """The folder of a finished run with this config's hash, or None."""
     for base in (config.output_dir, *config.results_dirs):
-        candidate = Path(base) / config.hash
+        candidate = project_path(base) / config.hash
         if (candidate / "results.json").is_file():
             return candidate
     return None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -51,6 +52,7 @@ from csoa_nb.data import (
 )
 from csoa_nb.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
 from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
+from csoa_nb.paths import project_path
 from csoa_nb.runs import (
     RunResult,
     append_jsonl,
@@ -92,7 +94,7 @@ def _worker_init(worker_id: int) -> None:
 
 def dataset_root(config: RunConfig) -> Path:
     """The folder the config's dataset is read from (generating the synthetic one if needed)."""
-    root = Path(config.data_root)
+    root = project_path(config.data_root)
     if config.dataset == "synthetic":
         return make_dataset(root / "synthetic", **config.synthetic_kwargs())
     if config.dataset == "cub":
@@ -114,7 +116,7 @@ def build_datasets(config: RunConfig, *, test_crop_only: bool = True) -> tuple[D
         return CUB200(root, "train", train_tf, **kw), CUB200(root, "test", test_tf, **kw)
     if config.dataset == "ilsvrc":
         return ILSVRCLoc(root, "train", train_tf, **kw), ILSVRCLoc(root, "val", test_tf, **kw)
-    meta = Path(config.metadata_dir)
+    meta = project_path(config.metadata_dir)
     return (
         WSOLMetadata(root, meta, "train", train_tf, **kw),
         WSOLMetadata(root, meta, "test", test_tf, **kw),
@@ -439,7 +441,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="override any RunConfig field, e.g. --set epochs=3 --set theta=0.2",
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bars (the default when stderr is not a terminal: one line per epoch)",
+    )
     return parser.parse_args(argv)
 
 
@@ -458,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    result = train(config, progress=not args.no_progress)
+    result = train(config, progress=not args.no_progress and sys.stderr.isatty())
     print(f"run folder: {result.run_dir}{' (cached)' if result.cached else ''}")
     return 0
 

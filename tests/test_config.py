@@ -88,3 +88,18 @@ def test_paper_preset_is_section_4_1():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * 0.95)
     n_params = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
     assert n_params == sum(p.numel() for p in model.parameters())
+
+
+def test_relative_paths_mean_the_project_root_from_any_subfolder(tmp_path, monkeypatch):
+    from csoa_nb.paths import project_path
+
+    (tmp_path / "csoa_nb").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: x\n")
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")  # where JupyterLab starts a chapter's kernel
+    assert project_path("data") == tmp_path / "data"
+    assert project_path(tmp_path / "abs") == tmp_path / "abs"
+    elsewhere = tmp_path / "book" / "deeper"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert project_path("runs") == tmp_path / "runs"

@@ -1,0 +1,25 @@
+"""Relative paths in a config (`data_root`, `output_dir`, `results_dirs`) mean the project root.
+
+papermill runs chapters from the repository root, JupyterLab starts kernels in `book/`, and the
+command line runs wherever the user is. So a relative path is taken from the nearest folder at
+or above the working directory that holds `_toc.yml` and `csoa_nb/` (the book's root), and from
+the working directory when there is none (an installed package used elsewhere).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def project_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "csoa_nb").is_dir():
+            return folder
+    return here
+
+
+def project_path(path: str | Path) -> Path:
+    """`path` itself if absolute, else `path` under `project_root()`."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
