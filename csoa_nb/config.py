@@ -108,6 +108,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise one ValueError per bad setting, naming the valid choices."""
+        self._check_types()
         _choice("preset", self.preset, PRESETS)
         _choice("dataset", self.dataset, DATASETS)
         _choice("method", self.method, METHODS)
@@ -135,6 +136,27 @@ class RunConfig:
             raise ValueError(
                 f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"
             )
+
+    def _check_types(self) -> None:
+        """Each field has its default's type (a float field takes an int too): a papermill
+        parameter or a JSON value of the wrong type fails here, naming the field."""
+        for spec in fields(self):
+            value, default = getattr(self, spec.name), spec.default
+            if default is dataclasses.MISSING:
+                default = spec.default_factory()  # type: ignore[misc]
+            expected: type = type(default)
+            ok = isinstance(value, expected) and not (
+                expected is int and isinstance(value, bool)
+            )
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, spec.name, float(value))  # same hash as the float
+                ok = True
+            if not ok:
+                raise ValueError(
+                    f"{spec.name} must be of type {expected.__name__}, got "
+                    f"{type(value).__name__} {value!r} (e.g. papermill -p {spec.name} "
+                    f"{default!r})"
+                )
 
     # ------------------------------------------------------------------------------------------
     @classmethod

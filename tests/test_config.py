@@ -103,3 +103,16 @@ def test_relative_paths_mean_the_project_root_from_any_subfolder(tmp_path, monke
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert project_path("runs") == tmp_path / "runs"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("seed", "abc"), ("epochs", 2.5), ("device", 0), ("ten_crop", "yes")]
+)
+def test_wrong_parameter_types_are_named(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be of type"):
+        RunConfig.preset("smoke", **{field: value})
+
+
+def test_a_float_field_accepts_an_int():
+    config = RunConfig.preset("smoke", theta=0.5, lr=1)
+    assert isinstance(config.lr, float) and config.hash == config.replace(lr=1.0).hash
