@@ -21,7 +21,7 @@ help:
 	@echo "make book     execute every notebook (PRESET=$(PRESET), DEVICE=$(DEVICE)), HTML in _build/html"
 	@echo "make test     ruff, pytest (notebooks with preset smoke), strict HTML build of that run"
 	@echo "make lab      JupyterLab on book/"
-	@echo "make results  result tables from the run folders"
+	@echo "make results  train the missing runs of the book's sweeps into results/runs (about an hour)"
 	@echo "make clean    remove _build (keeps data/, runs/, results/)"
 
 # A fresh clone installs itself; a changed pyproject.toml refreshes the environment.
