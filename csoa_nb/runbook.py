@@ -115,11 +115,12 @@ def _environ(**values: str):
 
 
 def _show_run_parameters(path: Path) -> None:
-    """Hide the default ``parameters`` cell in an executed copy, so the book shows only the
-    values the run used (papermill's ``injected-parameters`` cell right after it)."""
+    """Prepare an executed copy for the static book: hide the default ``parameters`` cell, so
+    the book shows only the values the run used (papermill's ``injected-parameters`` cell
+    right after it), and drop the saved widget state, whose rendering would load scripts from
+    the internet (the chapters show a static figure after each widget instead)."""
     nb = nbformat.read(path, as_version=4)
-    if not any("injected-parameters" in cell.metadata.get("tags", []) for cell in nb.cells):
-        return
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:

@@ -1,0 +1,420 @@
+"""Every figure of the book. Each function returns a `matplotlib.figure.Figure`; captions and
+the prose that reads them are the notebook's job.
+
+Figures of maps take the CAM sample a run saves (`RunResult.cams()`, described in
+`csoa_nb.widgets`); the numbers they draw (binary maps, union, box, IoU, confidence mask, inner
+term, CoAug inputs) come from `csoa_nb.widgets.localize_one`, `confseg_one` and
+`coaug_views`, the functions the interactive widgets use too.
+
+Colours: ground-truth boxes green, predicted boxes red (dashed), the class part red in the data
+figures; CAMs are drawn with the "jet" colour map over the image, after upsampling and min-max
+normalisation (the maps Eq. 13 thresholds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from csoa_nb.data.synthetic import Difficulty, render_sample
+from csoa_nb.data.transforms import denormalize
+from csoa_nb.widgets import coaug_views, confseg_one, localize_one
+
+__all__ = [
+    "cam_grid",
+    "cam_panel",
+    "coaug_inputs",
+    "confseg_steps",
+    "method_bars",
+    "part_ratio_histogram",
+    "show_dataset_items",
+    "show_samples",
+    "theta_grid",
+    "training_curves",
+]
+
+GT_COLOR = "lime"
+PRED_COLOR = "red"
+PART_COLOR = "red"
+CAM_CMAP = "jet"
+#: Loss terms `training_curves` plots by default (`loss_<term>` keys of a run's history).
+DEFAULT_TERMS = ("total", "cls_last", "cls_feature", "inner", "coaug")
+#: Validation curves of `training_curves` (`history` keys) and their legend labels.
+VAL_CURVES = {
+    "val_top1_loc_err": "top-1 loc. err",
+    "val_gt_known_loc_err": "GT-known loc. err",
+    "val_top1_cls_err": "top-1 cls. err",
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+def _axes(
+    rows: int, cols: int, size: float = 2.2, height: float | None = None
+) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout grid of ``rows x cols`` panels (always a 2-D array of axes)."""
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size * cols, (height or size) * rows), squeeze=False,
+        layout="constrained",
+    )
+    return fig, axes
+
+
+def _off(ax: plt.Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _image(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image, interpolation="nearest")
+    _off(ax)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def _heat(ax: plt.Axes, image: np.ndarray, heat: Any, title: str | None = None) -> None:
+    """The image with a normalised map in [0, 1] drawn over it."""
+    _image(ax, image, title)
+    ax.imshow(np.asarray(heat), cmap=CAM_CMAP, alpha=0.5, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+
+
+def _box(ax: plt.Axes, box: Any, color: str, dashed: bool = False) -> None:
+    """A box (x0, y0, x1, y1), x1/y1 exclusive, on an `imshow` (pixel i spans i-0.5..i+0.5)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        return
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.8,
+                           ec=color, ls="--" if dashed else "-"))
+
+
+def _gt_boxes(ax: plt.Axes, boxes: Any) -> None:
+    for box in np.asarray(boxes, dtype=float).reshape(-1, 4):
+        _box(ax, box, GT_COLOR)
+
+
+def _outline(ax: plt.Axes, mask: Any, color: str) -> None:
+    mask = np.asarray(mask, dtype=float)
+    if 0 < mask.sum() < mask.size:
+        ax.contour(mask, levels=[0.5], colors=color, linewidths=1.2)
+
+
+def _region(ax: plt.Axes, mask: Any) -> None:
+    """A binary region (e.g. the union of Eq. 13): translucent yellow fill and outline."""
+    mask = np.asarray(mask, dtype=bool)
+    ax.imshow(np.ma.masked_where(~mask, mask.astype(float)), cmap=ListedColormap(["yellow"]),
+              alpha=0.35, vmin=0, vmax=1, interpolation="nearest")
+    _outline(ax, mask, "yellow")
+
+
+def _uint8(cams: dict[str, Any], index: int) -> np.ndarray:
+    return np.asarray(cams["images"][index])
+
+
+def _indices(indices: int | Sequence[int]) -> list[int]:
+    return [int(indices)] if isinstance(indices, (int, np.integer)) else [int(i) for i in indices]
+
+
+def _to_hwc(images: torch.Tensor) -> np.ndarray:
+    """Normalised ``B x 3 x H x W`` -> displayable ``B x H x W x 3`` in [0, 1]."""
+    return denormalize(images).permute(0, 2, 3, 1).numpy()
+
+
+# ---------------------------------------------------------------------------- data
+def show_samples(difficulty: Difficulty, image_size: int, n: int = 8, seed: int = 0) -> Figure:
+    """`n` rendered images of classes 0..n-1 (test-style, part never occluded): the image with
+    the ground-truth box (green, whole object) and the part outlined (red), the object mask
+    beneath (body grey, part white)."""
+    fig, axes = _axes(2, n, size=1.7)
+    for k in range(n):
+        sample = render_sample(difficulty, image_size, k, [seed, k])
+        _image(axes[0, k], sample["image"], f"class {k}")
+        _box(axes[0, k], sample["box"], GT_COLOR)
+        _outline(axes[0, k], sample["part_mask"], PART_COLOR)
+        shades = 0.55 * sample["mask"] + 0.45 * sample["part_mask"]
+        axes[1, k].imshow(shades, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        _off(axes[1, k])
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("mask")
+    return fig
+
+
+def show_dataset_items(dataset: Any, n: int = 8) -> Figure:
+    """`n` items spread over a dataset (e.g. `CUB200`), as the network receives them
+    (transformed, then de-normalised): the image with its boxes, and the mask if it has one."""
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    items = [dataset[int(i)] for i in picks]
+    has_masks = all("mask" in item for item in items)
+    fig, axes = _axes(2 if has_masks else 1, n, size=1.7)
+    for k, item in enumerate(items):
+        image = denormalize(item["image"]).permute(1, 2, 0).numpy()
+        _image(axes[0, k], image, f"#{picks[k]}, class {int(item['label'])}")
+        _gt_boxes(axes[0, k], item["boxes"])
+        if has_masks:
+            axes[1, k].imshow(item["mask"][0].numpy(), cmap="gray", vmin=0, vmax=1)
+            _off(axes[1, k])
+    return fig
+
+
+def part_ratio_histogram(ratios: np.ndarray, part_fraction: float | None = None) -> Figure:
+    """Histogram of part area / object area per image (occluded parts, ratio 0, left out),
+    with the configured `Difficulty.part_fraction` as a dashed line."""
+    ratios = np.asarray(ratios, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.5, 3.0), layout="constrained")
+    sns.histplot(ratios[ratios > 0], bins=30, ax=ax)
+    if part_fraction is not None:
+        ax.axvline(part_fraction, color="k", ls="--", label="part_fraction setting")
+        ax.legend()
+    ax.set_xlabel("part area / object area (from the masks)")
+    ax.set_ylabel("images")
+    return fig
+
+
+# ---------------------------------------------------------------------------- Eq. 13
+def cam_panel(
+    cams: dict[str, Any], index: int, theta: float, class_index: int | None = None
+) -> Figure:
+    """Eq. 13 for one image: the image with its GT box; S_L and S_F over it; the two binary
+    maps (red: S_L only, blue: S_F only, magenta: both); their union; the predicted box
+    (red, dashed) against the GT box over the union (yellow), with the IoU in the title.
+    One-head models: image, S_L, binary map, box (4 panels instead of 6)."""
+    r = localize_one(cams, index, theta, class_index)
+    image = _uint8(cams, index)
+    two = r["map_feature"] is not None
+    fig, axes = _axes(1, 6 if two else 4, size=2.1)
+    axes = list(axes[0])
+    _image(axes[0], image, f"image {index}, class {r['class_index']}")
+    _gt_boxes(axes[0], cams["boxes"][index])
+    _heat(axes[1], image, r["map_last"], "$S_L$ (top head $W_L$)")
+    last = r["binary_last"].numpy()
+    if two:
+        _heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
+        feature = r["binary_feature"].numpy()
+        colours = np.stack([last, np.zeros_like(last), feature], -1).astype(float)
+        axes[3].imshow(colours * 0.9, interpolation="nearest")
+        axes[3].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=9)
+        axes[4].imshow(r["union"].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[4].set_title("union (Eq. 13)", fontsize=9)
+        _off(axes[3])
+        _off(axes[4])
+    else:
+        axes[2].imshow(last, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[2].set_title("binary $S_L$ (Eq. 13)", fontsize=9)
+        _off(axes[2])
+    _image(axes[-1], image, f"box: IoU {r['iou']:.2f}")
+    _region(axes[-1], r["union"].numpy())
+    _gt_boxes(axes[-1], cams["boxes"][index])
+    _box(axes[-1], r["box"], PRED_COLOR, dashed=True)
+    fig.suptitle(f"$\\theta$ = {theta:.2f}", fontsize=10)
+    return fig
+
+
+def cam_grid(cams: dict[str, Any], indices: Sequence[int], theta: float) -> Figure:
+    """One row per image: the image with GT (green) and predicted (red, dashed) boxes and the
+    IoU; S_L over the image; S_F over the image (two-head models only); the union of Eq. 13
+    (yellow) at `theta`."""
+    indices = _indices(indices)
+    two = cams["cam_feature"] is not None
+    cols = 4 if two else 3
+    fig, axes = _axes(len(indices), cols, size=2.0)
+    titles = ["image, boxes", "$S_L$", "$S_F$", "union (Eq. 13)"] if two else [
+        "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
+    for row, index in enumerate(indices):
+        r = localize_one(cams, index, theta)
+        image = _uint8(cams, index)
+        _image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
+        _gt_boxes(axes[row, 0], cams["boxes"][index])
+        _box(axes[row, 0], r["box"], PRED_COLOR, dashed=True)
+        _heat(axes[row, 1], image, r["map_last"])
+        if two:
+            _heat(axes[row, 2], image, r["map_feature"])
+        _image(axes[row, -1], image)
+        _region(axes[row, -1], r["union"].numpy())
+    for col, title in enumerate(titles):
+        top = axes[0, col].get_title()
+        axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=9)
+    fig.suptitle(f"$\\theta$ = {theta:.2f}", fontsize=10)
+    return fig
+
+
+def theta_grid(
+    cams: dict[str, Any], indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
+) -> Figure:
+    """The static stand-in for the theta explorer: one row per image, the fused map, then one
+    column per theta with the union shaded (yellow), GT box (green), predicted box (red,
+    dashed) and the IoU."""
+    indices = _indices(indices)
+    fig, axes = _axes(len(indices), 1 + len(thetas), size=2.0)
+    for row, index in enumerate(indices):
+        image = _uint8(cams, index)
+        first = localize_one(cams, index, thetas[0])
+        _heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
+        for col, theta in enumerate(thetas, start=1):
+            r = localize_one(cams, index, theta)
+            _image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
+            _region(axes[row, col], r["union"].numpy())
+            _gt_boxes(axes[row, col], cams["boxes"][index])
+            _box(axes[row, col], r["box"], PRED_COLOR, dashed=True)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Eq. 2-5
+_CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
+
+
+def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = None) -> Figure:
+    """Eq. 2-5 on one map, at the map's own resolution: the image; S_L^c with mu1; the
+    confidence mask |S_L^c - mu1| with mu2 (Eq. 2, 4); the binary mask (Eq. 3), split by
+    Eq. 7 into confident object (S > xi1, gold) and confident background (S < xi2, blue),
+    ambiguous pixels grey; S_F^c on S_L^c's colour scale; the Eq. 5 term |S_F^c - S_L^c| *
+    mask with its mean, L_inner. One-head models stop after the binary mask."""
+    r = confseg_one(cams, index, class_index)
+    two = r["cam_feature"] is not None
+    fig, axes = _axes(1, 6 if two else 4, size=2.3, height=2.5)
+    axes = list(axes[0])
+    _image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
+    _gt_boxes(axes[0], cams["boxes"][index])
+    cam_last = r["cam_last"].numpy()
+    scale = [cam_last] + ([r["cam_feature"].numpy()] if two else [])
+    lo, hi = min(m.min() for m in scale), max(m.max() for m in scale)
+
+    def show(ax: plt.Axes, data: np.ndarray, title: str, **kw: Any) -> None:
+        image = ax.imshow(data, interpolation="nearest", **kw)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+        ax.set_title(title, fontsize=9)
+        _off(ax)
+
+    show(axes[1], cam_last, f"$S_L^c$, $\\mu_1$ = {r['mu1']:.2f}", vmin=lo, vmax=hi)
+    show(axes[2], r["mask"].numpy(), f"$|S_L^c - \\mu_1|$, $\\mu_2$ = {r['mu2']:.2f}",
+         cmap="magma")
+    confident = r["binary"].numpy() * np.where(cam_last > r["mu1"], 2, 1)
+    axes[3].imshow(confident, cmap=_CONFIDENCE_CMAP, vmin=0, vmax=2, interpolation="nearest")
+    axes[3].set_title(f"binary mask: {float(r['binary'].mean()):.0%} confident", fontsize=9)
+    axes[3].legend(
+        handles=[Patch(color="gold", label="$S > \\xi_1$"),
+                 Patch(color="tab:blue", label="$S < \\xi_2$"),
+                 Patch(color="0.75", label="ambiguous")],
+        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, frameon=False,
+        handlelength=1.0, columnspacing=0.6,
+    )
+    _off(axes[3])
+    if two:
+        show(axes[4], r["cam_feature"].numpy(), "$S_F^c$ (same scale)", vmin=lo, vmax=hi)
+        show(axes[5], r["inner_map"].numpy(),
+             f"$|S_F^c - S_L^c| \\cdot$ mask,\nmean $L_{{inner}}$ = {r['inner']:.3f}",
+             cmap="magma")
+    return fig
+
+
+# ---------------------------------------------------------------------------- Eq. 8-10
+def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
+    """What W_E sees (Eq. 8, 10), one row per image: the image; the foreground map S (ReLU-max
+    normalised S_L^c) over it; S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels
+    show the ImageNet mean colour (zero after normalisation)."""
+    indices = _indices(indices)
+    views = coaug_views(cams)
+    shown = {k: _to_hwc(views[k][indices]) for k in
+             ("foreground", "background", "mask_background")}
+    titles = ("image $I$", "$S$ (ReLU-max $S_L^c$)", "$S \\cdot I$ (Eq. 8)",
+              "$(1 - S) \\cdot I$ (Eq. 8)", "$(1 - S) \\cdot \\widehat{Mask} \\cdot I$ (Eq. 10)")
+    fig, axes = _axes(len(indices), 5, size=2.0)
+    for row, index in enumerate(indices):
+        image = _uint8(cams, index)
+        _image(axes[row, 0], image, f"#{index}, class {int(cams['labels'][index])}")
+        _heat(axes[row, 1], image, views["foreground_map"][index, 0])
+        for col, key in enumerate(("foreground", "background", "mask_background"), start=2):
+            _image(axes[row, col], shown[key][row])
+    for col, title in enumerate(titles):
+        top = axes[0, col].get_title()
+        axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=9)
+    return fig
+
+
+# ---------------------------------------------------------------------------- training
+def training_curves(
+    history: list[dict[str, Any]], terms: Sequence[str] | None = None, show_alpha: bool = True
+) -> Figure:
+    """Per-epoch curves of a run (`RunResult.history`): the loss terms (epoch means of
+    `loss_<term>`; default: those of `DEFAULT_TERMS` the run logged); alpha of Eq. 6 at the
+    end of each epoch (left axis; `show_alpha=False` for methods that do not use it) and the
+    learning rate of the epoch (right axis); the validation errors in %."""
+    frame = pd.DataFrame(history)
+    if terms is None:
+        terms = [t for t in DEFAULT_TERMS if f"loss_{t}" in frame]
+    missing = [t for t in terms if f"loss_{t}" not in frame]
+    if missing:
+        logged = sorted(k[5:] for k in frame.columns if k.startswith("loss_"))
+        raise ValueError(f"history has no loss term(s) {missing}; it logged {logged}")
+    losses = frame.melt(id_vars="epoch", value_vars=[f"loss_{t}" for t in terms],
+                        var_name="term", value_name="loss")
+    losses["term"] = losses["term"].str.removeprefix("loss_")
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8), layout="constrained")
+    sns.lineplot(losses, x="epoch", y="loss", hue="term", marker="o", ax=axes[0])
+    axes[0].set_title("loss terms (epoch mean)", fontsize=10)
+    if show_alpha:
+        sns.lineplot(frame, x="epoch", y="alpha", marker="o", color="tab:blue", ax=axes[1],
+                     label="alpha (Eq. 6)", legend=False)
+    axes[1].set_ylabel("alpha" if show_alpha else "")
+    twin = axes[1].twinx()
+    sns.lineplot(frame, x="epoch", y="lr", marker="s", color="tab:orange", ax=twin,
+                 label="learning rate", legend=False)
+    twin.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    handles = axes[1].get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    axes[1].legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper center",
+                   bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False, fontsize=8)
+    axes[1].set_title("schedule", fontsize=10)
+    curves = {k: v for k, v in VAL_CURVES.items() if k in frame}
+    if curves:
+        val = frame.melt(id_vars="epoch", value_vars=list(curves), var_name="metric",
+                         value_name="error (%)")
+        val["metric"] = val["metric"].map(curves)
+        sns.lineplot(val, x="epoch", y="error (%)", hue="metric", marker="o", ax=axes[2])
+    else:
+        axes[2].text(0.5, 0.5, "no validation logged", ha="center", transform=axes[2].transAxes)
+    axes[2].set_title("validation", fontsize=10)
+    for ax in (axes[0], axes[2]):
+        if ax.get_legend() is not None:
+            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, title=None,
+                            frameon=False, fontsize=8)
+    axes[1].set_ylim(-0.05, 1.05)
+    for ax in (*axes, twin):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def method_bars(
+    frame: pd.DataFrame, metric: str, by: str = "method", hue: str | None = "regime"
+) -> Figure:
+    """Bars of `metric`'s mean per `by` (and `hue`), error bars = standard deviation over the
+    seeds, one dot per run. Methods are labelled and ordered as `results.METHOD_LABELS`."""
+    from csoa_nb.results import METHOD_LABELS
+
+    if metric not in frame:
+        raise ValueError(f"frame has no column {metric!r}; it has {list(frame.columns)}")
+    order = None
+    if by == "method":
+        order = [m for m in METHOD_LABELS if m in set(frame[by])]
+    if hue is not None and (hue not in frame or frame[hue].nunique() < 2):
+        hue = None
+    groups = frame[by].nunique()
+    fig, ax = plt.subplots(figsize=(1.4 * groups + 2.5, 3.4), layout="constrained")
+    sns.barplot(frame, x=by, y=metric, hue=hue, order=order, errorbar="sd", capsize=0.15,
+                ax=ax, alpha=0.85)
+    dots = {"palette": {h: "k" for h in frame[hue].unique()}} if hue else {"color": "k"}
+    sns.stripplot(frame, x=by, y=metric, hue=hue, order=order, dodge=hue is not None,
+                  size=3.5, legend=False, ax=ax, **dots)
+    if order is not None:
+        ax.set_xticks(range(len(order)), [METHOD_LABELS[m] for m in order], rotation=20,
+                      ha="right")
+    ax.set_xlabel("")
+    return fig
