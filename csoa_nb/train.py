@@ -454,6 +454,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["method"] = args.method
     if args.seed is not None:
         overrides["seed"] = args.seed
+    for item in args.assignments:  # the dataset chooses preset defaults (paper: CUB or ILSVRC)
+        key, _, value = item.partition("=")
+        if key == "dataset":
+            overrides["dataset"] = value
     return RunConfig.preset(args.preset, **overrides).with_overrides(args.assignments)
 
 

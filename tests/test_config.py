@@ -116,3 +116,10 @@ def test_wrong_parameter_types_are_named(field, value):
 def test_a_float_field_accepts_an_int():
     config = RunConfig.preset("smoke", theta=0.5, lr=1)
     assert isinstance(config.lr, float) and config.hash == config.replace(lr=1.0).hash
+
+
+def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
+    from csoa_nb.train import config_from_args, parse_args
+
+    config = config_from_args(parse_args(["--preset", "paper", "--set", "dataset=ilsvrc"]))
+    assert (config.dataset, config.backbone, config.num_classes) == ("ilsvrc", "inception_v3", 1000)
