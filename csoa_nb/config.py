@@ -132,6 +132,23 @@ class RunConfig:
             raise ValueError(f"feature_block must be 1..5, got {self.feature_block}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        positive = ("batch_size", "slim_width", "num_classes", "crop_size", "resize_size",
+                    "lr", "pretrain_lr", "head_lr_mult", "lr_decay", "alpha_ramp")
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:  # also catches NaN
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        for name in ("momentum", "weight_decay", "gamma", "delta", "coaug_weight",
+                     "val_images", "head_width", "part_fraction", "body_class_evidence",
+                     "part_occlusion"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if self.momentum >= 1 or self.alpha_ramp > 1 or self.part_occlusion > 1:
+            raise ValueError(
+                "momentum must be < 1, alpha_ramp <= 1 and part_occlusion <= 1; got "
+                f"{self.momentum}, {self.alpha_ramp}, {self.part_occlusion}"
+            )
         if self.crop_size > self.resize_size:
             raise ValueError(
                 f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"

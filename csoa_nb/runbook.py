@@ -128,6 +128,13 @@ def _show_run_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _int_parameter(name: str, value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name} must be an integer, got {value!r}") from None
+
+
 def execute(
     preset: str,
     build_dir: Path,
@@ -157,7 +164,7 @@ def execute(
         "preset": preset,
         "data_root": data_root,
         "device": device,
-        "seed": int(seed),
+        "seed": _int_parameter("seed", seed),
         "output_dir": output_dir,
     }
     executed = []

@@ -145,10 +145,26 @@ def load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
         )
     if state["config_hash"] != config.hash:
         raise CheckpointError(
-            f"{path} belongs to config {state['config_hash']}, not {config.hash}: refusing to "
-            "resume a different run into it; use another output_dir or move the folder away"
+            f"{path} belongs to config {state['config_hash']}, not {config.hash}"
+            f"{_differences(path.parent / 'config.json', config)}: refusing to resume a "
+            "different run into it; use another output_dir or move the folder away"
         )
     return state
+
+
+def _differences(saved_config: Path, config: RunConfig) -> str:
+    """" (num_classes: 4 in the checkpoint's run, 3 now; ...)" from the run's config.json."""
+    try:
+        saved = json.loads(saved_config.read_text())
+    except (OSError, ValueError):
+        return ""
+    current = config.hashed_fields()
+    changed = [
+        f"{key}: {saved.get(key)!r} in the checkpoint's run, {value!r} now"
+        for key, value in current.items()
+        if saved.get(key) != value
+    ]
+    return f" ({'; '.join(changed)})" if changed else ""
 
 
 def command_line() -> str:

@@ -255,6 +255,12 @@ def train(
     if finished is not None:
         return load_run(finished)
 
+    device = torch.device(config.device)
+    seed_everything(config.seed)
+    started = time.perf_counter()
+
+    train_set, test_set = build_datasets(config)  # first: bad data leaves no empty run folder
+    check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
     run_dir = run_dir_for(config)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,12 +268,6 @@ def train(
         raise OSError(
             f"cannot create the run folder {run_dir} ({error}); pass a writable output_dir"
         ) from error
-    device = torch.device(config.device)
-    seed_everything(config.seed)
-    started = time.perf_counter()
-
-    train_set, test_set = build_datasets(config)
-    check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
     backbone_weights, embedding_weights = resolve_weights(config)
     model = build_model(config, backbone_weights).to(device)
     embed_net = build_embedding(config, embedding_weights).to(device) if config.uses_coaug else None

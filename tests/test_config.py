@@ -123,3 +123,12 @@ def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
 
     config = config_from_args(parse_args(["--preset", "paper", "--set", "dataset=ilsvrc"]))
     assert (config.dataset, config.backbone, config.num_classes) == ("ilsvrc", "inception_v3", 1000)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", float("nan")), ("lr", -1.0), ("batch_size", 0), ("momentum", 1.5), ("slim_width", 0)],
+)
+def test_out_of_range_settings_fail_early(field, value):
+    with pytest.raises(ValueError, match=field):
+        RunConfig.preset("smoke", **{field: value})
