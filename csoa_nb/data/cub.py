@@ -34,7 +34,7 @@ from csoa_nb.data.common import (
     parse_number,
     read_table,
 )
-from csoa_nb.data.transforms import WSOLTransform, apply_transform
+from csoa_nb.data.transforms import WSOLTransform, make_sample
 
 SPLITS = ("train", "test")
 CUB_FILES = (
@@ -234,16 +234,7 @@ class CUB200(Dataset):
                     f"mask {self._mask_paths[index]} is {mask.size[0]}x{mask.size[1]} but its "
                     f"image is {image.size[0]}x{image.size[1]}: replace the mask"
                 )
-        image_t, boxes_t, mask_t = apply_transform(self.transform, image, boxes, mask)
-        sample: dict[str, Any] = {
-            "image": image_t,
-            "label": self.labels[index],
-            "boxes": boxes_t,
-            "index": index,
-        }
-        if mask_t is not None:
-            sample["mask"] = mask_t
-        return sample
+        return make_sample(self.transform, image, boxes, mask, self.labels[index], index)
 
     def __repr__(self) -> str:
         return (

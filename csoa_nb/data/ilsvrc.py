@@ -35,7 +35,7 @@ from csoa_nb.data.common import (
     load_image,
     read_table,
 )
-from csoa_nb.data.transforms import WSOLTransform, apply_transform
+from csoa_nb.data.transforms import WSOLTransform, make_sample
 
 SPLITS = ("train", "val")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -223,8 +223,7 @@ class ILSVRCLoc(Dataset):
         else:
             boxes = torch.tensor(boxes_list, dtype=torch.float32)
             boxes = check_boxes_in_image(boxes, *image.size, where=f"annotation {xml}")
-        image_t, boxes_t, _ = apply_transform(self.transform, image, boxes, None)
-        return {"image": image_t, "label": self.labels[index], "boxes": boxes_t, "index": index}
+        return make_sample(self.transform, image, boxes, None, self.labels[index], index)
 
     def __repr__(self) -> str:
         return (

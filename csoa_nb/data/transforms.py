@@ -11,6 +11,8 @@ Randomness comes from torch (`torch.randint` / `torch.rand` with an optional
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
@@ -144,3 +146,20 @@ def apply_transform(
         mask_tensor = mask_to_tensor(mask) if mask is not None else None
         return normalize(image), torch.as_tensor(boxes, dtype=torch.float32), mask_tensor
     return transform(image, boxes, mask)
+
+
+def make_sample(
+    transform: WSOLTransform | None,
+    image: Image.Image,
+    boxes: torch.Tensor,
+    mask: Image.Image | None,
+    label: int,
+    index: int,
+) -> dict[str, Any]:
+    """A reader's item (DESIGN.md): `apply_transform`, then the sample dict (`mask` only when
+    the dataset has one)."""
+    image_t, boxes_t, mask_t = apply_transform(transform, image, boxes, mask)
+    sample: dict[str, Any] = {"image": image_t, "label": label, "boxes": boxes_t, "index": index}
+    if mask_t is not None:
+        sample["mask"] = mask_t
+    return sample

@@ -36,7 +36,7 @@ from csoa_nb.data.common import (
     parse_number,
     read_table,
 )
-from csoa_nb.data.transforms import WSOLTransform, apply_transform
+from csoa_nb.data.transforms import WSOLTransform, make_sample
 
 SPLITS = ("train", "val", "test")
 _FIX = "re-download the metadata folder of clovaai/wsolevaluation (or regenerate it)"
@@ -233,16 +233,7 @@ class WSOLMetadata(Dataset):
             boxes = check_boxes_in_image(boxes, *image.size, where=where)
         else:
             boxes = torch.tensor([[0.0, 0.0, float(image.size[0]), float(image.size[1])]])
-        image_t, boxes_t, mask_t = apply_transform(self.transform, image, boxes, mask)
-        sample: dict[str, Any] = {
-            "image": image_t,
-            "label": self.labels[index],
-            "boxes": boxes_t,
-            "index": index,
-        }
-        if mask_t is not None:
-            sample["mask"] = mask_t
-        return sample
+        return make_sample(self.transform, image, boxes, mask, self.labels[index], index)
 
     def __repr__(self) -> str:
         return (
