@@ -149,7 +149,7 @@ def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
     info = {
         "settings": pretrain_settings(config),
         "classes": classes,
-        "dataset": str(root),
+        "dataset": root.name,  # the folder under data_root/synthetic (no machine paths)
         "test_acc_backbone": accuracy[0],
         "test_acc_embedding": accuracy[1],
         "wall_time_s": time.perf_counter() - started,
