@@ -128,6 +128,11 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
+    """"m ± s" over n seeds, or just "m" for a single seed."""
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def summarize(
     frame: pd.DataFrame, by: list[str], metrics: list[str], *, digits: int = 2
 ) -> pd.DataFrame:
@@ -137,7 +142,7 @@ def summarize(
     table = pd.DataFrame(index=mean.index)
     for metric in metrics:
         table[metric] = [
-            f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
+            mean_std(m, s, n, digits)
             for m, s, n in zip(mean[metric], std[metric], count, strict=True)
         ]
     table["seeds"] = count

@@ -48,7 +48,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from csoa_nb.config import RunConfig
-from csoa_nb.results import METHOD_LABELS, TABLE1_METHODS, summarize
+from csoa_nb.results import METHOD_LABELS, TABLE1_METHODS, mean_std, summarize
 from csoa_nb.runs import RunResult
 
 #: The paper's four columns of Tables 1, 2, 4 and 5, in its order.
@@ -628,8 +628,8 @@ class Comparison:
             quality = "better" if self.a_is_better else "worse"
             head = (f"The {name} of {self.label_a} is {relation} ({quality}) than that of "
                     f"{self.label_b} by {d:.{digits}f}{unit}")
-        detail = (f"{self.label_a} {_pm(self.mean_a, self.std_a, self.n_a, digits)}, "
-                  f"{self.label_b} {_pm(self.mean_b, self.std_b, self.n_b, digits)}")
+        detail = (f"{self.label_a} {mean_std(self.mean_a, self.std_a, self.n_a, digits)}, "
+                  f"{self.label_b} {mean_std(self.mean_b, self.std_b, self.n_b, digits)}")
         n = min(self.n_a, self.n_b)
         if self.beyond_spread is None:
             verdict = ("a single seed, so the seed spread is unknown and no difference can be "
@@ -644,10 +644,6 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.sentence()
-
-
-def _pm(mean: float, std: float, n: int, digits: int) -> str:
-    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def compare_runs(

@@ -124,10 +124,8 @@ def build_datasets(config: RunConfig, *, test_crop_only: bool = True) -> tuple[D
 
 
 def dataset_labels(dataset: Any) -> list[int]:
-    """Class labels of every item, without loading images."""
-    if hasattr(dataset, "labels"):
-        return [int(v) for v in dataset.labels]
-    return [int(s[1]) for s in dataset.samples]
+    """Class labels of every item, without loading images (every reader exposes `labels`)."""
+    return [int(v) for v in dataset.labels]
 
 
 def resolve_weights(config: RunConfig) -> tuple[str | None, str | None]:
