@@ -25,16 +25,24 @@ Normalisation: Zhou et al. min-max normalise each upsampled map to ``[0, 1]`` be
 ``theta * max``; this module does the same (``normalize_cam``). For non-negative CAMs whose
 minimum is 0 (the usual case after ReLU) this is exactly Eq. 13 on the raw map; otherwise the
 threshold is ``min + theta * (max - min)`` of the raw map.
+
+Implementation: maps are resized with OpenCV (``cv2.resize``, bilinear with half-pixel
+centres, the same sampling as ``F.interpolate(mode="bilinear", align_corners=False)``) and
+connected components come from OpenCV's border following (``cv2.findContours``, Suzuki and Abe
+1985), with the exact pixel count of every component recovered from its border paths by Pick's
+theorem (``_components``). ``csoa_box`` thresholds the raw upsampled maps at the exact float
+value that ``normalize_cam`` + ``binarize`` would (``_raw_threshold``), so it returns the same
+boxes as ``largest_component_box(binarize(fuse_cams(...), theta))`` without normalising
+(``bench/localize.py`` measures it against OpenCV's contour boxes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy import ndimage
 from torch import Tensor
 
 __all__ = [
@@ -48,12 +56,7 @@ __all__ = [
     "csoa_box",
 ]
 
-#: 8-connectivity in 2-D (Zhou et al. / OpenCV contours also connect diagonal pixels).
-STRUCTURE_8 = np.ones((3, 3), dtype=bool)
-# 8-connectivity inside each slice of a stack, no connection between slices: labelling a
-# whole stack with this structure in one call equals labelling every slice on its own.
-_STRUCTURE_SLICES = np.zeros((3, 3, 3), dtype=bool)
-_STRUCTURE_SLICES[1] = True
+_NO_BOXES = (np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -78,9 +81,10 @@ def _check_map(
         )
     if t.is_complex():
         raise ValueError(f"{name} must be real-valued; got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.float()
-    if t.numel() and not torch.isfinite(t).all():
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()  # ints, bools, float16, bfloat16: computed in float32
+    # a sum is NaN/inf whenever a value is (and rarely by overflow): the cheap test first
+    if t.numel() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
         bad = "NaN" if torch.isnan(t).any() else "inf"
         raise ValueError(f"{name} contains {bad} values; check the model output / input data")
     if t.shape[-2:].numel() == 0 and t.ndim >= 2:
@@ -152,8 +156,10 @@ def upsample_cam(cam: Tensor, size: tuple[int, int]) -> Tensor:
         size: ``(H, W)`` output size in pixels (height first, like ``torch``).
 
     Returns:
-        Float tensor ``B x H x W`` (``F.interpolate(mode="bilinear", align_corners=False)``);
-        values stay within each input map's ``[min, max]``.
+        Float tensor ``B x H x W`` on ``cam``'s device, sampled like
+        ``F.interpolate(mode="bilinear", align_corners=False)`` (computed with
+        ``cv2.resize(INTER_LINEAR)`` per map, which agrees with it to float rounding); values
+        stay within each input map's ``[min, max]``.
 
     Raises:
         ValueError: wrong number of dims, NaN/inf values, or a bad ``size``.
@@ -162,8 +168,19 @@ def upsample_cam(cam: Tensor, size: tuple[int, int]) -> Tensor:
     size = _check_size(size)
     if tuple(cam.shape[-2:]) == size:
         return cam.clone()
-    out = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)
-    return out[:, 0]
+    maps = cam.detach().cpu().numpy()
+    out = np.empty((maps.shape[0], *size), dtype=maps.dtype)
+    for i, m in enumerate(maps):
+        out[i] = _resize(m, size)
+    return torch.from_numpy(out).to(cam.device)
+
+
+def _resize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one ``h x w`` float map to ``size = (H, W)`` (half-pixel centres)."""
+    if cam.shape == size:
+        return cam.copy()
+    return cv2.resize(np.ascontiguousarray(cam), (size[1], size[0]),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def binarize(cam: Tensor, theta: float) -> Tensor:
@@ -230,14 +247,80 @@ def fuse_cams(cam_last: Tensor, cam_feature: Tensor | None, size: tuple[int, int
 
 
 # ----------------------------------------------------------------------------- components
+def _outer_counts(contours: Sequence[np.ndarray], hierarchy: np.ndarray) -> dict[int, int]:
+    """Pixel count of every component, keyed by the index of its outer border.
+
+    ``cv2.findContours(RETR_CCOMP, CHAIN_APPROX_NONE)`` traces one outer border per component
+    (foreground 8-connected) and one border per hole (background 4-connected), each a closed
+    path of ``n`` steps between 8-neighbouring pixels, with a shoelace area ``A``. By Pick's
+    theorem the pixels on or inside an outer border number ``A + n / 2 + 1`` (a single pixel:
+    ``n = 0``; a one-pixel-wide line walked out and back adds one pixel per two steps), and the
+    pixels strictly inside a hole border number ``A - n / 2 + 1``; a component's pixel count is
+    the first minus the second for each of its holes (a hole's parent is its outer border).
+    ``tests/test_localize.py`` checks boxes and counts against ``scipy.ndimage.label`` on
+    thousands of random masks.
+    """
+    count: dict[int, float] = {}
+    parents = hierarchy[0, :, 3].tolist()
+    for i, (contour, parent) in enumerate(zip(contours, parents, strict=True)):
+        n, area = len(contour), cv2.contourArea(contour)
+        if parent < 0:
+            count[i] = count.get(i, 0.0) + area + (n / 2 if n > 1 else 0.0) + 1
+        else:
+            count[parent] = count.get(parent, 0.0) - (area - n / 2 + 1)
+    return {i: round(c) for i, c in count.items()}
+
+
+def _first_pixel(contour: np.ndarray) -> tuple[int, int]:
+    """(row, column) of a component's first pixel in raster order: OpenCV starts each outer
+    border there."""
+    x, y = contour[0, 0].tolist()
+    return y, x
+
+
+def _box(contour: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = cv2.boundingRect(contour)
+    return x, y, x + w, y + h
+
+
+def _contours(mask: np.ndarray) -> tuple[Sequence[np.ndarray], np.ndarray]:
+    return cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and pixel counts of the 8-connected components of one uint8 map (non-zero =
+    foreground), in raster order of each component's first pixel (the label order of
+    ``scipy.ndimage.label``): int64 arrays ``K x 4`` (``x0, y0, x1, y1``, x1/y1 exclusive)
+    and ``K``."""
+    contours, hierarchy = _contours(mask)
+    if not contours:
+        return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    count = _outer_counts(contours, hierarchy)
+    outer = sorted(count, key=lambda i: _first_pixel(contours[i]))
+    boxes = np.array([_box(contours[i]) for i in outer], dtype=np.int64)
+    return boxes, np.array([count[i] for i in outer], dtype=np.int64)
+
+
+def _largest_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Box of the largest 8-connected component of one uint8 map, ties to the first in
+    raster order; ``(0, 0, 0, 0)`` when the map is empty."""
+    contours, hierarchy = _contours(mask)
+    if not contours:
+        return 0, 0, 0, 0
+    if len(contours) == 1:  # one component without holes: no counting needed
+        return _box(contours[0])
+    count = _outer_counts(contours, hierarchy)
+    most = max(count.values())
+    tied = [i for i, c in count.items() if c == most]
+    return _box(contours[min(tied, key=lambda i: _first_pixel(contours[i]))])
+
+
 def slice_components(binary: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes of all 8-connected components of every slice of a ``S x H x W`` bool stack.
 
-    One ``scipy.ndimage.label`` call labels the whole stack with a structure that connects
-    pixels 8-wise inside a slice and never across slices, which is the same as labelling each
-    slice with a 3x3 ones structure but much faster for threshold sweeps. Components are listed
-    slice by slice and, inside a slice, in ``scipy`` label order (raster order of each
-    component's first pixel) -- the same order as labelling the slice on its own.
+    Components are listed slice by slice and, inside a slice, in raster order of each
+    component's first pixel (the label order of ``scipy.ndimage.label``); see ``_outer_counts``
+    for how they are found and counted.
 
     Args:
         binary: bool tensor / array ``S x H x W``.
@@ -250,46 +333,13 @@ def slice_components(binary: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarra
         ValueError: not a bool tensor with 3 dims.
     """
     t = _check_binary(binary, "binary", (3,))
-    arr = t.detach().cpu().numpy()
-    empty = (np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if arr.size == 0 or not arr.any():
-        return empty
-    labels, n = ndimage.label(arr, structure=_STRUCTURE_SLICES)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
-    if n * 64 <= int(area.sum()):
-        # few (large) components: find_objects, one Python tuple per component.
-        objects = ndimage.find_objects(labels)
-        spans = np.array(
-            [(s[0].start, s[2].start, s[1].start, s[2].stop, s[1].stop) for s in objects],
-            dtype=np.int64,
-        ).reshape(n, 5)
-    else:
-        # many tiny components (noisy maps): per-label min/max of the pixel coordinates.
-        spans = _label_spans(labels, n)
-    return spans[:, 1:], spans[:, 0], area
-
-
-def _label_spans(labels: np.ndarray, n: int) -> np.ndarray:
-    """``n x 5`` int64 rows ``(slice, x0, y0, x1, y1)`` of labels 1..n (x1/y1 exclusive);
-    the same numbers as ``ndimage.find_objects`` but vectorised (faster for many labels)."""
-    _, h, w = labels.shape
-    flat = labels.ravel()
-    pixel = np.flatnonzero(flat)
-    lab = flat[pixel] - 1
-    z, rest = np.divmod(pixel, h * w)
-    y, x = np.divmod(rest, w)
-    spans = np.empty((n, 5), dtype=np.int64)
-    spans[lab, 0] = z  # every pixel of a label lies in the same slice
-    for col, coord, fill, ufunc, shift in (
-        (1, x, w, np.minimum, 0),
-        (2, y, h, np.minimum, 0),
-        (3, x, -1, np.maximum, 1),
-        (4, y, -1, np.maximum, 1),
-    ):
-        bound = np.full(n, fill, dtype=np.int64)
-        ufunc.at(bound, lab, coord)
-        spans[:, col] = bound + shift
-    return spans
+    stack = np.ascontiguousarray(t.detach().cpu().numpy()).view(np.uint8)
+    parts = [_components(m) for m in stack] if stack.size and stack.any() else []
+    if not any(area.size for _, area in parts):
+        return _NO_BOXES
+    boxes = np.concatenate([b for b, _ in parts])
+    slice_index = np.concatenate([np.full(a.size, s, np.int64) for s, (_, a) in enumerate(parts)])
+    return boxes, slice_index, np.concatenate([a for _, a in parts])
 
 
 def _largest_per_slice(slice_index: np.ndarray, area: np.ndarray, n_slices: int) -> np.ndarray:
@@ -308,9 +358,9 @@ def _largest_per_slice(slice_index: np.ndarray, area: np.ndarray, n_slices: int)
 def largest_component_box(binary: Tensor) -> Tensor:
     """Bounding box of the largest 8-connected foreground component (Zhou et al. 2016).
 
-    Components come from ``scipy.ndimage.label`` with a 3x3 ones structure, so pixels touching
-    only diagonally belong to the same component. Size = number of pixels; ties go to the
-    component with the smallest label (the one whose first pixel comes first in raster order).
+    Pixels touching only diagonally belong to the same component. Size = number of pixels;
+    ties go to the component whose first pixel comes first in raster order (the smallest
+    ``scipy.ndimage.label`` label).
 
     Args:
         binary: bool tensor ``H x W`` or ``B x H x W`` (e.g. ``binarize(...)``).
@@ -325,11 +375,10 @@ def largest_component_box(binary: Tensor) -> Tensor:
     """
     t = _check_binary(binary, "binary", (2, 3))
     stack = t[None] if t.ndim == 2 else t
-    boxes, slice_index, area = slice_components(stack)
-    out = np.zeros((stack.shape[0], 4), dtype=np.float32)
-    pick = _largest_per_slice(slice_index, area, stack.shape[0])
-    has = pick >= 0
-    out[has] = boxes[pick[has]]
+    masks = np.ascontiguousarray(stack.detach().cpu().numpy()).view(np.uint8)
+    out = np.zeros((masks.shape[0], 4), dtype=np.float32)
+    for i, mask in enumerate(masks):
+        out[i] = _largest_box(mask)
     result = torch.from_numpy(out).to(t.device)
     return result[0] if t.ndim == 2 else result
 
@@ -338,14 +387,14 @@ def component_boxes(binary: Tensor) -> Tensor:
     """Bounding boxes of **all** 8-connected components of one binary map.
 
     Used by the multi-contour MaxBoxAccV2 of Choe et al., "Evaluating Weakly Supervised Object
-    Localization Methods Right", CVPR 2020. Built on ``scipy.ndimage.find_objects``.
+    Localization Methods Right", CVPR 2020.
 
     Args:
         binary: bool tensor ``H x W``.
 
     Returns:
         float32 tensor ``K x 4`` (``x0, y0, x1, y1``, x1/y1 exclusive), one row per component
-        in label order; ``K = 0`` (shape ``0 x 4``) for an empty map.
+        in raster order of its first pixel; ``K = 0`` (shape ``0 x 4``) for an empty map.
 
     Raises:
         ValueError: not a 2-dim bool tensor.
@@ -353,6 +402,27 @@ def component_boxes(binary: Tensor) -> Tensor:
     t = _check_binary(binary, "binary", (2,))
     boxes, _, _ = slice_components(t[None])
     return torch.from_numpy(boxes.astype(np.float32)).to(t.device)
+
+
+def _raw_threshold(lo: float, hi: float, theta: float, dtype: type[np.floating]) -> float:
+    """The raw value ``v*`` with ``cam > v*`` exactly where ``normalize_cam(cam) > theta``.
+
+    ``normalize_cam`` computes ``f(v) = (v - lo) / (hi - lo)`` in the map's float ``dtype``;
+    ``f`` is non-decreasing (rounding keeps order), so ``f(v) > theta`` is ``v > v*`` for the
+    largest ``v*`` of that dtype with ``f(v*) <= theta``. Start from ``lo + theta * (hi -
+    lo)`` and step one representable value at a time (a step or two at most) to land on it.
+    A constant map (``hi == lo``) normalises to zeros, which never pass: ``v* = inf``.
+    """
+    lo_, span, theta_ = dtype(lo), dtype(dtype(hi) - dtype(lo)), dtype(theta)
+    if not span > 0 or theta_ >= 1:  # f <= 1 on the map: nothing passes
+        return float("inf")
+    up, down = dtype(np.inf), dtype(-np.inf)
+    v = dtype(lo + theta * (hi - lo))
+    while (v - lo_) / span > theta_:
+        v = np.nextafter(v, down)
+    while not (np.nextafter(v, up) - lo_) / span > theta_:
+        v = np.nextafter(v, up)
+    return float(v)
 
 
 def csoa_box(
@@ -385,5 +455,25 @@ def csoa_box(
     """
     theta = _check_theta(theta)
     image_size = _check_size(image_size, "image_size")
-    fused = fuse_cams(cam_last, cam_feature, image_size)
-    return largest_component_box(binarize(fused, theta))
+    cam_last = _check_map(cam_last, "cam_last", ndim=3)
+    maps = [cam_last]
+    if cam_feature is not None:
+        maps.append(_check_map(cam_feature, "cam_feature", ndim=3).to(cam_last.dtype))
+        if maps[1].shape[0] != cam_last.shape[0]:
+            raise ValueError(
+                f"cam_last and cam_feature must have the same batch size; got "
+                f"{cam_last.shape[0]} and {maps[1].shape[0]}"
+            )
+    arrays = [m.detach().cpu().numpy() for m in maps]
+    dtype = arrays[0].dtype.type
+    union, passed = np.empty((2, *image_size), dtype=bool)
+    boxes = np.zeros((cam_last.shape[0], 4), dtype=np.float32)
+    for i in range(cam_last.shape[0]):
+        for k, array in enumerate(arrays):  # Eq. 13: binarise each CAM, then unite
+            up = _resize(array[i], image_size)
+            lo, hi, _, _ = cv2.minMaxLoc(up)
+            np.greater(up, _raw_threshold(lo, hi, theta, dtype), out=passed if k else union)
+        if len(arrays) == 2:
+            union |= passed
+        boxes[i] = _largest_box(union.view(np.uint8))
+    return torch.from_numpy(boxes).to(cam_last.device)

@@ -190,7 +190,17 @@ def test_component_boxes():
         component_boxes(torch.zeros(1, 3, 3, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("kind", ["smooth", "noise"])  # find_objects / vectorised paths
+def scipy_components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Reference: (x0, y0, x1, y1, pixel count) of every 8-connected component, label order."""
+    lab, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    area = np.bincount(lab.ravel())
+    return [
+        (sx.start, sy.start, sx.stop, sy.stop, int(area[k + 1]))
+        for k, (sy, sx) in enumerate(ndimage.find_objects(lab))
+    ]
+
+
+@pytest.mark.parametrize("kind", ["smooth", "noise"])
 def test_slice_components_matches_per_slice_labelling(kind):
     rng = np.random.default_rng(3)
     if kind == "noise":
@@ -199,15 +209,36 @@ def test_slice_components_matches_per_slice_labelling(kind):
         blob = gaussian_blob(20, 24, 9.0, 11.0, 5.0).numpy()
         stack = blob[None] > np.linspace(0.05, 0.9, 6)[:, None, None]
     boxes, slice_index, area = slice_components(torch.from_numpy(stack))
-    rows = []
-    for s in range(stack.shape[0]):
-        lab, n = ndimage.label(stack[s], structure=np.ones((3, 3)))
-        for k, (sy, sx) in enumerate(ndimage.find_objects(lab)):
-            rows.append((s, sx.start, sy.start, sx.stop, sy.stop, int((lab == k + 1).sum())))
+    rows = [(s, *c) for s in range(stack.shape[0]) for c in scipy_components(stack[s])]
     ref = np.array(rows)
     assert np.array_equal(slice_index, ref[:, 0])
     assert np.array_equal(boxes, ref[:, 1:5])
     assert np.array_equal(area, ref[:, 5])
+
+
+def test_pixel_counts_from_borders_match_labelling_on_random_masks():
+    """Pick's-theorem counts (holes, nested components, one-pixel lines, diagonal pinches,
+    image borders) equal scipy's pixel counts on 3,000 random masks; so does the order."""
+    rng = np.random.default_rng(0)
+    for trial in range(3000):
+        h, w = (int(v) for v in rng.integers(1, 24, size=2))
+        mask = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        if trial % 3 == 0:  # blobs with holes and specks
+            mask = ndimage.binary_dilation(mask) ^ (rng.random((h, w)) < 0.1)
+        boxes, slice_index, area = slice_components(mask[None])
+        got = [(*b, a) for b, a in zip(boxes.tolist(), area.tolist(), strict=True)]
+        assert got == scipy_components(mask), mask.astype(int)
+        assert not slice_index.any()
+
+
+def test_pixel_count_of_a_ring_with_a_nested_blob():
+    mask = np.zeros((9, 9), dtype=bool)
+    mask[1:8, 1:8] = True
+    mask[2:7, 2:7] = False  # ring: 49 - 25 = 24 px, one hole
+    mask[4, 4] = True  # one pixel inside the hole: its own component
+    boxes, _, area = slice_components(mask[None])
+    assert boxes.tolist() == [[1, 1, 8, 8], [4, 4, 5, 5]]
+    assert area.tolist() == [24, 1]
 
 
 # ----------------------------------------------------------------------------- csoa_box
@@ -230,6 +261,23 @@ def test_csoa_box_upsamples_to_image_size():
     x0, y0, x1, y1 = boxes[0].tolist()
     assert 0 <= x0 < 28 < x1 <= 56 and 0 <= y0 < 28 < y1 <= 56  # centred blob
     assert abs((x0 + x1) / 2 - 28) <= 1 and abs((y0 + y1) / 2 - 28) <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_csoa_box_equals_threshold_of_fused_map(dtype):
+    """The fast path (threshold of the raw upsampled maps) gives exactly the boxes of
+    binarize(fuse_cams(...)) + largest_component_box, also where values sit on the threshold."""
+    gen = torch.Generator().manual_seed(1)
+    last = (torch.rand(40, 7, 7, generator=gen, dtype=dtype) * 4 - 1).round(decimals=1)
+    feature = torch.rand(40, 5, 6, generator=gen, dtype=dtype) * 3
+    feature[3] = 2.0  # constant S_F: adds nothing
+    last[4] = 0.5  # constant S_L
+    size = (33, 29)
+    for theta in (0.0, 0.1, 0.3, 0.5, 0.7, 1.0):
+        expected = largest_component_box(binarize(fuse_cams(last, feature, size), theta))
+        assert torch.equal(csoa_box(last, feature, theta, size), expected), theta
+        expected = largest_component_box(binarize(fuse_cams(last, None, (7, 7)), theta))
+        assert torch.equal(csoa_box(last, None, theta, (7, 7)), expected), theta
 
 
 def test_csoa_box_errors():
