@@ -153,10 +153,7 @@ def build_model(config: RunConfig, weights: str | None = None) -> CSoANet:
 def build_embedding(config: RunConfig, weights: str | None = None) -> EmbeddingNet:
     """W_E of Eq. 8, frozen: CoAug shapes the CAM, not the embedding (see `train`)."""
     embed_net = EmbeddingNet(config.embedding, weights=weights, slim_width=config.slim_width)
-    embed_net.eval()
-    for parameter in embed_net.parameters():
-        parameter.requires_grad_(False)
-    return embed_net
+    return embed_net.freeze()
 
 
 def build_optimizer(

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 
 from csoa_nb.models import (
     BACKBONES,
@@ -262,6 +263,30 @@ def test_embedding_shapes(kind, dim):
     embed_net = EmbeddingNet(kind, slim_width=4)
     assert embed_net.out_dim == dim
     assert embed_net(torch.randn(3, 3, 64, 64)).shape == (3, dim)
+
+
+@pytest.mark.parametrize("kind", ["alexnet", "slim"])
+def test_frozen_embedding_is_the_same_function_and_passes_input_gradients(kind):
+    torch.manual_seed(0)
+    embed_net = EmbeddingNet(kind, slim_width=4)
+    for module in embed_net.modules():  # non-trivial BatchNorm statistics and affine terms
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 2)
+            module.bias.data.uniform_(-1, 1)
+    x = torch.randn(3, 3, 64, 64)
+    expected = embed_net.eval()(x)
+    frozen = embed_net.freeze()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())  # folded
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    x.requires_grad_()
+    out = frozen(x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # L_D reaches the CAM through W_E
+    with pytest.raises(RuntimeError, match="before freeze"):
+        frozen.load_weights("any.pt")
 
 
 def test_alexnet_embedding_loads_torchvision_file(tmp_path):
