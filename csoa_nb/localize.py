@@ -30,7 +30,7 @@ Implementation: maps are resized with OpenCV (``cv2.resize``, bilinear with half
 centres, the same sampling as ``F.interpolate(mode="bilinear", align_corners=False)``) and
 connected components come from OpenCV's border following (``cv2.findContours``, Suzuki and Abe
 1985), with the exact pixel count of every component recovered from its border paths by Pick's
-theorem (``_components``). ``csoa_box`` thresholds the raw upsampled maps at the exact float
+theorem (``_outer_counts``). ``csoa_box`` thresholds the raw upsampled maps at the exact float
 value that ``normalize_cam`` + ``binarize`` would (``_raw_threshold``), so it returns the same
 boxes as ``largest_component_box(binarize(fuse_cams(...), theta))`` without normalising
 (``bench/localize.py`` measures it against OpenCV's contour boxes).

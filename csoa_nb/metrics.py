@@ -321,11 +321,11 @@ class MaxBoxAccV2:
     optimal threshold is chosen per IoU level, as in the reference code.
 
     Deliberate differences from the reference code (which uses OpenCV): thresholds act on the
-    float map, not on a ``uint8`` copy; regions are 8-connected components (OpenCV's outer
-    contours), hole contours are not extra candidates, and "largest" means most pixels rather
-    than largest polygon area; boxes keep the exclusive x1/y1 of ``DESIGN.md`` for both
-    prediction and GT (the reference clips x1 to ``W - 1`` and adds 1 to widths in its IoU); an
-    empty map gives the box ``(0, 0, 0, 0)`` with IoU 0.
+    float map, not on a ``uint8`` copy; regions are 8-connected components (found by OpenCV's
+    border following, as there), hole contours are not extra candidates, and "largest" means
+    most pixels rather than largest polygon area; boxes keep the exclusive x1/y1 of
+    ``DESIGN.md`` for both prediction and GT (the reference clips x1 to ``W - 1`` and adds 1 to
+    widths in its IoU); an empty map gives the box ``(0, 0, 0, 0)`` with IoU 0.
 
     Usage: ``acc = MaxBoxAccV2(); acc.accumulate(maps, boxes)`` per batch, then
     ``acc.compute()``. Memory is ``O(len(iou_thresholds) * len(cam_thresholds))``.
