@@ -89,8 +89,9 @@ def build_step(
 ) -> tuple[Callable[[], None], Callable[[], None]]:
     """`(step, forward_backward)` for `method`: the full training step, and the same without
     the optimizer (what the FLOP counter sees). Weights are random (`weights=None`): the
-    cost of a step does not depend on their values. `channels_last` puts the networks and the
-    batch in NHWC memory layout (the engine trains in the default NCHW)."""
+    cost of a step does not depend on their values. `channels_last` puts the CSoA network and
+    the batch in NHWC memory layout too (the engine trains them in the default NCHW; the frozen
+    W_E is always channels-last, see `EmbeddingNet.freeze`)."""
     config = setup.config.replace(method=method)
     torch.manual_seed(0)
     model = build_model(config, weights=None)
@@ -100,8 +101,6 @@ def build_step(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-        if embed_net is not None:
-            embed_net = embed_net.to(memory_format=torch.channels_last)
     optimizer, _ = build_optimizer(config, model)
 
     def forward_backward() -> None:
@@ -222,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg16-batch", type=int, default=4)
     parser.add_argument(
         "--channels-last", action="store_true",
-        help="NHWC memory layout for networks and batch (a what-if: the engine uses NCHW)",
+        help="NHWC for the CSoA network and batch too (what-if: the engine uses NCHW there)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
