@@ -112,6 +112,20 @@ def _check_size(size: object, name: str = "size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _check_cam_pair(cam_last: object, cam_feature: object) -> tuple[Tensor, Tensor | None]:
+    """``S_L`` and (optional) ``S_F`` as ``B x h x w`` float maps with one batch size."""
+    cam_last = _check_map(cam_last, "cam_last", ndim=3)
+    if cam_feature is None:
+        return cam_last, None
+    cam_feature = _check_map(cam_feature, "cam_feature", ndim=3)
+    if cam_feature.shape[0] != cam_last.shape[0]:
+        raise ValueError(
+            f"cam_last and cam_feature must have the same batch size; got "
+            f"{cam_last.shape[0]} and {cam_feature.shape[0]}"
+        )
+    return cam_last, cam_feature
+
+
 def _check_binary(binary: object, name: str, ndims: tuple[int, ...]) -> Tensor:
     t = _as_tensor(binary, name)
     if t.dtype != torch.bool:
@@ -230,14 +244,7 @@ def fuse_cams(cam_last: Tensor, cam_feature: Tensor | None, size: tuple[int, int
     Raises:
         ValueError: wrong dims, batch mismatch, NaN/inf, bad size.
     """
-    cam_last = _check_map(cam_last, "cam_last", ndim=3)
-    if cam_feature is not None:
-        cam_feature = _check_map(cam_feature, "cam_feature", ndim=3)
-        if cam_feature.shape[0] != cam_last.shape[0]:
-            raise ValueError(
-                f"cam_last and cam_feature must have the same batch size; got "
-                f"{cam_last.shape[0]} and {cam_feature.shape[0]}"
-            )
+    cam_last, cam_feature = _check_cam_pair(cam_last, cam_feature)
     size = _check_size(size)
     fused = normalize_cam(upsample_cam(cam_last, size))
     if cam_feature is not None:
@@ -455,15 +462,8 @@ def csoa_box(
     """
     theta = _check_theta(theta)
     image_size = _check_size(image_size, "image_size")
-    cam_last = _check_map(cam_last, "cam_last", ndim=3)
-    maps = [cam_last]
-    if cam_feature is not None:
-        maps.append(_check_map(cam_feature, "cam_feature", ndim=3).to(cam_last.dtype))
-        if maps[1].shape[0] != cam_last.shape[0]:
-            raise ValueError(
-                f"cam_last and cam_feature must have the same batch size; got "
-                f"{cam_last.shape[0]} and {maps[1].shape[0]}"
-            )
+    cam_last, cam_feature = _check_cam_pair(cam_last, cam_feature)
+    maps = [cam_last] if cam_feature is None else [cam_last, cam_feature.to(cam_last.dtype)]
     arrays = [m.detach().cpu().numpy() for m in maps]
     dtype = arrays[0].dtype.type
     union, passed = np.empty((2, *image_size), dtype=bool)

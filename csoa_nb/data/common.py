@@ -42,16 +42,33 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     not an image (decoding is forced with `Image.load()`, so truncation shows up here and not
     later inside a DataLoader worker).
     """
+    return _decode(path, "RGB", "image", "image",
+                   "re-download the dataset or fix its file list")
+
+
+def wrap_index(index: int, length: int, what: str) -> int:
+    """`index` of a dataset of `length` items as a non-negative position (negative counts
+    from the end, like a list); out of range -> `IndexError` naming `what`."""
+    if not -length <= index < length:
+        raise IndexError(f"index {index} out of range for {length} {what}")
+    return index % length
+
+
+def _decode(path: str | os.PathLike[str], mode: str, name: str, kind: str,
+            missing_fix: str) -> Image.Image:
+    """Open `path`, decode it fully (`Image.load()`) and convert it to `mode`; a missing file
+    is "<name> <path> does not exist: <missing_fix>", an undecodable one "<path> is not a
+    readable <kind> ...", both `DataError`s naming the absolute path."""
     p = abspath(path)
     if not p.is_file():
-        raise DataError(f"image {p} does not exist: re-download the dataset or fix its file list")
+        raise DataError(f"{name} {p} does not exist: {missing_fix}")
     try:
         with Image.open(p) as img:
             img.load()
-            return img.convert("RGB")
+            return img.convert(mode)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
-            f"{p} is not a readable image (corrupt or truncated?): re-download/replace it "
+            f"{p} is not a readable {kind} (corrupt or truncated?): re-download/replace it "
             f"({type(exc).__name__}: {exc})"
         ) from exc
 
@@ -62,18 +79,8 @@ def load_mask(path: str | os.PathLike[str], threshold: int = 128) -> Image.Image
     A pixel is foreground when its grey value is `>= threshold` (128 for CUB's soft
     segmentations and our synthetic masks; 1 for OpenImages' binary masks).
     """
-    p = abspath(path)
-    if not p.is_file():
-        raise DataError(f"mask {p} does not exist: re-download the masks or remove the mask folder")
-    try:
-        with Image.open(p) as img:
-            img.load()
-            grey = np.asarray(img.convert("L"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(
-            f"{p} is not a readable mask image (corrupt or truncated?): re-download/replace it "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
+    grey = np.asarray(_decode(path, "L", "mask", "mask image",
+                              "re-download the masks or remove the mask folder"))
     return Image.fromarray(((grey >= threshold) * 255).astype(np.uint8))
 
 

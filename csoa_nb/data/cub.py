@@ -33,6 +33,7 @@ from csoa_nb.data.common import (
     load_mask,
     parse_number,
     read_table,
+    wrap_index,
 )
 from csoa_nb.data.transforms import WSOLTransform, make_sample
 
@@ -220,9 +221,7 @@ class CUB200(Dataset):
         return len(self.image_paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} CUB {self.split} images")
-        index = index % len(self)
+        index = wrap_index(index, len(self), f"CUB {self.split} images")
         image = load_image(self.image_paths[index])
         boxes = torch.tensor([self._boxes[index]], dtype=torch.float32)
         boxes = check_boxes_in_image(boxes, *image.size, where=self._box_where[index])

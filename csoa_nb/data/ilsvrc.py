@@ -34,6 +34,7 @@ from csoa_nb.data.common import (
     check_num_classes,
     load_image,
     read_table,
+    wrap_index,
 )
 from csoa_nb.data.transforms import WSOLTransform, make_sample
 
@@ -210,9 +211,7 @@ class ILSVRCLoc(Dataset):
         return len(self.image_paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} ILSVRC images")
-        index = index % len(self)
+        index = wrap_index(index, len(self), "ILSVRC images")
         image = load_image(self.image_paths[index])
         boxes_list = self._boxes[index]
         xml = self._xml[index]

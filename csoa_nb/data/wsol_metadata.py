@@ -35,6 +35,7 @@ from csoa_nb.data.common import (
     mask_box,
     parse_number,
     read_table,
+    wrap_index,
 )
 from csoa_nb.data.transforms import WSOLTransform, make_sample
 
@@ -198,9 +199,7 @@ class WSOLMetadata(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        index = index % len(self)
+        index = wrap_index(index, len(self), "images")
         image_id = self.image_ids[index]
         image = load_image(self.root / image_id)
         if image_id in self._sizes:
