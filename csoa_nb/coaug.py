@@ -22,10 +22,15 @@ from torch.utils.data import Sampler
 from csoa_nb.confseg import class_map, confidence_mask
 
 REDUCTIONS = ("mean", "sum")
+#: Readings of Eq. 10's Mask_hat (`RunConfig.coaug_background`): "paper" is Eq. 3's binary
+#: confidence mask, as written; "below_mean" (our extension) is ``[S_L^c < mu_1]``.
+BACKGROUNDS = ("paper", "below_mean")
 
 __all__ = [
+    "BACKGROUNDS",
     "REDUCTIONS",
     "ClassBalancedBatchSampler",
+    "background_mask",
     "class_map",
     "coaug_distances",
     "coaug_loss",
@@ -58,26 +63,50 @@ def foreground_map(
     return F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def background_mask(cam: Tensor, background: str = "paper") -> Tensor:
+    """Mask_hat of Eq. 10 for raw maps ``cam`` (``B x h x w``): float 0/1, no gradient.
+
+    * ``"paper"``: Eq. 3's binary confidence mask, ``|S - mu_1| > mu_2``, as written. For a
+      near-binary map with foreground fraction p it marks only the *smaller* side as
+      confident (p < 1/2: the object; p > 1/2: the background), so a correct map of an object
+      smaller than half the image has no confident background and the largest D_back; a
+      constant map has an empty mask and D_back = 0 (chapter 04 proves where this leads).
+    * ``"below_mean"`` (our extension, not the paper's): ``[S < mu_1]``, the pixels below the
+      map's mean. For a binary map this is exactly ``1 - S``, so ``(1 - S) * Mask_hat * I``
+      equals the background ``(1 - S) * I`` and D_back = 0 for every binary map, whatever its
+      foreground fraction.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; choose one of "
+                         f"{', '.join(BACKGROUNDS)}")
+    cam = cam.detach()
+    if background == "paper":
+        return confidence_mask(cam)[1]
+    return (cam < cam.mean(dim=(-2, -1), keepdim=True)).to(cam.dtype)
+
+
 def foreground_background(
     images: Tensor,
     cam_last: Tensor,
     labels: Tensor,
     binary_mask: Tensor | None = None,
+    background: str = "paper",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The three inputs of W_E in Eq. 8 and 10: ``S * I``, ``(1 - S) * I``,
     ``(1 - S) * Mask_hat * I``.
 
-    ``S`` is :func:`foreground_map` at the image size; ``Mask_hat`` is the binary confidence
-    mask of Eq. 3 on the raw S_l^{c_m} (computed with
-    :func:`csoa_nb.confseg.confidence_mask` when ``binary_mask`` is None), upsampled with
-    nearest neighbour to ``H x W``; it is a constant (no gradient). Images are the
-    ImageNet-normalised inputs, so "masked out" means the mean colour (zero).
+    ``S`` is :func:`foreground_map` at the image size; ``Mask_hat`` is
+    :func:`background_mask` of the raw S_l^{c_m} in the reading ``background`` (``"paper"``:
+    Eq. 3's binary confidence mask) unless ``binary_mask`` is given, upsampled with nearest
+    neighbour to ``H x W``; it is a constant (no gradient). Images are the ImageNet-normalised
+    inputs, so "masked out" means the mean colour (zero).
 
     Args:
         images: I, ``B x 3 x H x W``.
         cam_last: raw S_L, ``B x C x h x w``.
         labels: class indices c_m, shape ``B``.
-        binary_mask: optional ``B x h x w`` 0/1 mask (Eq. 3) of S_l^{c_m}.
+        binary_mask: optional ``B x h x w`` 0/1 Mask_hat of S_l^{c_m}.
+        background: the reading of Eq. 10's Mask_hat (:data:`BACKGROUNDS`).
 
     Returns ``(foreground, background, mask_background)``, each ``B x 3 x H x W``.
     """
@@ -89,13 +118,13 @@ def foreground_background(
     size = images.shape[-2:]
     fg_map = foreground_map(cam_last, labels, size)
     if binary_mask is None:
-        _, binary_mask = confidence_mask(class_map(cam_last, labels).detach())
+        binary_mask = background_mask(class_map(cam_last, labels), background)
     if binary_mask.dim() != 3 or binary_mask.shape[0] != images.shape[0]:
         raise ValueError(f"binary_mask must be B x h x w, got {tuple(binary_mask.shape)}")
     mask_hat = F.interpolate(binary_mask.detach()[:, None].to(images.dtype), size=size,
                              mode="nearest")
-    background = (1 - fg_map) * images
-    return fg_map * images, background, background * mask_hat
+    background_part = (1 - fg_map) * images
+    return fg_map * images, background_part, background_part * mask_hat
 
 
 def _safe_norm(x: Tensor, eps: float) -> Tensor:

@@ -21,9 +21,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from csoa_nb.paths import project_path
+
 PRESETS = ("smoke", "cpu", "paper")
 DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
 METHODS = ("cam", "twohead", "confseg", "coaug", "csoa")
+#: Readings of Eq. 10's confident background Mask_hat (csoa_nb.coaug.BACKGROUNDS): "paper" is
+#: Eq. 3 as written; "below_mean" is our extension (pixels below the map's mean, [S < mu_1]).
+COAUG_BACKGROUNDS = ("paper", "below_mean")
+#: The largest seed numpy and torch both accept.
+MAX_SEED = 2**32 - 1
+#: theta is stored rounded to this many decimals: 0.30000000000000004 is the run of 0.3.
+THETA_DECIMALS = 4
 BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
 EMBEDDINGS = ("alexnet", "slim")
 
@@ -39,6 +48,9 @@ METHOD_PARTS: dict[str, tuple[bool, bool, bool]] = {
 
 #: Fields that do not change what a run computes; they are left out of `RunConfig.hash`.
 UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
+#: Fields that only CoAug (Eq. 8-12) reads: left out of the hash of a method without it, so
+#: e.g. one CAM run serves both readings of Eq. 10.
+COAUG_FIELDS = ("coaug_background", "gamma", "delta", "coaug_weight", "embedding_weights")
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,10 @@ class RunConfig:
     method: str = "csoa"
     pretrained: str = ""  # "": from scratch; "pretrain": our pretraining stage; else a path/name
     embedding: str = "slim"
-    embedding_weights: str = ""  # "" with pretrained="pretrain": the pretraining stage's W_E
+    # W_E's weights: "" = the backbone's source (the pretraining stage's W_E when
+    # pretrained="pretrain", else random: an ablation the paper never runs); "pretrain" = the
+    # pretraining stage's W_E whatever the backbone starts from; else a path / torchvision name
+    embedding_weights: str = ""
     # --- pretraining stage (used when pretrained == "pretrain") ----------------------------
     pretrain_classes: int = 20
     pretrain_images_per_class: int = 80
@@ -90,6 +105,7 @@ class RunConfig:
     gamma: float = 1.0  # Eq. 12
     delta: float = 1.0  # Eq. 12
     coaug_weight: float = 1.0  # weight of L_D beside L_C (ramped with alpha)
+    coaug_background: str = "paper"  # Eq. 10's Mask_hat: "paper" (Eq. 3) or "below_mean" (ours)
     # --- evaluation ---------------------------------------------------------------------------
     theta: float = 0.3  # Eq. 13; Table 3's best (the text says 0.2; see the Table 3 chapter)
     ten_crop: bool = False
@@ -105,6 +121,8 @@ class RunConfig:
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         self.validate()
+        # one run per theta: 0.30000000000000004 (e.g. 0.1 * 3) is the run of 0.3
+        object.__setattr__(self, "theta", round(self.theta, THETA_DECIMALS))
 
     def validate(self) -> None:
         """Raise one ValueError per bad setting, naming the valid choices."""
@@ -114,6 +132,14 @@ class RunConfig:
         _choice("method", self.method, METHODS)
         _choice("backbone", self.backbone, BACKBONES)
         _choice("embedding", self.embedding, EMBEDDINGS)
+        _choice("coaug_background", self.coaug_background, COAUG_BACKGROUNDS)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must lie in 0..{MAX_SEED} (numpy's range), got {self.seed}")
+        if self.dataset == "synthetic" and (self.test_per_class < 1 or self.images_per_class < 1):
+            raise ValueError(
+                "images_per_class and test_per_class must be >= 1 for the synthetic benchmark, "
+                f"got {self.images_per_class} and {self.test_per_class}"
+            )
         if not 0.0 < self.theta < 1.0:
             raise ValueError(f"theta must lie in (0, 1) (Eq. 13), got {self.theta}")
         if self.classes_per_batch < 1 or self.batch_size % self.classes_per_batch:
@@ -213,6 +239,35 @@ class RunConfig:
         data["results_dirs"] = list(self.results_dirs)
         return data
 
+    def to_record(self) -> dict[str, Any]:
+        """`to_dict` for a run's `config.json`: no path of the machine that made it.
+
+        Path fields (`data_root`, `output_dir`, `metadata_dir`, `results_dirs`) inside the
+        project are stored relative to it; an absolute path outside it is left out (it would
+        mean nothing on another machine; loading falls back to the default). None of them is
+        hashed, so the run's identity is unchanged.
+        """
+        root = project_path(".")
+        data = self.to_dict()
+
+        def portable(value: str) -> str | None:
+            path = Path(value)
+            if not path.is_absolute():
+                return value
+            try:
+                return path.relative_to(root).as_posix()
+            except ValueError:
+                return None
+
+        for name in ("data_root", "output_dir", "metadata_dir"):
+            value = portable(data[name])
+            if value is None:
+                del data[name]
+            else:
+                data[name] = value
+        data["results_dirs"] = [v for v in map(portable, data["results_dirs"]) if v is not None]
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {f.name for f in fields(cls)}
@@ -229,7 +284,23 @@ class RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def hashed_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in UNHASHED}
+        """The fields that decide what a run computes, plus `data`: the identity of its data."""
+        skip = UNHASHED if self.uses_coaug else UNHASHED + COAUG_FIELDS
+        fields_ = {k: v for k, v in self.to_dict().items() if k not in skip}
+        fields_["data"] = self.data_identity()
+        return fields_
+
+    def data_identity(self) -> str:
+        """What the run's data is, independent of where it lies (`csoa_nb.data.fingerprint`):
+        the synthetic benchmark's spec hash, or a fingerprint of a real data set's lists."""
+        from csoa_nb.data.fingerprint import data_fingerprint
+        from csoa_nb.data.synthetic import dataset_spec, spec_hash
+
+        if self.dataset == "synthetic":
+            kwargs = self.synthetic_kwargs()
+            return "synthetic-" + spec_hash(dataset_spec(**kwargs))
+        metadata = str(project_path(self.metadata_dir)) if self.metadata_dir else ""
+        return data_fingerprint(self.dataset, project_path(self.data_root), metadata)
 
     @property
     def hash(self) -> str:

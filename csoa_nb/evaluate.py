@@ -58,13 +58,15 @@ def collect_maps(
 ) -> dict[str, Any]:
     """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`.
 
-    Returns a dict: `cam_last` N x h x w, `cam_feature` N x h x w or None, `probs` N x C,
+    Returns a dict: `cam_last` N x h x w, `cam_feature` N x h x w or None, `probs` N x C
+    (averaged over the heads), `probs_last` N x C (y_L alone),
     `labels` N, `boxes` list of K_i x 4 (x0, y0, x1, y1, pixels, ends exclusive), `masks`
     N x H x W uint8 or None, `image_size` (H, W).
     """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_wsol)
-    parts: dict[str, list[Any]] = {k: [] for k in ("cam_last", "cam_feature", "probs", "labels")}
+    keys = ("cam_last", "cam_feature", "probs", "probs_last", "labels")
+    parts: dict[str, list[Any]] = {k: [] for k in keys}
     boxes: list[torch.Tensor] = []
     masks: list[torch.Tensor] = []
     image_size: tuple[int, int] = (config.crop_size, config.crop_size)
@@ -77,6 +79,7 @@ def collect_maps(
         feature = _gt_maps(out.cam_feature, labels)
         parts["cam_feature"].append(None if feature is None else feature.half().cpu())
         parts["probs"].append(class_probabilities(out).float().cpu())
+        parts["probs_last"].append(out.logits_last.softmax(1).float().cpu())
         parts["labels"].append(labels.cpu())
         boxes.extend(b.float() for b in batch["boxes"])
         if batch.get("mask") is not None:
@@ -86,6 +89,7 @@ def collect_maps(
         "cam_last": torch.cat(parts["cam_last"]),
         "cam_feature": torch.cat(parts["cam_feature"]) if has_feature else None,
         "probs": torch.cat(parts["probs"]),
+        "probs_last": torch.cat(parts["probs_last"]),
         "labels": torch.cat(parts["labels"]),
         "boxes": boxes,
         "masks": torch.cat(masks) if masks else None,

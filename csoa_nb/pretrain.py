@@ -36,7 +36,7 @@ from csoa_nb.config import RunConfig
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.models import CSoANet, EmbeddingNet
 from csoa_nb.paths import project_path
-from csoa_nb.runs import save_torch, write_json
+from csoa_nb.runs import run_lock, save_torch, write_json
 
 #: The settings a pretrained weights file depends on (and nothing else).
 PRETRAIN_FIELDS = (
@@ -86,9 +86,35 @@ def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
         )
     found = find_pretrained(config)
     if found is not None:
-        return found
+        return check_pretrained(found)
     out_dir = project_path(config.output_dir) / f"pretrain-{pretrain_hash(config)}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir), torch.random.fork_rng(devices=[]):
+        # fork_rng: the stage seeds and draws from torch's global generator; the caller's
+        # stream (a run's seed) must come out as it went in, cached stage or not
+        found = find_pretrained(config)  # a twin process may have written it while we waited
+        if found is not None:
+            return check_pretrained(found)
+        return _pretrain(config, out_dir, progress=progress)
+
+
+def check_pretrained(weights: Path) -> Path:
+    """`weights` if it is a readable pretraining file, else an error saying what to delete."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        ok = isinstance(state, dict) and {"backbone", "embedding"} <= state.keys()
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing
+        ok, reason = False, f"{type(error).__name__}: {error}"
+    else:
+        reason = "no 'backbone'/'embedding' weights"
+    if not ok:
+        raise ValueError(
+            f"the cached pretraining weights {weights} are corrupt ({reason}): delete the folder "
+            f"{weights.parent} and run the same command again to pretrain anew"
+        )
+    return weights
+
+
+def _pretrain(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
     device = torch.device(config.device)
     torch.manual_seed(PRETRAIN_SEED)
     started = time.perf_counter()

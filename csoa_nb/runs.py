@@ -11,16 +11,25 @@ A run of config `c` lives in `<output_dir>/<c.hash>/`:
 | `eval_maps.pt` | at the end | ground-truth-class CAMs of every test image, class scores, boxes |
 | `cams.pt` | at the end | a few test images with all-class CAMs, for figures and widgets |
 
-Every file is written to a temporary name and renamed, so a killed run never leaves a torn file.
+Every file is written to a temporary name, fsynced and renamed (and the folder fsynced), so a
+killed run never leaves a torn file; temporary files of a failed write are removed, and those of
+a killed process are removed when the run is next opened. `metrics.jsonl` is appended one line
+per epoch; a torn last line (a kill or a full disk during the append) is dropped on reading.
 A finished run (one with `results.json`) found under `output_dir` or any of `results_dirs` (the
-committed `results/runs/`) is loaded instead of retrained.
+committed `results/runs/`) is loaded instead of retrained. A run folder is trained by one process
+at a time: `run_lock` holds an exclusive `fcntl` lock on `<run folder>/.lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import sys
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,14 @@ from csoa_nb.paths import project_path
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: truncated, foreign, or from another config."""
+
+
+class RunStoreError(ValueError):
+    """A file of a run folder that cannot be read (corrupt, foreign); the message names it."""
+
+
+#: The lock file inside a run folder (see `run_lock`).
+LOCK_NAME = ".lock"
 
 
 @dataclass
@@ -68,16 +85,34 @@ def find_run(config: RunConfig) -> Path | None:
     return None
 
 
+_FIX = "move the run folder away (or delete it) to retrain the run"
+
+
+def read_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object from a run folder, with `keys` present; else `RunStoreError` naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunStoreError(f"{path} does not exist: {path.parent} is not a finished run "
+                            "(train it with `python -m csoa_nb.train`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunStoreError(f"{path} is not a readable {what} ({error}); {_FIX}") from None
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise RunStoreError(f"{path} is not a csoa_nb {what} (missing {missing}); {_FIX}")
+    return data
+
+
 def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.is_file():
-        raise FileNotFoundError(
-            f"{results_path} does not exist: {run_dir} is not a finished run "
-            "(train it with `python -m csoa_nb.train`)"
-        )
-    results = json.loads(results_path.read_text())
-    config = RunConfig.from_json(run_dir / "config.json")
+    results = read_json(run_dir / "results.json", "results file", ("metrics",))
+    config_path = run_dir / "config.json"
+    try:
+        config = RunConfig.from_dict(read_json(config_path, "run config"))
+    except (TypeError, ValueError) as error:
+        if isinstance(error, RunStoreError):
+            raise
+        raise RunStoreError(f"{config_path} is not a valid run config ({error}); {_FIX}") from None
     return RunResult(
         config=config,
         run_dir=run_dir,
@@ -89,23 +124,65 @@ def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a torn *last* line is dropped with a warning (a kill
+    or a full disk during `append_jsonl`); a bad line elsewhere raises `RunStoreError`."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if position == len(lines) - 1:
+                warnings.warn(f"{path}: dropping the torn last line {number} ({error})",
+                              RuntimeWarning, stacklevel=2)
+                break
+            raise RunStoreError(f"{path}, line {number}: not JSON ({error}); {_FIX}") from None
+    return records
 
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _disk_error(error: OSError, path: Path) -> OSError:
+    if error.errno == errno.ENOSPC:
+        return OSError(errno.ENOSPC, f"no space left on the disk of {path.parent} while writing "
+                       f"{path.name}: free some space and run the same command again (the run "
+                       "resumes from its last checkpoint)")
+    return error
+
+
+def _write_via_tmp(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)`, fsync, rename over `path`, fsync the folder; no temp file survives a
+    failure, and a full disk says so."""
+    tmp = _tmp_name(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _disk_error(error, path) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _write_via_tmp(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -113,21 +190,65 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def save_torch(path: Path, payload: Any) -> None:
-    """`torch.save` through a temporary file and an atomic rename."""
-    tmp = _tmp_name(path)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """`torch.save` through a temporary file, fsync and an atomic rename."""
+    _write_via_tmp(path, lambda tmp: torch.save(payload, tmp))
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Delete the temporary files (`.<name>.<pid>.tmp`) that `_write_via_tmp` left behind when
+    its process was killed. Call it holding `run_lock(folder)`: no live writer is there then.
+    Only names of that exact form are touched."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        stem, _, pid = path.name[: -len(".tmp")].rpartition(".")
+        if stem and pid.isdigit() and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    line = json.dumps(record, sort_keys=True) + "\n"
+    try:
+        with open(path, "a") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise _disk_error(error, path) from error
 
 
 def truncate_jsonl(path: Path, keep_epochs: int) -> None:
     """Drop history lines of epochs that the checkpoint does not hold (after a kill)."""
     records = [r for r in read_jsonl(path) if r.get("epoch", 0) <= keep_epochs]
     write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, say: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold an exclusive lock on `folder/.lock` (created with `folder`) for the block.
+
+    A second process asking for the same folder says which process holds it and waits; the
+    lock is released when the holder ends, however it ends (the kernel drops `flock` locks of
+    a dead process). The lock file itself stays (removing it would race with a waiter).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            say(f"{folder} is in use by {holder}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import random
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
 from csoa_nb.coaug import ClassBalancedBatchSampler, coaug_loss, foreground_background
@@ -50,8 +50,11 @@ from csoa_nb.data import (
     collate_wsol,
     make_dataset,
 )
+from csoa_nb.data.fingerprint import resolve_root
+from csoa_nb.data.transforms import make_sample
 from csoa_nb.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
 from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
+from csoa_nb.monitors import collapse_stats, diagnose_collapse
 from csoa_nb.paths import project_path
 from csoa_nb.runs import (
     RunResult,
@@ -60,7 +63,9 @@ from csoa_nb.runs import (
     find_run,
     load_checkpoint,
     load_run,
+    remove_stale_tmp,
     run_dir_for,
+    run_lock,
     save_torch,
     truncate_jsonl,
     write_json,
@@ -92,21 +97,93 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item `index`'s augmentation in `epoch` of a run with `seed` (32 bits)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class SeededItems(Dataset):
+    """A reader whose items are drawn reproducibly, whatever the loader's worker count.
+
+    Keys are `(index, epoch)` pairs (from `EpochBatches`) or plain indices (epoch 0). Item
+    `index`'s random crop and flip in `epoch` come from torch's generator seeded with
+    `sample_seed(seed, epoch, index)` inside `torch.random.fork_rng`, so they depend on
+    neither the process that loads it nor what was drawn before, and a resumed run draws the
+    same augmentations as an uninterrupted one. `cache=True` keeps the decoded images in memory
+    (the reader's `load_raw`; the synthetic benchmark's ~1,500 small images take ~20 MB), so
+    JPEG decoding happens once, not every epoch; the items are the same either way.
+    """
+
+    def __init__(self, dataset: Any, seed: int, *, cache: bool = False) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.cache = cache and hasattr(dataset, "load_raw")
+        self._raw: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:  # labels, num_classes, has_masks, transform, ...
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def _item(self, index: int) -> dict[str, Any]:
+        if not self.cache:
+            return self.dataset[index]
+        raw = self._raw.get(index)
+        if raw is None:
+            raw = self._raw[index] = self.dataset.load_raw(index)
+        return make_sample(self.dataset.transform, *raw, self.dataset.labels[index], index)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self._item(index)
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """`ClassBalancedBatchSampler`'s batches as `(index, epoch)` keys for `SeededItems`."""
+
+    def __init__(self, sampler: ClassBalancedBatchSampler) -> None:
+        super().__init__()
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.sampler.epoch
+        for batch in self.sampler:
+            yield [(index, epoch) for index in batch]
+
+
+def check_device(config: RunConfig) -> torch.device:
+    """`config.device` as a torch device, refused up front when this machine lacks it."""
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"unknown device {config.device!r} ({error}); use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {config.device!r}: this PyTorch sees no CUDA device; use --set device=cpu "
+            "(papermill: -p device cpu) or install a CUDA build of PyTorch"
+        )
+    return device
+
+
 def dataset_root(config: RunConfig) -> Path:
     """The folder the config's dataset is read from (generating the synthetic one if needed)."""
     root = project_path(config.data_root)
     if config.dataset == "synthetic":
         return make_dataset(root / "synthetic", **config.synthetic_kwargs())
-    if config.dataset == "cub":
-        nested = root / "CUB_200_2011"
-        return nested if (nested / "images.txt").exists() else root
-    if config.dataset == "ilsvrc":
-        nested = root / "ILSVRC"
-        return nested if nested.is_dir() else root
-    return root
+    return resolve_root(config.dataset, root)
 
 
-def build_datasets(config: RunConfig, *, test_crop_only: bool = True) -> tuple[Dataset, Dataset]:
+def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
     """Train and test datasets of `config` with the paper's transforms (Sec. 4.1)."""
     root = dataset_root(config)
     train_tf = WSOLTransform(True, config.resize_size, config.crop_size)
@@ -128,14 +205,45 @@ def dataset_labels(dataset: Any) -> list[int]:
     return [int(v) for v in dataset.labels]
 
 
-def resolve_weights(config: RunConfig) -> tuple[str | None, str | None]:
-    """Backbone and embedding weights: a path/name, our pretraining output, or None."""
-    if config.pretrained == "pretrain":
+def build_sampler(config: RunConfig, train_set: Any) -> ClassBalancedBatchSampler:
+    """Sec. 4.1's class-balanced batches, after checking that the split can fill them: every
+    class has training images and one batch fits in the split."""
+    labels = dataset_labels(train_set)
+    missing = sorted(set(range(config.num_classes)) - set(labels))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(
+            f"{len(missing)} of {config.num_classes} classes have no training image in the "
+            f"{config.dataset} train split (class indices {shown}): fix the split file or the "
+            "class list"
+        )
+    if config.batch_size > len(labels):
+        raise ValueError(
+            f"batch_size ({config.batch_size}) exceeds the {len(labels)} training images of "
+            f"the {config.dataset} dataset: lower batch_size (--set batch_size=N)"
+        )
+    return ClassBalancedBatchSampler(
+        labels, config.batch_size, config.classes_per_batch, seed=config.seed
+    )
+
+
+def resolve_weights(config: RunConfig, *, progress: bool = True) -> tuple[str | None, str | None]:
+    """Backbone and W_E weights: a path/name, our pretraining stage's file, or None (random).
+
+    `embedding_weights=""` follows the backbone (the pretraining stage's W_E when
+    `pretrained="pretrain"`); `embedding_weights="pretrain"` takes the pretraining stage's W_E
+    for a backbone trained from scratch too (the paper's W_E is always pretrained).
+    """
+    embedding = config.embedding_weights if config.uses_coaug else ""
+    stage = None
+    if "pretrain" in (config.pretrained, embedding):
         from csoa_nb.pretrain import pretrain
 
-        path = str(pretrain(config))
-        return path, (config.embedding_weights or path)
-    return (config.pretrained or None), (config.embedding_weights or None)
+        stage = str(pretrain(config, progress=progress))
+    backbone = stage if config.pretrained == "pretrain" else (config.pretrained or None)
+    if embedding == "pretrain" or (not embedding and config.pretrained == "pretrain"):
+        return backbone, stage
+    return backbone, (embedding or None)
 
 
 def build_model(config: RunConfig, weights: str | None = None) -> CSoANet:
@@ -194,7 +302,9 @@ def method_losses(
     if config.uses_coaug:
         if embed_net is None:
             raise ValueError(f"method {config.method!r} needs the embedding network W_E")
-        fg_in, bg_in, mask_bg_in = foreground_background(images, out.cam_last, labels)
+        fg_in, bg_in, mask_bg_in = foreground_background(
+            images, out.cam_last, labels, background=config.coaug_background
+        )
         embedded = embed_net(torch.cat([fg_in, bg_in, mask_bg_in]))
         fg, bg, mask_bg = embedded.chunk(3)
         loss_d, d_terms = coaug_loss(
@@ -242,42 +352,78 @@ def train(
 ) -> RunResult:
     """Train `config` (or load it if already finished) and return its `RunResult`.
 
-    `stop_after_epoch` ends the call after that epoch's checkpoint, as a kill would (the next
-    call resumes). `log` receives one line per epoch (default: print).
+    Everything that can be checked is checked before any work (device, data, classes, batch
+    size), and pretraining (cached) runs before the run folder exists, so bad settings leave no
+    run folder. The run folder is locked (`csoa_nb.runs.run_lock`): a twin command waits, then
+    loads the finished run. `stop_after_epoch` ends the call after that epoch's checkpoint, as a
+    kill would (the next call resumes). `log` receives one line per epoch (default: print).
     """
     say = log or print
     finished = find_run(config)
     if finished is not None:
         return load_run(finished)
-
-    device = torch.device(config.device)
-    seed_everything(config.seed)
     started = time.perf_counter()
-
-    train_set, test_set = build_datasets(config)  # first: bad data leaves no empty run folder
+    device = check_device(config)
+    train_set, test_set = build_datasets(config)
     check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
+    sampler = build_sampler(config, train_set)
     run_dir = run_dir_for(config)
+    _make_folder(run_dir.parent, run_dir)  # output_dir: checked before pretraining
+    if run_dir.exists() and not run_dir.is_dir():
+        _make_folder(run_dir, run_dir)
+    weights = resolve_weights(config, progress=progress)
+    _make_folder(run_dir, run_dir)
+    with run_lock(run_dir, say):
+        finished = find_run(config)
+        if finished is not None:  # a twin command finished it while this one waited
+            return load_run(finished)
+        for stale in remove_stale_tmp(run_dir):
+            say(f"[{config.hash}] removed {stale.name}, left by a killed process")
+        return _train_locked(
+            config, device, (train_set, test_set), sampler, weights, run_dir,
+            progress=progress, stop_after_epoch=stop_after_epoch, say=say, started=started,
+        )
+
+
+def _make_folder(folder: Path, run_dir: Path) -> None:
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSError(
             f"cannot create the run folder {run_dir} ({error}); pass a writable output_dir"
         ) from error
-    backbone_weights, embedding_weights = resolve_weights(config)
-    model = build_model(config, backbone_weights).to(device)
-    embed_net = build_embedding(config, embedding_weights).to(device) if config.uses_coaug else None
+
+
+def _train_locked(
+    config: RunConfig,
+    device: torch.device,
+    datasets: tuple[Dataset, Dataset],
+    sampler: ClassBalancedBatchSampler,
+    weights: tuple[str | None, str | None],
+    run_dir: Path,
+    *,
+    progress: bool,
+    stop_after_epoch: int | None,
+    say: Callable[[str], None],
+    started: float,
+) -> RunResult:
+    """The body of `train`, holding the run folder's lock."""
+    train_set, test_set = datasets
+    # The run's own random stream starts here, after the data and the (cached or not)
+    # pretraining, so neither can shift it; augmentation draws from per-item generators.
+    seed_everything(config.seed)
+    model = build_model(config, weights[0]).to(device)
+    embed_net = build_embedding(config, weights[1]).to(device) if config.uses_coaug else None
     optimizer, scheduler = build_optimizer(config, model)
-    sampler = ClassBalancedBatchSampler(
-        dataset_labels(train_set), config.batch_size, config.classes_per_batch, seed=config.seed
-    )
     loader = DataLoader(
-        train_set,
-        batch_sampler=sampler,
+        SeededItems(train_set, config.seed, cache=config.dataset == "synthetic"),
+        batch_sampler=EpochBatches(sampler),
         collate_fn=collate_wsol,
         num_workers=config.num_workers,
         worker_init_fn=_worker_init,
-        generator=torch.Generator().manual_seed(config.seed),
     )
+    if config.dataset == "synthetic":
+        test_set = SeededItems(test_set, config.seed, cache=True)
     val_count = min(config.val_images, len(test_set))
     val_set = Subset(test_set, range(val_count)) if val_count else None
 
@@ -297,7 +443,7 @@ def train(
         say(f"[{config.hash}] resuming after epoch {start_epoch} from {checkpoint_path}")
     else:
         metrics_path.unlink(missing_ok=True)
-        write_json(run_dir / "config.json", config.to_dict())
+        write_json(run_dir / "config.json", config.to_record())
 
     use_amp = config.amp and device.type == "cuda"
     steps = len(sampler)
@@ -349,6 +495,7 @@ def train(
         if val_set is not None:
             val_maps = collect_maps(model, val_set, config, device=device)
             val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
+            val.update(collapse_stats(val_maps["cam_last"]))
             record.update({f"val_{k}": v for k, v in val.items()})
         record["epoch_time_s"] = time.perf_counter() - epoch_started
         append_jsonl(metrics_path, record)
@@ -365,7 +512,7 @@ def train(
             },
         )
         say(_epoch_line(config, record))
-        _warn_if_inverted(config, record)
+        _warn_if_collapsed(config, record)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
             raise RunInterrupted(f"stopped after epoch {epoch + 1}; call train() again to resume")
 
@@ -374,6 +521,7 @@ def train(
         maps["probs"] = ten_crop_probs(model, config, device=device)
     thetas = (config.theta, *(t for t in FINAL_THETAS if t != config.theta))
     metrics = score_maps(maps, config, thetas=thetas, full=True)
+    metrics.update(collapse_stats(maps["cam_last"]))
     save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
     save_torch(run_dir / "cams.pt", sample_cams(model, test_set, config, device=device))
     wall = elapsed_before + time.perf_counter() - started
@@ -381,6 +529,7 @@ def train(
         run_dir / "results.json",
         {
             "config_hash": config.hash,
+            "data": config.data_identity(),
             "metrics": metrics,
             "wall_time_s": wall,
             "command": command_line(),
@@ -396,7 +545,9 @@ def train(
 def _epoch_line(config: RunConfig, record: dict[str, Any]) -> str:
     parts = [f"[{config.hash}] {config.method} epoch {record['epoch']}/{config.epochs}"]
     parts.append(f"loss {record.get('loss_total', math.nan):.4f}")
-    parts.append(f"alpha {record['alpha']:.2f} lr {record['lr']:.2e}")
+    if config.uses_inner_loss or config.uses_coaug:  # alpha weighs Eq. 5 and Eq. 12 only
+        parts.append(f"alpha {record['alpha']:.2f}")
+    parts.append(f"lr {record['lr']:.2e}")
     parts.append(f"train acc {record['train_acc']:.1f}%")
     if "val_top1_loc_err" in record:
         parts.append(
@@ -413,17 +564,15 @@ def _summary(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in keys if k in metrics)
 
 
-def _warn_if_inverted(config: RunConfig, record: dict[str, Any]) -> None:
-    """Warn on CoAug's inverted-map collapse: the map is brighter outside the object."""
-    ratio = record.get("val_box_mass_ratio")
-    if config.uses_coaug and ratio is not None and ratio < 1.0:
-        warnings.warn(
-            f"[{config.hash}] epoch {record['epoch']}: the CAM puts less mass inside the "
-            f"ground-truth boxes than a uniform map would (ratio {ratio:.2f} < 1): the map may "
-            "have inverted (object dark, background bright); look at the maps",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+def _warn_if_collapsed(config: RunConfig, record: dict[str, Any]) -> None:
+    """Warn, naming it, when the validation maps of a CoAug method show a collapse
+    (`csoa_nb.monitors`): Eq. 12's degenerate minima (chapter 04)."""
+    if not config.uses_coaug:
+        return
+    stats = {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")}
+    for finding in diagnose_collapse(stats):
+        warnings.warn(f"[{config.hash}] {config.method} epoch {record['epoch']}: {finding}",
+                      RuntimeWarning, stacklevel=2)
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -64,7 +64,7 @@ import csoa_nb.train as train_module
 from csoa_nb import evaluate, runbook
 from csoa_nb.config import RunConfig
 from csoa_nb.data import DataError
-from csoa_nb.runs import CheckpointError, load_checkpoint
+from csoa_nb.runs import LOCK_NAME, CheckpointError, load_checkpoint
 from csoa_nb.train import NonFiniteLossError, RunInterrupted, build_model, train
 
 
@@ -79,12 +79,13 @@ def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
 
 
 def snapshot(*roots: Path) -> dict[Path, tuple[bytes, int]]:
-    """Bytes and modification time of every file under `roots`."""
+    """Bytes and modification time of every file under `roots` (but the run lock's file, which
+    names the process that last held it)."""
     return {
         path: (path.read_bytes(), path.stat().st_mtime_ns)
         for root in roots
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.name != LOCK_NAME
     }
 
 

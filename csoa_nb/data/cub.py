@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from csoa_nb.data.common import (
@@ -222,6 +223,11 @@ class CUB200(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = wrap_index(index, len(self), f"CUB {self.split} images")
+        image, boxes, mask = self.load_raw(index)
+        return make_sample(self.transform, image, boxes, mask, self.labels[index], index)
+
+    def load_raw(self, index: int) -> tuple[Image.Image, torch.Tensor, Image.Image | None]:
+        """Item `index` before the transform: decoded image, boxes in its pixels, mask."""
         image = load_image(self.image_paths[index])
         boxes = torch.tensor([self._boxes[index]], dtype=torch.float32)
         boxes = check_boxes_in_image(boxes, *image.size, where=self._box_where[index])
@@ -233,7 +239,7 @@ class CUB200(Dataset):
                     f"mask {self._mask_paths[index]} is {mask.size[0]}x{mask.size[1]} but its "
                     f"image is {image.size[0]}x{image.size[1]}: replace the mask"
                 )
-        return make_sample(self.transform, image, boxes, mask, self.labels[index], index)
+        return image, boxes, mask
 
     def __repr__(self) -> str:
         return (
