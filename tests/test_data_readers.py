@@ -324,7 +324,7 @@ def test_metadata_masks_give_union_and_boxes(tmp_path: Path) -> None:
 def test_metadata_missing_localization(tmp_path: Path) -> None:
     images, meta = build_metadata(tmp_path)
     (meta / "test" / "localization.txt").unlink()
-    with pytest.raises(DataError, match=r"localization.txt is missing.*require_localization"):
+    with pytest.raises(DataError, match=r"localization.txt is missing: the test split .* add them"):
         WSOLMetadata(images, meta, "test")
     ds = WSOLMetadata(images, meta, "test", require_localization=False)
     assert boxes_of(ds[0]) == [[0.0, 0.0, 20.0, 16.0]]

@@ -40,7 +40,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
 
     Raises `DataError` naming the absolute path when the file is missing, truncated, corrupt or
     not an image (decoding is forced with `Image.load()`, so truncation shows up here and not
-    later inside a DataLoader worker).
+    later inside a DataLoader worker). 16-bit images are reduced to 8 bit first (`to_8bit`).
     """
     return _decode(path, "RGB", "image", "image",
                    "re-download the dataset or fix its file list")
@@ -65,7 +65,7 @@ def _decode(path: str | os.PathLike[str], mode: str, name: str, kind: str,
     try:
         with Image.open(p) as img:
             img.load()
-            return img.convert(mode)
+            return to_8bit(img).convert(mode)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
             f"{p} is not a readable {kind} (corrupt or truncated?): re-download/replace it "
@@ -73,11 +73,35 @@ def _decode(path: str | os.PathLike[str], mode: str, name: str, kind: str,
         ) from exc
 
 
+#: PIL modes of integer images wider than 8 bit: "I;16*" (16-bit grey, e.g. `Image.fromarray`
+#: of a uint16 array) and "I" (32-bit signed; what most Pillow versions open a 16-bit grey PNG,
+#: TIFF or PGM as). PIL's own `convert("RGB"/"L")` clips these at 255, so a 16-bit image
+#: decodes to almost pure white; `to_8bit` scales them first.
+WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """`img` with a 16-bit integer mode (`WIDE_INT_MODES`) scaled to an 8-bit "L" image.
+
+    The 16-bit value v becomes `v >> 8` (its high byte: 0 -> 0, 32768 -> 128, 65535 -> 255),
+    the same reduction Pillow applies when it opens a 16-bit RGB PNG as "RGB". Mode "I" holds
+    32-bit integers but in practice 16-bit data (Pillow opens 16-bit grey PNG/TIFF/PGM files as
+    "I"), so it is read in the same 0..65535 range: negative values become 0 and values above
+    65535 become 255. Every other mode (all 8-bit images) is returned unchanged, so 8-bit
+    JPEG/PNG files decode exactly as before.
+    """
+    if img.mode not in WIDE_INT_MODES:
+        return img
+    values = np.asarray(img).astype(np.int64)
+    return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8))
+
+
 def load_mask(path: str | os.PathLike[str], threshold: int = 128) -> Image.Image:
     """Load a segmentation mask as a binary `PIL.Image` of mode "L" with values 0/255.
 
     A pixel is foreground when its grey value is `>= threshold` (128 for CUB's soft
-    segmentations and our synthetic masks; 1 for OpenImages' binary masks).
+    segmentations and our synthetic masks; 1 for OpenImages' binary masks). A 16-bit mask is
+    first reduced to 8 bit (`to_8bit`: v >> 8), so the threshold is always on the 0..255 scale.
     """
     grey = np.asarray(_decode(path, "L", "mask", "mask image",
                               "re-download the masks or remove the mask folder"))
@@ -167,17 +191,23 @@ def read_table(
     Returns `(line_number, fields)` for every non-blank line (line numbers start at 1). A line
     whose column count is not in `ncols` raises `DataError` naming the file and line; `fix`
     ends every message (what the user should do), e.g. "re-extract CUB_200_2011.tgz".
+
+    Leading and trailing whitespace of every line and every field is dropped (trailing spaces,
+    tabs, Windows CRLF line ends, a UTF-8 byte-order mark), so the last field of a
+    `maxsplit`-limited line, e.g. a CUB image path, never ends in blanks; whitespace inside a
+    field (a path with a space, with `maxsplit=1`) is kept.
     """
     allowed = (ncols,) if isinstance(ncols, int) else ncols
     if not path.is_file():
         raise DataError(f"{path} is missing: {fix}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} cannot be read ({exc}): {fix}") from exc
     rows: list[tuple[int, list[str]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+        line = line.strip()
+        if not line:
             continue
         if sep is None:
             fields = line.split(None, maxsplit)
@@ -187,7 +217,7 @@ def read_table(
             want = " or ".join(str(n) for n in allowed)
             raise DataError(
                 f"{path}, line {number}: expected {want} columns, found {len(fields)} "
-                f"({line.strip()!r}): {fix}"
+                f"({line!r}): {fix}"
             )
         rows.append((number, fields))
     return rows

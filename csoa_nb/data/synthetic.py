@@ -36,8 +36,12 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +60,18 @@ SPLITS = ("train", "test")
 JPEG_QUALITY = 95
 
 _GOLDEN = 0.6180339887498949
+
+#: `make_dataset` generates into `root/.tmp-synthetic-<family>-<hash12>-<host8>-<pid>-<random>`
+#: (host8: 8 hex digits of sha256 of the host name; pid: the generating process). Names of
+#: older versions had no `<host8>-<pid>-`. Nothing but names of this exact pattern is ever
+#: removed (see `clean_stale_tmp`).
+_TMP_NAME = re.compile(
+    rf"\.tmp-synthetic-(?:{'|'.join(FAMILIES)})-[0-9a-f]{{12}}-"
+    r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-)?[A-Za-z0-9_]+"
+)
+#: A temporary folder whose owner cannot be checked (made on another host, a name without a
+#: pid, or a pid now used by another process) is removed once it is older than this (seconds).
+STALE_TMP_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -569,7 +585,9 @@ def make_dataset(
     sha256 over the canonical JSON of all arguments and `GENERATOR_VERSION`. A folder with a
     complete, matching `manifest.json` is reused as is. Generation happens in a hidden temporary
     folder inside `root` that is renamed into place at the end, so an interrupted run never
-    leaves a half dataset that looks complete; nothing else in `root` is touched.
+    leaves a half dataset that looks complete. That folder is removed when generation fails;
+    one left by a killed run is removed by the next call (`clean_stale_tmp`). Nothing else in
+    `root` is touched.
 
     Args:
         root: parent folder (created if needed).
@@ -586,6 +604,7 @@ def make_dataset(
     digest = spec_hash(spec)
     root_path = abspath(root)
     final = root_path / f"synthetic-{difficulty.family}-{digest}"
+    clean_stale_tmp(root_path)
     if final.exists():
         if _is_complete(final, digest):
             return final
@@ -594,21 +613,74 @@ def make_dataset(
             "manifest.json): delete that folder (it is not ours to overwrite) or use another root"
         )
     root_path.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root_path))
+    prefix = f".tmp-{final.name}-{_host_tag()}-{os.getpid()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root_path))
     try:
         _write_dataset(tmp, spec, digest, difficulty)
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, final)
         except OSError:
-            if _is_complete(final, digest):  # another process finished the same dataset first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return final
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            if not _is_complete(final, digest):  # else another process finished it first
+                raise
+    finally:  # after a successful rename `tmp` is gone; otherwise it is half-written
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _host_tag() -> str:
+    """8 hex digits identifying this host in temporary folder names (hash of the host name)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host may still run (True when that cannot be told)."""
+    if os.name != "posix" or pid <= 0:  # on Windows, os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists but belongs to another user
+        return True
+    return True
+
+
+def clean_stale_tmp(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary folders of `make_dataset` runs that died (killed, power cut) in `root`.
+
+    Only direct sub-folders of `root` whose name matches `_TMP_NAME` exactly, that are real
+    folders (not links) owned by the current user are candidates; one is removed when its
+    name says it was made on this host by a process that no longer exists, or when it is
+    older than `STALE_TMP_SECONDS`. A folder of a live generation (its pid still runs) is kept,
+    and nothing else in `root` is ever touched. Returns the removed folders; errors (an
+    unreadable `root`, a folder another process removes first) are ignored.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(root).iterdir())
+    except OSError:
+        return removed
+    host, now = _host_tag(), time.time()
+    for entry in entries:
+        match = _TMP_NAME.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            continue
+        pid = match["pid"]
+        owner_gone = pid is not None and match["host"] == host and not _pid_alive(int(pid))
+        if owner_gone or now - info.st_mtime > STALE_TMP_SECONDS:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def part_area_ratios(root: str | os.PathLike[str]) -> np.ndarray:
@@ -630,7 +702,7 @@ def part_area_ratios(root: str | os.PathLike[str]) -> np.ndarray:
     for line in listing.read_text(encoding="utf-8").split("\n"):
         if not line.strip():
             continue
-        stem = Path(line.split(maxsplit=1)[1]).with_suffix(".png")
+        stem = Path(line.strip().split(maxsplit=1)[1]).with_suffix(".png")
         part = np.asarray(Image.open(folder / "parts" / stem)) >= 128
         mask = np.asarray(Image.open(folder / "masks" / stem)) >= 128
         ratios.append(part.sum() / max(int(mask.sum()), 1))

@@ -9,6 +9,11 @@
                        "<image_id>,<mask_path>,<ignore_path>"  masks (OpenImages), several
                        lines per image; the ignore path only on the first
 
+`localization.txt` may be absent or empty for the train split (WSOL trains from labels; each
+item then gets the whole image as its box); val/test need it. Every image id appears once in
+image_ids.txt, class_labels.txt and image_sizes.txt (a repeated id is an error naming both
+lines).
+
 Images live at `root/<image_id>`, masks at `mask_root/<mask_path>` (`mask_root` defaults to
 `root`). Box format: one box per line, x1/y1 taken as exclusive. Mask format: the item's mask
 is the union of its instance masks (foreground: grey value >= 1, as in wsolevaluation), and
@@ -53,8 +58,12 @@ class WSOLMetadata(Dataset):
         transform: a `WSOLTransform`; None returns original size and original-pixel boxes.
         num_classes: the class count; labels must lie in `0..num_classes-1`. When None it is
             inferred as `max(label) + 1`.
-        require_localization: when False, a split without `localization.txt` (OpenImages'
-            train split) is accepted and every box is the whole image.
+        require_localization: whether the split must have a non-empty `localization.txt`.
+            The default (None) requires it for "val"/"test" (evaluation needs boxes or masks)
+            and not for "train" (WSOL trains from class labels only; the published ILSVRC and
+            OpenImages train splits ship an empty file). Every item of a split without
+            localization gets the whole image `(0, 0, W, H)` as its one box (the sample
+            contract keeps K >= 1, as ILSVRC training images without an XML do).
         mask_root: where the mask paths of a mask-format `localization.txt` are resolved
             (default: `root`).
 
@@ -70,7 +79,7 @@ class WSOLMetadata(Dataset):
         transform: WSOLTransform | None = None,
         num_classes: int | None = None,
         *,
-        require_localization: bool = True,
+        require_localization: bool | None = None,
         mask_root: str | os.PathLike[str] | None = None,
     ):
         self.root = abspath(root)
@@ -93,23 +102,30 @@ class WSOLMetadata(Dataset):
         self.metadata_dir = meta
 
         ids_file = meta / "image_ids.txt"
-        self.image_ids = [f[0] for _, f in read_table(ids_file, 1, sep="\n", fix=_FIX)]
+        id_line: dict[str, int] = {}
+        for number, (image_id,) in read_table(ids_file, 1, sep="\n", fix=_FIX):
+            _reject_repeat(ids_file, number, image_id, id_line.get(image_id))
+            id_line[image_id] = number
+        self.image_ids = list(id_line)
         if not self.image_ids:
             raise DataError(f"{ids_file} lists no images: {_FIX}")
-        if len(set(self.image_ids)) != len(self.image_ids):
-            raise DataError(f"{ids_file} lists an image id twice: {_FIX}")
         known = set(self.image_ids)
 
         labels_file = meta / "class_labels.txt"
-        label_of: dict[str, int] = {}
+        label_of: dict[str, tuple[int, int]] = {}  # image id -> (label, line)
         for number, (image_id, text) in read_table(labels_file, 2, sep=",", fix=_FIX):
-            label_of[image_id] = parse_number(text, int, labels_file, number, "label", _FIX)
-            if label_of[image_id] < 0:
+            label = parse_number(text, int, labels_file, number, "label", _FIX)
+            if image_id in label_of:
+                first, first_line = label_of[image_id]
+                detail = f" (label {first} there, label {label} here)"
+                _reject_repeat(labels_file, number, image_id, first_line, detail)
+            if label < 0:
                 raise DataError(f"{labels_file}, line {number}: negative label: {_FIX}")
+            label_of[image_id] = (label, number)
         missing = [i for i in self.image_ids if i not in label_of]
         if missing:
             raise DataError(f"{labels_file} has no label for image {missing[0]!r}: {_FIX}")
-        self.labels = [label_of[i] for i in self.image_ids]
+        self.labels = [label_of[i][0] for i in self.image_ids]
         inferred = max(self.labels) + 1
         if num_classes is None:
             self.num_classes = inferred
@@ -127,6 +143,8 @@ class WSOLMetadata(Dataset):
         sizes_file = meta / "image_sizes.txt"
         if sizes_file.is_file():
             for number, (image_id, w, h) in read_table(sizes_file, 3, sep=",", fix=_FIX):
+                if image_id in self._sizes:
+                    _reject_repeat(sizes_file, number, image_id, self._sizes[image_id][2])
                 self._sizes[image_id] = (
                     parse_number(w, int, sizes_file, number, "width", _FIX),
                     parse_number(h, int, sizes_file, number, "height", _FIX),
@@ -137,14 +155,20 @@ class WSOLMetadata(Dataset):
         self.has_masks = False
         self._boxes: dict[str, list[tuple[list[float], int]]] = {}
         self._masks: dict[str, list[Path]] = {}
-        if not loc_file.is_file():
-            if require_localization:
-                raise DataError(
-                    f"{loc_file} is missing: {_FIX}; for a training split without "
-                    "localization pass require_localization=False (boxes become the whole image)"
-                )
-        else:
-            self._read_localization(loc_file, known)
+        if require_localization is None:
+            require_localization = split != "train"
+        # the published ILSVRC and OpenImages train splits ship an empty localization.txt
+        rows = read_table(loc_file, (3, 5), sep=",", fix=_FIX) if loc_file.is_file() else []
+        if rows:
+            self._read_localization(loc_file, rows, known)
+        elif require_localization:
+            state = "is empty" if loc_file.is_file() else "is missing"
+            raise DataError(
+                f"{loc_file} {state}: the {split} split is evaluated and needs the boxes or masks "
+                "of its images; add them to that file, one per line, as "
+                "'<image_id>,<x0>,<y0>,<x1>,<y1>' or '<image_id>,<mask_path>,<ignore_path>' "
+                f"(or {_FIX})"
+            )
         self._loc_file = loc_file
 
         for image_id in self.image_ids:
@@ -152,8 +176,9 @@ class WSOLMetadata(Dataset):
             if not path.is_file():
                 raise DataError(f"image {path} (listed in {ids_file}) does not exist: {_FIX}")
 
-    def _read_localization(self, loc_file: Path, known: set[str]) -> None:
-        rows = read_table(loc_file, (3, 5), sep=",", fix=_FIX)
+    def _read_localization(
+        self, loc_file: Path, rows: list[tuple[int, list[str]]], known: set[str]
+    ) -> None:
         widths = {len(f) for _, f in rows}
         if len(widths) > 1:
             raise DataError(
@@ -238,4 +263,18 @@ class WSOLMetadata(Dataset):
         return (
             f"WSOLMetadata(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
             f"num_classes={self.num_classes}, has_masks={self.has_masks})"
+        )
+
+
+def _reject_repeat(
+    path: Path, number: int, image_id: str, first_line: int | None, detail: str = ""
+) -> None:
+    """`DataError` naming `path` and both lines when `image_id`, read on line `number`, was
+    already read on `first_line` (None: first time, nothing to do). A repeated id is rejected
+    even when both lines agree, as the CUB reader does: which line is right is the user's call.
+    """
+    if first_line is not None:
+        raise DataError(
+            f"{path}, line {number}: image id {image_id!r} already appeared on line "
+            f"{first_line}{detail}: keep one line per image ({_FIX})"
         )
