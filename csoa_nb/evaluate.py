@@ -9,13 +9,21 @@ error whatever its box, and when it is right its box is the ground-truth class's
 
 The maps are saved with the run (`eval_maps.pt`), so another theta costs no retraining::
 
-    python -m csoa_nb.evaluate RUN_DIR --theta 0.2 0.3 0.4
+    python -m csoa_nb.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
+
+Each key has one meaning, in `results.json` and here alike: `top1_loc_err`, `gt_known_loc_err`,
+... (no suffix) and `gt_known_loc_acc@iouN` are at the run's own theta (`config.theta`), and
+`top1_loc_err@T` ... at theta T. PxAP needs the test masks, which a run does not save: they are
+read from the run's dataset, a relative `data_root` meaning the checkout that holds the run
+folder (see `reevaluate`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,8 @@ from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
 from csoa_nb.localize import fuse_cams
 from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
 from csoa_nb.models import CSoAOutput
+from csoa_nb.paths import project_root
+from csoa_nb.runs import write_json
 
 #: Images kept in `cams.pt` for figures and widgets.
 SAMPLE_COUNT = 16
@@ -207,21 +217,132 @@ def ten_crop_probs(
     return torch.cat(scores)
 
 
-def reevaluate(run_dir: str | Path, thetas: tuple[float, ...]) -> dict[str, float]:
-    """Metrics of a finished run at other thetas, from its saved maps (no retraining)."""
+def check_run_folder(run_dir: Path) -> None:
+    """Raise `ValueError` naming what is missing unless `run_dir` is a finished run with maps.
+
+    A finished run folder (`csoa_nb.runs`) holds `config.json`, `results.json` and
+    `eval_maps.pt`; the message tells a non-folder, a non-run folder, an unfinished run and a
+    run without saved maps apart, and what to do about each.
+    """
+    if not run_dir.is_dir():
+        raise ValueError(
+            f"{run_dir} is not a folder: pass a run folder <output_dir>/<hash>/ written by "
+            "`python -m csoa_nb.train`, e.g. one under runs/ or results/runs/"
+        )
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(
+            f"{run_dir} is not a run folder (it has no config.json): pass a folder "
+            "<output_dir>/<hash>/ written by `python -m csoa_nb.train`, e.g. one under runs/ "
+            "or results/runs/"
+        )
+    if not (run_dir / "results.json").is_file():
+        raise ValueError(
+            f"{run_dir} is an unfinished run (config.json but no results.json): finish it by "
+            "running the same training command or chapter again (it resumes from its "
+            "checkpoint.pt), then evaluate it"
+        )
+    if not (run_dir / "eval_maps.pt").is_file():
+        raise ValueError(
+            f"{run_dir / 'eval_maps.pt'} does not exist: the finished run's saved maps are what "
+            f"re-evaluation reads. Retrain the run: move {run_dir} away and train its "
+            "config.json again (the new run saves eval_maps.pt)"
+        )
+
+
+def _checkout_of(path: Path) -> Path | None:
+    """The csoa-book checkout (`_toc.yml` and `csoa_nb/`) at or above `path`, or None."""
+    root = project_root(path)
+    return root if (root / "_toc.yml").is_file() and (root / "csoa_nb").is_dir() else None
+
+
+def _dataset_config(
+    run_dir: Path, config: RunConfig, data_root: str | Path | None
+) -> RunConfig | str:
+    """`config` with absolute dataset paths, or the reason there are none.
+
+    `data_root` (relative to the working directory) overrides the run's. A relative path of
+    the run means the checkout that holds `run_dir`, else the checkout that holds the working
+    directory (`csoa_nb.paths`); outside any checkout it means nothing, and the reason is
+    returned instead, so that no dataset is read from, or generated into, a stray `./data`.
+    """
+    changes: dict[str, str] = {}
+    if data_root is not None:
+        changes["data_root"] = str(Path(data_root).expanduser().resolve())
+    paths = {"data_root": config.data_root, "metadata_dir": config.metadata_dir}
+    relative = {
+        key: value
+        for key, value in paths.items()
+        if value and key not in changes and not Path(value).expanduser().is_absolute()
+    }
+    if relative:
+        anchor = _checkout_of(run_dir.resolve()) or _checkout_of(Path.cwd())
+        if anchor is None:
+            names = ", ".join(f"{key} {value!r}" for key, value in relative.items())
+            return (
+                f"{run_dir} is not inside a csoa-book checkout, nor is the working directory, "
+                f"so the run's relative {names} names no folder (nothing was read or written); "
+                "pass --data-root DIR, the dataset folder the run was trained on, for PxAP"
+            )
+        changes.update({key: str(anchor / value) for key, value in relative.items()})
+    return config.replace(**changes) if changes else config
+
+
+def _warn(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def reevaluate(
+    run_dir: str | Path,
+    thetas: tuple[float, ...],
+    *,
+    data_root: str | Path | None = None,
+    log: Callable[[str], None] = _warn,
+) -> dict[str, float]:
+    """Metrics of a finished run at other thetas, from its saved maps (no retraining).
+
+    The unsuffixed keys (`top1_loc_err`, ...) and `gt_known_loc_acc@iouN` are at the run's own
+    theta `config.theta`, as in its `results.json`, whatever `thetas` holds; `key@T` is at
+    theta T, for each T of `thetas`.
+
+    PxAP needs the test masks, which the run folder lacks; they are read from the run's
+    dataset (`data_root` overrides its folder; see `_dataset_config` for relative paths).
+    When the dataset cannot be found or read, PxAP is left out and `log` says why; every other
+    metric stands.
+
+    Raises:
+        ValueError: `run_dir` is not a finished run folder with `eval_maps.pt`.
+    """
     from csoa_nb.train import build_datasets
 
     run_dir = Path(run_dir)
+    check_run_folder(run_dir)
     config = RunConfig.from_json(run_dir / "config.json")
     maps = torch.load(run_dir / "eval_maps.pt", map_location="cpu", weights_only=True)
     if maps.get("masks") is None:
-        try:
-            _, test_set = build_datasets(config)
-            if getattr(test_set, "has_masks", False):
-                maps["masks"] = collect_masks(test_set)
-        except (OSError, ValueError):
-            pass  # the dataset is not here: PxAP is skipped, every other metric stands
-    return score_maps(maps, config, thetas=thetas, full=True)
+        dataset_config = _dataset_config(run_dir, config, data_root)
+        if isinstance(dataset_config, str):
+            log(f"PxAP left out: {dataset_config}")
+        else:
+            try:
+                _, test_set = build_datasets(dataset_config)
+                if getattr(test_set, "has_masks", False):
+                    maps["masks"] = collect_masks(test_set)
+            except (OSError, ValueError) as error:
+                log(f"PxAP left out: the test masks of {run_dir} could not be read ({error})")
+    # the run's theta first: the evaluator gives the first theta the unsuffixed keys
+    own = f"{config.theta:g}"
+    requested = {f"{t:g}" for t in thetas}
+    metrics = score_maps(
+        maps, config, thetas=(config.theta, *(t for t in thetas if f"{t:g}" != own)), full=True
+    )
+    if own not in requested:  # keep `key@T` to the thetas asked for
+        suffix = f"@{own}"
+        metrics = {
+            k: v
+            for k, v in metrics.items()
+            if not (k.endswith(suffix) and k[: -len(suffix)] in metrics)
+        }
+    return metrics
 
 
 def collect_masks(dataset: Dataset) -> torch.Tensor:
@@ -229,24 +350,68 @@ def collect_masks(dataset: Dataset) -> torch.Tensor:
     return torch.cat([b["mask"][:, 0].to(torch.uint8) for b in loader])
 
 
+def check_json_destination(path: str | Path) -> Path:
+    """`path` if a metrics file can be written there; else `SystemExit` naming the fix.
+
+    Checked before anything is computed: the parent folder must exist and be writable, and
+    `path` must not be a folder.
+    """
+    target = Path(path).expanduser()
+    parent = target.parent
+    if target.is_dir():
+        raise SystemExit(
+            f"error: --json {path} is a folder: name a file in it, e.g. "
+            f"--json {target / 'metrics.json'}"
+        )
+    if not parent.is_dir():
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise SystemExit(
+            f"error: --json {path}: its folder {parent} {what}: create that folder first or "
+            "choose another path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
+        raise SystemExit(
+            f"error: --json {path} is not writable (no write permission on "
+            f"{target if target.exists() else parent}): choose a path you can write"
+        )
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.evaluate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m csoa_nb.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("run_dir")
     parser.add_argument("--theta", type=float, nargs="+", default=[0.2, 0.3, 0.4])
     parser.add_argument("--json", default=None, help="also write the metrics to this file")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset folder for PxAP's test masks (default: the run's data_root; a relative "
+        "one means the checkout that holds RUN_DIR)",
+    )
     args = parser.parse_args(argv)
     for theta in args.theta:
         if not 0.0 < theta < 1.0:
             raise SystemExit(f"error: theta must lie in (0, 1), got {theta}")
-    metrics = reevaluate(args.run_dir, tuple(args.theta))
+    json_path = check_json_destination(args.json) if args.json else None
+    try:
+        check_run_folder(Path(args.run_dir))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    metrics = reevaluate(args.run_dir, tuple(args.theta), data_root=args.data_root)
     for theta in args.theta:
         print(
             f"theta {theta:.2f}: top-1 loc err {metrics[f'top1_loc_err@{theta:g}']:.2f}  "
             f"top-5 loc err {metrics[f'top5_loc_err@{theta:g}']:.2f}  "
             f"GT-known loc err {metrics[f'gt_known_loc_err@{theta:g}']:.2f}"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if json_path is not None:
+        write_json(json_path, metrics)
     return 0
 
 

@@ -12,6 +12,14 @@ Command line (from the repository root)::
 
 The executed copy of ``book/NN_x.ipynb`` is ``<build-dir>/book/NN_x.ipynb``; the HTML of a
 build lands in ``<html-out>/html`` (``index.html`` is the first chapter).
+
+Nothing a user owns is overwritten or deleted. A build folder may not be, contain or lie inside
+the source folder ``book/`` (so neither the project root nor ``book/`` itself), and neither may
+``<html-out>/html``. Every folder the runbook creates (the build folder, ``<html-out>/html``)
+gets a marker file, ``.csoa-runbook``; the runbook writes into, or replaces, only a folder that
+holds it (or an empty one, which it then marks). Any other existing folder is refused, even
+inside ``_build/``: a build folder left by a version without markers is removed by hand once
+(``make clean``), since the runbook cannot tell it from a folder of the user's.
 """
 
 from __future__ import annotations
@@ -40,6 +48,12 @@ CELL_TIMEOUT_S = 3600
 #: The kernel draws figures inline even when the calling process uses a headless backend
 #: (an inherited ``MPLBACKEND=Agg`` would make every ``plt.show()`` in a notebook a no-op).
 KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
+#: The file that marks a folder as created by the runbook, which may then rewrite or delete it.
+MARKER = ".csoa-runbook"
+MARKER_TEXT = (
+    "This folder was created by `python -m csoa_nb.runbook`, which may overwrite or delete it\n"
+    "on its next build. Delete this file to keep the runbook out of the folder.\n"
+)
 
 
 def _check_root(root: Path) -> Path:
@@ -50,6 +64,78 @@ def _check_root(root: Path) -> Path:
             "installed with `pip install -e .` (see README.md)."
         )
     return root
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    """Whether resolved folder ``a`` is ``b``, lies inside it or contains it."""
+    return a == b or b in a.parents or a in b.parents
+
+
+def _refuse_source_overlap(folder: Path, option: str, example: str, root: Path) -> None:
+    """Refuse an output ``folder`` (from ``option``) that is, contains or lies inside the source
+    folder ``book/``; the project root contains it."""
+    book = root / BOOK_DIR
+    if _overlaps(folder, book):
+        if folder == root:
+            what = "is the project root, which holds"
+        elif folder == book:
+            what = "is"
+        else:
+            what = "lies inside" if book in folder.parents else "contains"
+        raise SystemExit(
+            f"{option} would write into {folder}, which {what} the book's source folder {book}: "
+            f"that would overwrite the committed notebooks. Choose a folder outside {book} that "
+            f"is not the project root, e.g. {option} {example}"
+        )
+
+
+def _owned(folder: Path) -> bool:
+    """Whether ``folder`` was created by the runbook (it holds the marker file)."""
+    return (folder / MARKER).is_file()
+
+
+def _refuse_foreign(folder: Path, option: str, root: Path) -> None:
+    """Refuse an existing ``folder`` that is neither the runbook's (marker) nor empty."""
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(f"{option}: {folder} is a file, not a folder: choose another {option}")
+    if folder.is_dir() and not _owned(folder) and any(folder.iterdir()):
+        hint = ""
+        if root / "_build" in folder.parents:
+            hint = " (`make clean` removes all of _build, e.g. a build made before these markers)"
+        raise SystemExit(
+            f"{folder} already exists and was not created by the runbook (it has no {MARKER} "
+            f"file), so the runbook will not write into it or delete anything in it: choose "
+            f"another {option}, or remove {folder} yourself{hint}"
+        )
+
+
+def _claim(folder: Path, option: str, root: Path) -> None:
+    """Create ``folder`` with the marker file, or accept it if it is the runbook's or empty."""
+    _refuse_foreign(folder, option, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not _owned(folder):
+        (folder / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+
+
+def check_html_destination(html_out: Path, build_dir: Path, root: Path = REPO_ROOT) -> Path:
+    """``html_out/html``, once it is known to be safe to replace; raises ``SystemExit`` if not.
+
+    It may not overlap the source ``book/`` or the build folder, and if it exists it must be
+    the runbook's (marker file) or empty.
+    """
+    root = Path(root).resolve()
+    dest = Path(html_out).resolve() / "html"
+    build_dir = Path(build_dir).resolve()
+    _refuse_source_overlap(build_dir, "--build-dir", "_build/cpu", root)
+    _refuse_source_overlap(dest, "--html-out", "_build", root)
+    if _overlaps(dest, build_dir):
+        raise SystemExit(
+            f"--html-out puts the HTML in {dest}, which overlaps the build folder {build_dir}: "
+            "replacing it would destroy the executed notebooks (or mix the HTML into the "
+            "sources). Choose an --html-out outside the build folder, e.g. --html-out _build"
+        )
+    _refuse_foreign(dest, "--html-out", root)
+    return dest
 
 
 def _toc_entries(toc: dict) -> list[str]:
@@ -152,6 +238,10 @@ def execute(
     ``output_dir`` injected after its ``parameters`` cell. Stops at the first failing notebook
     with ``SystemExit`` naming it, the failing cell and the executed copy that holds the
     traceback. Returns the executed copies, in toc order.
+
+    ``build_dir`` may not be, contain or lie inside ``book/`` (the project root contains it);
+    an existing ``build_dir`` must hold the runbook's marker file or be empty. Both are checked
+    before any notebook runs.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -160,6 +250,7 @@ def execute(
         raise SystemExit(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
     root = _check_root(root)
     build_dir = Path(build_dir).resolve()
+    _refuse_source_overlap(build_dir, "--build-dir", f"_build/{preset}", root)
     parameters = {
         "preset": preset,
         "data_root": data_root,
@@ -167,11 +258,14 @@ def execute(
         "seed": _int_parameter("seed", seed),
         "output_dir": output_dir,
     }
+    selected = _select(notebooks_from_toc(root / TOC_FILE), only)
+    for rel in selected:
+        if not (root / rel).is_file():
+            raise SystemExit(f"{TOC_FILE} lists {rel}, but {root / rel} does not exist")
+    _claim(build_dir, "--build-dir", root)
     executed = []
-    for rel in _select(notebooks_from_toc(root / TOC_FILE), only):
+    for rel in selected:
         src, dst = root / rel, build_dir / rel
-        if not src.is_file():
-            raise SystemExit(f"{TOC_FILE} lists {rel}, but {src} does not exist")
         dst.parent.mkdir(parents=True, exist_ok=True)
         print(f"executing {rel} (preset={preset}, device={device}) -> {dst}", flush=True)
         start = time.perf_counter()
@@ -223,9 +317,15 @@ def stage_and_build(
     With ``strict`` every Sphinx warning is an error (``-W -n --keep-going``); the HTML is
     still written so the offending page can be inspected. Returns ``html_out/html``;
     raises ``SystemExit`` when a notebook was not executed or the build fails.
+
+    ``build_dir`` must be a folder made by ``execute`` (marker file), and ``html_out/html`` is
+    replaced only if the runbook made it (see ``check_html_destination``); both are checked
+    before anything is written.
     """
     root = _check_root(root)
     build_dir, html_out = Path(build_dir).resolve(), Path(html_out).resolve()
+    dest = check_html_destination(html_out, build_dir, root)  # also: build_dir is not book/
+    _refuse_foreign(build_dir, "--build-dir", root)
     notebooks = notebooks_from_toc(root / TOC_FILE)
     missing = [rel for rel in notebooks if not (build_dir / rel).is_file()]
     if missing:
@@ -251,12 +351,16 @@ def stage_and_build(
     result = subprocess.run(cmd, cwd=build_dir, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         print(result.stdout, flush=True)
-    built, dest = build_dir / "_build" / "html", html_out / "html"
+    built = build_dir / "_build" / "html"
     if built.is_dir():
-        if dest.exists():
+        check_html_destination(html_out, build_dir, root)  # again: the build took a while
+        if _owned(dest):
             shutil.rmtree(dest)
+        elif dest.is_dir():
+            dest.rmdir()  # empty (checked): nothing of the user's is lost
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(built), str(dest))
+        (dest / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     print(f"jupyter-book build: {time.perf_counter() - start:.1f} s", flush=True)
     if result.returncode != 0:
         raise SystemExit(
@@ -306,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     if args.command in ("execute", "all"):
         build_dir = args.build_dir or Path("_build") / args.preset
+        if args.command == "all":  # before the notebooks run, not an hour later
+            check_html_destination(args.html_out, build_dir)
         execute(
             args.preset,
             build_dir,
