@@ -10,6 +10,7 @@ import torch
 
 from csoa_nb.coaug import (
     ClassBalancedBatchSampler,
+    background_mask,
     class_map,
     coaug_distances,
     coaug_loss,
@@ -244,3 +245,91 @@ def test_sampler_errors(labels, batch_size, classes_per_batch, match):
     with pytest.raises(ValueError, match=match):
         ClassBalancedBatchSampler(labels, batch_size=batch_size,
                                   classes_per_batch=classes_per_batch)
+
+
+# ----------------------------------------------------------- Eq. 10's two readings (chapter 04)
+def test_background_mask_by_hand():
+    # S = [0, 0, 0, 1]: mu1 = 1/4, |S - mu1| = [1/4, 1/4, 1/4, 3/4], mu2 = 3/8 -> Eq. 3 marks only
+    # the object (the smaller side) as confident; below the mean = the three background pixels
+    cam = torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])
+    assert background_mask(cam, "paper").tolist() == [[[0.0, 0.0], [0.0, 1.0]]]
+    assert background_mask(cam, "below_mean").tolist() == [[[1.0, 1.0], [1.0, 0.0]]]
+    with pytest.raises(ValueError, match="below_mean"):
+        background_mask(cam, "median")
+
+
+def _reading_batch(size: int = 32, classes: int = 4, per_class: int = 2):
+    """Images of noisy backgrounds (a random tint each) with one square object in its class's
+    colour; the ground-truth masks; labels. Fixed by its seed."""
+    g = torch.Generator().manual_seed(0)
+    colours = torch.rand(classes, 3, generator=g) * 4 - 2
+    images, masks = [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            tint = torch.rand(3, 1, 1, generator=g) * 4 - 2
+            image = torch.randn(3, size, size, generator=g) + tint
+            side = int(torch.randint(8, 14, (1,), generator=g))
+            x, y = (int(v) for v in torch.randint(0, size - side, (2,), generator=g))
+            mask = torch.zeros(size, size)
+            mask[y:y + side, x:x + side] = 1
+            images.append(image * (1 - mask) + colours[c].view(3, 1, 1) * mask)
+            masks.append(mask)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return torch.stack(images), torch.stack(masks), labels
+
+
+def _score(maps, images, labels, background, embed_net):
+    """L_D (Eq. 12, gamma = delta = 1) and mean D_back of fixed maps given at image size."""
+    cam = torch.zeros(len(maps), int(labels.max()) + 1, *maps.shape[-2:])
+    cam[torch.arange(len(maps)), labels] = maps
+    parts = foreground_background(images, cam, labels, background=background)
+    fg, bg, mask_bg = embed_net(torch.cat(parts)).chunk(3)
+    loss, terms = coaug_loss(fg, bg, mask_bg, labels)
+    return float(loss), float(terms["d_back"])
+
+
+@pytest.fixture(scope="module")
+def reading_case():
+    torch.manual_seed(0)
+    images, masks, labels = _reading_batch()
+    candidates = {"ground truth": masks, "S = 1": torch.ones_like(masks),
+                  "S = 0 (all negative)": -torch.ones_like(masks), "inverted": 1 - masks}
+    return images, labels, candidates, EmbeddingNet("slim", slim_width=4).freeze()
+
+
+def test_paper_reading_prefers_a_map_that_localizes_nothing(reading_case):
+    """The flaw, pinned: with Eq. 3 inside Eq. 10, S = 1 everywhere scores below the
+    ground-truth mask (measured: 0.61 vs 4.39); the mask's D_back is large because Eq. 3 marks
+    no background of an object smaller than half the image as confident."""
+    images, labels, candidates, embed_net = reading_case
+    scores = {k: _score(v, images, labels, "paper", embed_net) for k, v in candidates.items()}
+    assert scores["S = 1"][0] < scores["ground truth"][0]
+    assert scores["S = 1"][1] == pytest.approx(0.0, abs=1e-5)
+    assert scores["ground truth"][1] > 1.0
+
+
+def test_below_mean_reading_prefers_the_ground_truth(reading_case):
+    """Our fix: below the mean, the ground-truth mask scores below S = 1, S = 0 and the
+    inverted mask (measured: 0.07 vs 0.61, 4.0, 0.80)."""
+    images, labels, candidates, embed_net = reading_case
+    scores = {k: _score(v, images, labels, "below_mean", embed_net)
+              for k, v in candidates.items()}
+    best = min(scores, key=lambda k: scores[k][0])
+    assert best == "ground truth", scores
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.75, 0.9])
+def test_below_mean_gives_zero_d_back_for_any_binary_map(fraction):
+    """For a binary map [S < mu_1] = 1 - S, so (1 - S) Mask_hat I = (1 - S) I and
+    D_back = 0, whatever the foreground fraction; Eq. 3's mask gives D_back > 0 below 1/2."""
+    torch.manual_seed(1)
+    size = 20
+    images = torch.randn(4, 3, size, size)
+    maps = (torch.rand(4, size, size) < fraction).float()
+    labels = torch.tensor([0, 0, 1, 1])
+    embed_net = EmbeddingNet("slim", slim_width=4).freeze()
+    _, d_back = _score(maps, images, labels, "below_mean", embed_net)
+    assert d_back == pytest.approx(0.0, abs=1e-5)
+    if fraction < 0.5:
+        _, d_back_paper = _score(maps, images, labels, "paper", embed_net)
+        assert d_back_paper > 0.1
