@@ -225,6 +225,13 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
 
     configs = [c.replace(output_dir=output_dir) for c in all_configs(preset)]
     missing = [c for c in configs if find_run(c) is None]
+    # the headline comparisons first (Table 1 fine-tuned, Table 2, Table 1 from scratch), so
+    # a sweep stopped early has them
+    order: dict[str, tuple[bool, int, int]] = {}
+    for k, name in enumerate(SWEEPS):
+        for position, c in enumerate(sweep_configs(name, preset)):
+            order.setdefault(c.hash, (regime_of(c) != "pretrained", k, position))
+    missing.sort(key=lambda c: order[c.hash])
     print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
     # shared, cached inputs first, so parallel workers never build them twice
     for config in missing:

@@ -50,6 +50,7 @@ from matplotlib.figure import Figure
 from csoa_nb.config import RunConfig
 from csoa_nb.results import METHOD_LABELS, TABLE1_METHODS, mean_std, summarize
 from csoa_nb.runs import RunResult
+from csoa_nb.stats import Difference, difference
 
 #: The paper's four columns of Tables 1, 2, 4 and 5, in its order.
 PAPER_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
@@ -142,6 +143,8 @@ METHOD_COLORS = {
     "confseg": "#1f77b4",
     "coaug": "#ff7f0e",
     "csoa": "#d62728",
+    "coaug_fix": "#9467bd",
+    "csoa_fix": "#2ca02c",
 }
 REGIME_COLORS = {"pretrained": "#1f77b4", "scratch": "#ff7f0e"}
 #: The paper leaves a cell empty ("-") where a method did not report it.
@@ -576,11 +579,11 @@ def ranking_summary(ranks: pd.DataFrame, reference: str | None = None) -> str:
 # ---------------------------------------------------------------------------- sentences
 @dataclass(frozen=True)
 class Comparison:
-    """Mean ± std of one metric for two rows of a sweep, and the verdict against seed spread.
+    """Mean ± std of one metric for two rows of a sweep, and the 95 % confidence interval of
+    their difference (`csoa_nb.stats.difference`: paired by seed where the seeds match).
 
-    `beyond_spread` is True when the two "mean ± std" ranges do not overlap
-    (|mean_a - mean_b| > std_a + std_b), False when they do, None with a single seed (no
-    spread to compare against).
+    `shown` is True when the interval of mean_a - mean_b excludes 0, False when it contains
+    it, None with a single seed (no interval).
     """
 
     metric: str
@@ -592,6 +595,7 @@ class Comparison:
     mean_b: float
     std_b: float
     n_b: int
+    diff: Difference
 
     @property
     def difference(self) -> float:
@@ -605,15 +609,22 @@ class Comparison:
         return self.difference < 0
 
     @property
-    def beyond_spread(self) -> bool | None:
-        if min(self.n_a, self.n_b) < 2:
-            return None
-        return abs(self.difference) > self.std_a + self.std_b
+    def shown(self) -> bool | None:
+        return self.diff.shown
 
     @property
-    def a_better_beyond_spread(self) -> bool:
-        """True only when a is better and the gap exceeds the seed spread."""
-        return bool(self.a_is_better and self.beyond_spread)
+    def a_better_shown(self) -> bool:
+        """True only when a is better and the 95 % interval of the difference excludes 0."""
+        return bool(self.a_is_better and self.shown)
+
+    @property
+    def verdict(self) -> str:
+        """"better" / "worse" (interval excludes 0), "no difference shown", or "one seed"."""
+        if self.shown is None:
+            return "one seed"
+        if not self.shown:
+            return "no difference shown"
+        return "better" if self.a_is_better else "worse"
 
     def sentence(self, digits: int = 2) -> str:
         name = metric_prose(self.metric)
@@ -630,16 +641,14 @@ class Comparison:
                     f"{self.label_b} by {d:.{digits}f}{unit}")
         detail = (f"{self.label_a} {mean_std(self.mean_a, self.std_a, self.n_a, digits)}, "
                   f"{self.label_b} {mean_std(self.mean_b, self.std_b, self.n_b, digits)}")
-        n = min(self.n_a, self.n_b)
-        if self.beyond_spread is None:
-            verdict = ("a single seed, so the seed spread is unknown and no difference can be "
-                       "told apart from noise")
-        elif self.beyond_spread:
-            verdict = (f"beyond the seed spread ({n} seeds; the mean ± std ranges do not "
-                       "overlap)")
+        if self.shown is None:
+            verdict = ("a single seed, so there is no confidence interval and no difference can "
+                       "be told apart from noise")
         else:
-            verdict = (f"within the seed spread ({n} seeds; the mean ± std ranges overlap), so "
-                       "these runs do not show a difference")
+            interval = (f"95 % CI of the difference {self.diff.interval(digits)}{unit}, "
+                        f"{self.diff.how()}")
+            verdict = (f"the difference is shown ({interval})" if self.shown else
+                       f"these runs do not show a difference ({interval} contains 0)")
         return f"{head} ({detail}): {verdict}."
 
     def __str__(self) -> str:
@@ -651,28 +660,35 @@ def compare_runs(
 ) -> Comparison:
     """Compare rows `a` and `b` (values of column `by`, e.g. "csoa" and "cam") on `metric`.
 
-    `**where` filters first, e.g. `regime="pretrained"`. Std is the sample std over seeds.
+    `**where` filters first, e.g. `regime="pretrained"`. Std is the sample std over seeds; the
+    interval pairs the runs by their `seed` column where both rows have the same seeds.
     """
     selected = select(frame, **where) if where else frame
     _check_metrics(selected, [metric])
-    stats = {}
+    stats, series = {}, {}
     for key in (a, b):
-        values = selected.loc[selected[by] == key, metric].astype(float)
-        if values.empty:
+        rows = selected.loc[selected[by] == key]
+        if rows.empty:
             raise ValueError(
                 f"no run with {by} = {key!r}{' and ' + str(where) if where else ''}; "
                 f"present: {sorted(selected[by].unique().tolist(), key=str)}"
             )
+        values = rows[metric].astype(float)
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         stats[key] = (float(values.mean()), std, len(values))
+        index = rows["seed"] if "seed" in rows and rows["seed"].is_unique else range(len(rows))
+        series[key] = pd.Series(values.to_numpy(), index=list(index))
     (ma, sa, na), (mb, sb, nb) = stats[a], stats[b]
-    return Comparison(metric, prose_label(by, a), prose_label(by, b), ma, sa, na, mb, sb, nb)
+    diff = difference(series[a], series[b])
+    return Comparison(metric, prose_label(by, a), prose_label(by, b), ma, sa, na, mb, sb, nb,
+                      diff)
 
 
 def compare(frame: pd.DataFrame, a: Any, b: Any, metric: str, *, by: str = "method",
             **where: Any) -> str:
     """E.g. "The top-1 loc. error of CSoA is lower (better) than that of CAM (base) by 3.10
-    points (CSoA 40.20 ± 1.00, CAM (base) 43.30 ± 1.20): beyond the seed spread (...)."."""
+    points (CSoA 40.20 ± 1.00, CAM (base) 43.30 ± 1.20): the difference is shown (95 % CI of
+    the difference [-4.10, -2.10] points, paired t over 3 seeds)."."""
     return compare_runs(frame, a, b, metric, by=by, **where).sentence()
 
 
@@ -704,14 +720,16 @@ def table1_findings(
             lines.append("- " + compare(selected, a, b, metric))
     if {"csoa", "cam"} <= present:
         main = compare_runs(selected, "csoa", "cam", metric)
-        if not main.a_better_beyond_spread:
+        if not main.a_better_shown:
             lines.append(
-                "- **CSoA does not beat the base CAM beyond the seed spread in these runs**"
-                + (" (a single seed cannot show it)." if main.beyond_spread is None else ".")
+                "- **CSoA does not beat the base CAM in these runs**"
+                + (" (a single seed cannot show it)." if main.shown is None else
+                   " (the 95 % interval of the difference does not exclude it).")
                 + " The comparisons above show which step fails to add a gain."
             )
         else:
-            lines.append("- CSoA beats the base CAM beyond the seed spread in these runs.")
+            lines.append("- CSoA beats the base CAM in these runs (95 % interval of the "
+                         "difference excludes 0).")
     return "\n".join(lines)
 
 

@@ -534,6 +534,9 @@ def _train_locked(
             "wall_time_s": wall,
             "command": command_line(),
             "torch": torch.__version__,
+            # float sums split over threads round differently: bit-identical re-runs need the
+            # same torch build and thread count (make results: one thread per run)
+            "torch_threads": torch.get_num_threads(),
         },
     )
     say(f"[{config.hash}] finished in {wall:.0f} s: {_summary(metrics)}")
