@@ -10,7 +10,7 @@ import pytest
 
 from csoa_nb.config import RunConfig
 from csoa_nb.pretrain import pretrain_hash
-from csoa_nb.results import RESULTS_DIR, all_configs, sweep_configs
+from csoa_nb.results import RESULTS_DIR, ROWS, all_configs, row_key, sweep_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / RESULTS_DIR
@@ -22,7 +22,11 @@ def test_sweeps_are_deterministic_and_distinct():
     assert len({c.hash for c in configs}) == len(configs)
     assert [c.hash for c in all_configs("cpu")] == [c.hash for c in configs]
     table1 = sweep_configs("table1", "cpu")
-    assert len(table1) == 5 * 3 * 2  # methods x seeds x regimes
+    # fine-tuned: 6 headline rows x 5 seeds + the two-head ablation x 3; scratch: 7 rows x 3
+    assert len(table1) == 6 * 5 + 3 + 7 * 3
+    assert {row_key(c) for c in table1} == set(ROWS)
+    # the scratch regime still takes W_E from the pretraining stage
+    assert all(c.embedding_weights == "pretrain" for c in table1 if c.pretrained == "")
     with pytest.raises(ValueError, match="valid choices"):
         sweep_configs("table9", "cpu")
 

@@ -54,7 +54,7 @@ def table1_frame(frame) -> pd.DataFrame:
 
 def test_ours_table1_means_stds_strings_and_labels(table1_frame):
     table = tables.ours_table1(table1_frame, "pretrained")
-    assert list(table.index) == ["CAM (base)", "ConfSeg", "CSoA"]  # Table 1's order
+    assert list(table.index) == ["CAM (base)", "ConfSeg", "CSoA (as written)"]  # Table 1
     assert table.index.name == "Method"
     assert list(table.columns) == ["Top-1 loc. err", "Top-5 loc. err", "Top-1 cls. err",
                                    "Top-5 cls. err", "MaxBoxAccV2"]
@@ -66,8 +66,8 @@ def test_ours_table1_means_stds_strings_and_labels(table1_frame):
     assert table.loc["ConfSeg", "Top-1 loc. err"] == "50.00 ± 5.00"
     assert table.loc["ConfSeg", "Top-5 loc. err"] == "35.00 ± 0.00"
     mean, std = tables.numeric(table), tables.numeric(table, "std")
-    assert mean.loc["CSoA", "MaxBoxAccV2"] == pytest.approx(71.0)
-    assert std.loc["CSoA", "Top-1 loc. err"] == pytest.approx(1.0)
+    assert mean.loc["CSoA (as written)", "MaxBoxAccV2"] == pytest.approx(71.0)
+    assert std.loc["CSoA (as written)", "Top-1 loc. err"] == pytest.approx(1.0)
     assert list(table.attrs["seeds"]) == [3, 3, 3]
 
 
@@ -81,7 +81,7 @@ def test_rows_by_regime_and_method(table1_frame):
     table = tables.ours_table(table1_frame, ["gt_known_loc_err"], rows=["regime", "method"])
     assert list(table.index) == [("pretrained + fine-tuned", "CAM (base)"),
                                  ("pretrained + fine-tuned", "ConfSeg"),
-                                 ("pretrained + fine-tuned", "CSoA"),
+                                 ("pretrained + fine-tuned", "CSoA (as written)"),
                                  ("from scratch", "CAM (base)")]
     assert table.iloc[2, 0] == "36.00 ± 1.00"
 
@@ -109,7 +109,7 @@ def test_labels():
         "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds")
     assert tables.ours_label(RunConfig.preset("paper", device="cpu"), [0], "scratch") == (
         "ours, preset paper, CUB-200-2011, VGG16, 1 seed, from scratch")
-    assert tables.paper_row_map(1)["VGGnet-CSoA"] == "CSoA"
+    assert tables.paper_row_map(1)["VGGnet-CSoA"] == "CSoA (as written)"
     assert tables.column_label("top1_loc_err@0.2") == "Top-1 loc. err (θ 0.2)"
     assert tables.higher_is_better("pxap") and not tables.higher_is_better("top1_loc_err@0.2")
 
@@ -132,11 +132,11 @@ def test_side_by_side_aligned(table1_frame):
                                  ("paper, test", "Top-5 loc. err"),
                                  ("ours, test", "Top-1 loc. err")]
     # paper order first (DANet has no counterpart), then our rows the paper lacks
-    assert list(out.index) == ["VGGnet-DANet", "CAM (base)", "CSoA", "ConfSeg"]
+    assert list(out.index) == ["VGGnet-DANet", "CAM (base)", "CSoA (as written)", "ConfSeg"]
     assert out.loc["CAM (base)", ("paper, test", "paper row")] == "VGGnet-base"
     assert out.loc["CAM (base)", ("paper, test", "Top-1 loc. err")] == "53.42"
     assert out.loc["CAM (base)", ("paper, test", "Top-5 loc. err")] == tables.MISSING
-    assert out.loc["CSoA", ("ours, test", "Top-1 loc. err")] == "41.00 ± 1.00"
+    assert out.loc["CSoA (as written)", ("ours, test", "Top-1 loc. err")] == "41.00 ± 1.00"
     assert out.loc["VGGnet-DANet", ("ours, test", "Top-1 loc. err")] == ""
     assert out.loc["ConfSeg", ("paper, test", "Top-1 loc. err")] == ""
 
@@ -154,58 +154,70 @@ def test_ranking_table_and_summary(table1_frame):
     ranks = tables.ranking_table(table1_frame, ["top1_loc_err", "max_box_acc_v2", "pxap"],
                                  regime="pretrained")
     # top-1 loc err (lower better): csoa 41, confseg 50, cam 52
-    assert ranks["Top-1 loc. err"].to_dict() == {"CAM (base)": 3, "ConfSeg": 2, "CSoA": 1}
+    assert ranks["Top-1 loc. err"].to_dict() == {"CAM (base)": 3, "ConfSeg": 2,
+                                                  "CSoA (as written)": 1}
     # MaxBoxAccV2 (higher better): csoa 71, confseg 66, cam 62: same order
-    assert ranks["MaxBoxAccV2"].to_dict() == {"CAM (base)": 3, "ConfSeg": 2, "CSoA": 1}
+    assert ranks["MaxBoxAccV2"].to_dict() == {"CAM (base)": 3, "ConfSeg": 2,
+                                                  "CSoA (as written)": 1}
     # PxAP (higher better): confseg 41, cam 31, csoa 30
-    assert ranks["PxAP"].to_dict() == {"CAM (base)": 2, "ConfSeg": 1, "CSoA": 3}
+    assert ranks["PxAP"].to_dict() == {"CAM (base)": 2, "ConfSeg": 1,
+                                           "CSoA (as written)": 3}
     text = tables.ranking_summary(ranks)
-    assert text.startswith("By Top-1 loc. err, best first: CSoA, ConfSeg, CAM (base).")
+    assert text.startswith(
+        "By Top-1 loc. err, best first: CSoA (as written), ConfSeg, CAM (base).")
     assert "By MaxBoxAccV2 the ranking is the same." in text
-    assert "By PxAP the ranking changes: CAM (base) 3 → 2; ConfSeg 2 → 1; CSoA 1 → 3." in text
+    assert ("By PxAP the ranking changes: CAM (base) 3 → 2; ConfSeg 2 → 1; "
+            "CSoA (as written) 1 → 3.") in text
 
 
 def test_ties_share_the_better_rank():
     frame = pd.DataFrame({"method": ["cam", "csoa", "confseg"], "seed": [0, 0, 0],
                           "top1_loc_err": [50.0, 50.0, 60.0]})
     ranks = tables.ranking_table(frame, ["top1_loc_err"])
-    assert ranks["Top-1 loc. err"].to_dict() == {"CAM (base)": 1, "ConfSeg": 3, "CSoA": 1}
+    assert ranks["Top-1 loc. err"].to_dict() == {"CAM (base)": 1, "ConfSeg": 3,
+                                                  "CSoA (as written)": 1}
 
 
-def test_compare_beyond_and_within_the_seed_spread(table1_frame):
-    # csoa 41 ± 1 vs cam 52 ± 2: |-11| > 1 + 2
+def test_compare_with_a_confidence_interval(table1_frame):
+    # csoa - cam per seed: 40-50, 41-52, 42-54 = -10, -11, -12: mean -11, sd 1; 95 % CI
+    # -11 -+ t(0.975, 2) / sqrt(3) = -11 -+ 2.484 = [-13.48, -8.52], excludes 0
     text = tables.compare(table1_frame, "csoa", "cam", "top1_loc_err", regime="pretrained")
     assert text == (
-        "The top-1 loc. error of CSoA is lower (better) than that of CAM (base) by 11.00 "
-        "points (CSoA 41.00 ± 1.00, CAM (base) 52.00 ± 2.00): beyond the seed spread (3 seeds; "
-        "the mean ± std ranges do not overlap).")
-    # confseg 50 ± 5 vs cam 52 ± 2: |-2| <= 5 + 2
+        "The top-1 loc. error of CSoA (as written) is lower (better) than that of CAM (base) by "
+        "11.00 points (CSoA (as written) 41.00 ± 1.00, CAM (base) 52.00 ± 2.00): the difference "
+        "is shown, its 95 % CI is [-13.48, -8.52] points (paired t over 3 seeds).")
+    # confseg - cam: -5, -2, +1: mean -2, sd 3; CI -2 -+ 4.303 * 3 / sqrt(3) = [-9.45, +5.45]
     result = tables.compare_runs(table1_frame, "confseg", "cam", "top1_loc_err",
                                  regime="pretrained")
     assert result.difference == pytest.approx(-2.0)
-    assert result.a_is_better and result.beyond_spread is False
-    assert not result.a_better_beyond_spread
-    assert "within the seed spread" in str(result)
+    assert (result.diff.low, result.diff.high) == pytest.approx((-9.4524, 5.4524), abs=1e-4)
+    assert result.a_is_better and result.shown is False and result.verdict == (
+        "no difference shown")
+    assert not result.a_better_shown
+    assert "do not show a difference, its 95 % CI [-9.45, +5.45] points (paired t over 3 seeds) " \
+        "contains 0." in str(result)
     # higher is better for MaxBoxAccV2: cam 62 vs csoa 71 is lower and worse
     text = tables.compare(table1_frame, "cam", "csoa", "max_box_acc_v2", regime="pretrained")
     assert text.startswith(
-        "The MaxBoxAccV2 of CAM (base) is lower (worse) than that of CSoA by 9.00 points")
+        "The MaxBoxAccV2 of CAM (base) is lower (worse) than that of CSoA (as written) by 9.00 "
+        "points")
 
 
 def test_compare_with_one_seed_makes_no_claim(table1_frame):
     one = table1_frame[table1_frame.seed == 0]
     result = tables.compare_runs(one, "csoa", "cam", "top1_loc_err", regime="pretrained")
-    assert result.beyond_spread is None and not result.a_better_beyond_spread
-    assert "(CSoA 40.00, CAM (base) 50.00): a single seed" in str(result)
+    assert result.shown is None and not result.a_better_shown
+    assert "(CSoA (as written) 40.00, CAM (base) 50.00): a single seed" in str(result)
 
 
 def test_table1_findings(table1_frame):
     text = tables.table1_findings(table1_frame, "pretrained")
     assert text.splitlines()[0] == (
-        "- Best first by top-1 loc. error: CSoA 41.00, ConfSeg 50.00, CAM (base) 52.00.")
-    assert "beats the base CAM beyond the seed spread" in text
+        "- Best first by top-1 loc. error: CSoA (as written) 41.00, ConfSeg 50.00, "
+        "CAM (base) 52.00.")
+    assert "CSoA (as written) beats the base CAM in these runs (95 % interval" in text
     one = tables.table1_findings(table1_frame[table1_frame.seed == 0], "pretrained")
-    assert "**CSoA does not beat the base CAM beyond the seed spread" in one
+    assert "**CSoA (as written) does not beat the base CAM in these runs** (a single seed" in one
 
 
 class FakeRun(RunResult):
@@ -297,5 +309,6 @@ def test_cli_command_rebuilds_the_same_config():
 
 
 def test_formatted_reprints_each_column_at_its_precision():
-    paper = pd.DataFrame({"GT-known loc. err": [45.01, 33.8]}, index=["AlexNet-GAP", "CSoA"])
+    paper = pd.DataFrame({"GT-known loc. err": [45.01, 33.8]},
+                         index=["AlexNet-GAP", "CSoA (as written)"])
     assert list(tables.formatted(paper)["GT-known loc. err"]) == ["45.01", "33.80"]
