@@ -418,3 +418,52 @@ def method_bars(
                       ha="right")
     ax.set_xlabel("")
     return fig
+
+
+# ------------------------------------------------------------ Eq. 12 on fixed maps (ch. 04)
+#: Legend labels of the two readings of Eq. 10's Mask_hat.
+BACKGROUND_LABELS = {"paper": "Eq. 10 as written (Eq. 3 mask)",
+                     "below_mean": "Eq. 10 fix, ours (below the mean)"}
+
+
+def candidate_losses(scores: pd.DataFrame, gamma: float = 1.0) -> Figure:
+    """L_D (Eq. 12) of fixed candidate maps under both readings of Eq. 10, one panel each,
+    lowest (the map training is pulled towards) at the top. `scores`:
+    `csoa_nb.degenerate.score_candidates`."""
+    chosen = scores[scores["gamma"] == gamma]
+    backgrounds = list(dict.fromkeys(chosen["background"]))
+    fig, axes = plt.subplots(1, len(backgrounds), figsize=(6.9, 0.42 * chosen["candidate"]
+                                                           .nunique() + 1.3),
+                             layout="constrained", sharex=True, squeeze=False)
+    for ax, background in zip(axes[0], backgrounds, strict=True):
+        part = chosen[chosen["background"] == background].sort_values("loss")
+        colors = ["tab:green" if c.startswith("ground-truth") else
+                  "tab:red" if c.startswith("S = ") else "tab:gray" for c in part["candidate"]]
+        ax.barh(range(len(part)), part["loss"], color=colors)
+        ax.set_yticks(range(len(part)), part["candidate"], fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"mean L_D (Eq. 12), gamma = {gamma:g}", fontsize=9)
+        ax.set_title(BACKGROUND_LABELS.get(background, background), fontsize=10)
+        ax.tick_params(axis="x", labelsize=9)
+    return fig
+
+
+def gamma_sweep(scores: pd.DataFrame) -> Figure:
+    """L_D of each candidate over gamma (log-spaced axis with 0 shown), one panel per reading
+    of Eq. 10."""
+    backgrounds = list(dict.fromkeys(scores["background"]))
+    fig, axes = plt.subplots(1, len(backgrounds), figsize=(6.9, 3.4), layout="constrained",
+                             sharey=True, squeeze=False)
+    for ax, background in zip(axes[0], backgrounds, strict=True):
+        part = scores[scores["background"] == background]
+        for candidate, rows in part.groupby("candidate", sort=False):
+            style = "-" if candidate.startswith(("ground-truth", "S = ")) else ":"
+            ax.plot(rows["gamma"], rows["loss"], style, marker="o", label=candidate)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("gamma (Eq. 12)", fontsize=9)
+        ax.set_title(BACKGROUND_LABELS.get(background, background), fontsize=10)
+        ax.tick_params(labelsize=9)
+    axes[0, 0].set_ylabel("mean L_D", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    return fig

@@ -154,3 +154,22 @@ def test_cli_rejects_unknown_method(capsys):
     with pytest.raises(SystemExit, match="valid choices"):
         train_module.main(["--preset", "smoke", "--method", "gradcam"])
     assert torch.get_num_threads() >= 1
+
+
+def test_progress_false_reaches_the_pretraining_stage(data_root, tmp_path, capfd):
+    """Issue 19 item 3: `progress=False` also silences the pretraining stage's bars."""
+    config = smoke(data_root, tmp_path, method="cam", epochs=1)
+    train(config, progress=False, log=lambda _: None)
+    assert "pretrain epoch" not in capfd.readouterr().err
+
+
+def test_epoch_line_names_alpha_only_where_it_weighs_a_term(data_root, tmp_path):
+    """Issue 19 item 4: alpha weighs Eq. 5 and Eq. 12, so plain CAM's log does not show it."""
+    lines = {}
+    for method in ("cam", "confseg"):
+        logged: list[str] = []
+        train(smoke(data_root, tmp_path / method, method=method, epochs=1), progress=False,
+              log=logged.append)
+        lines[method] = logged[0]
+    assert "alpha" not in lines["cam"] and "lr " in lines["cam"]
+    assert "alpha 1.00" in lines["confseg"]

@@ -1,0 +1,75 @@
+"""Eq. 12 on fixed candidate maps (csoa_nb.degenerate): hand-built maps and the two readings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from csoa_nb.degenerate import (
+    CANDIDATES,
+    best_candidate,
+    box_maps,
+    candidate_maps,
+    score_candidates,
+)
+from csoa_nb.models import EmbeddingNet
+
+
+def test_box_maps_by_hand():
+    # box (1, 0, 3, 2) on a 3 x 4 image: columns 1-2, rows 0-1 (ends exclusive)
+    maps = box_maps([torch.tensor([[1.0, 0.0, 3.0, 2.0]])], (3, 4))
+    assert maps.tolist() == [[[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]]
+
+
+def test_candidate_maps_by_hand():
+    mask = torch.zeros(1, 5, 5)
+    mask[0, 2, 2] = 1
+    maps = candidate_maps(mask, [torch.tensor([[2.0, 2.0, 3.0, 3.0]])], dilation=1)
+    assert list(maps) == list(CANDIDATES)
+    assert maps["dilated mask"][0].sum() == 9 and maps["dilated mask"][0, 1:4, 1:4].eq(1).all()
+    assert maps["inverted mask"][0].sum() == 24
+    assert maps["S = 0 (all negative)"].max() < 0 < maps["S = 1 everywhere"].min()
+    assert torch.equal(maps["ground-truth box"], mask)
+
+
+def _case():
+    """Noisy tinted backgrounds, one square object per image in its class colour (seeded)."""
+    g = torch.Generator().manual_seed(0)
+    classes, per_class, size = 4, 4, 32
+    colours = torch.rand(classes, 3, generator=g) * 4 - 2
+    images, masks, boxes = [], [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            image = torch.randn(3, size, size, generator=g)
+            image = image + torch.rand(3, 1, 1, generator=g) * 4 - 2
+            side = int(torch.randint(8, 14, (1,), generator=g))
+            x, y = (int(v) for v in torch.randint(0, size - side, (2,), generator=g))
+            mask = torch.zeros(size, size)
+            mask[y:y + side, x:x + side] = 1
+            images.append(image * (1 - mask) + colours[c].view(3, 1, 1) * mask)
+            masks.append(mask)
+            boxes.append(torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32))
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return torch.stack(images), torch.stack(masks), boxes, labels
+
+
+def test_the_two_readings_rank_the_candidates_differently():
+    images, masks, boxes, labels = _case()
+    torch.manual_seed(0)
+    embed_net = EmbeddingNet("slim", slim_width=4).freeze()
+    scores = score_candidates(images, labels, candidate_maps(masks, boxes), embed_net,
+                              gammas=(0.0, 1.0), batch_size=8, classes_per_batch=4)
+    assert len(scores) == len(CANDIDATES) * 2 * 2
+    best = best_candidate(scores)
+    # as written, a map that localizes nothing wins at both gammas
+    assert best.loc[("paper", 1.0), "candidate"] == "S = 1 everywhere"
+    assert best.loc[("paper", 0.0), "candidate"] == "S = 0 (all negative)"
+    assert best.loc[("paper", 0.0), "loss"] == pytest.approx(0.0, abs=1e-3)
+    # with the fix, the ground truth wins at gamma 1 (the objects are squares: box == mask);
+    # binary maps have D_back = 0
+    assert best.loc[("below_mean", 1.0), "candidate"] in ("ground-truth mask",
+                                                           "ground-truth box")
+    fixed = scores[(scores.background == "below_mean") & (scores.gamma == 1.0)]
+    binary = fixed[fixed.candidate.isin(["ground-truth mask", "inverted mask",
+                                          "ground-truth box", "S = 1 everywhere"])]
+    assert binary["d_back"].max() == pytest.approx(0.0, abs=1e-4)
