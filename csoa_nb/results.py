@@ -166,6 +166,7 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
                 "part_occlusion": config.part_occlusion,
                 "seed": config.seed,
                 "hash": config.hash,
+                "cached": result.cached,
                 "wall_time_s": result.wall_time_s,
                 **result.metrics,
             }

@@ -1,0 +1,163 @@
+"""The paper's claims, one row each, against our runs: paper / ours (95 % CI) / verdict.
+
+Each `Claim` says "row A has a lower (or higher) `metric` than row B" in some sweep, with the
+paper's own two numbers (`csoa_nb.paper`). `claims_table(frame)` measures every claim on our runs
+(`csoa_nb.results.runs_frame` of the sweeps), as the paired difference A - B over seeds with its
+95 % confidence interval (`csoa_nb.stats.difference`), and writes the verdict from it:
+
+- **reproduced**: the interval excludes 0 on the paper's side;
+- **opposite**: the interval excludes 0 on the other side;
+- **not shown**: the interval contains 0 (these runs cannot tell A from B);
+- **not testable here**: the rows are not in the frame (e.g. real data, a GPU) or one seed.
+
+Rows marked `ours=True` test our extension (the Eq. 10 fix of chapter 04) against the paper's
+claim for the module it fixes; they are labelled as ours and sit beside the as-written rows.
+Nothing here is typed from a result: every number comes from the frame or the paper's table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from csoa_nb.paper import paper_table
+from csoa_nb.results import METHOD_LABELS
+from csoa_nb.stats import Difference, difference
+
+VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """"`a` has a lower `metric` than `b`" (or higher, `lower=False`) in the rows where
+    `where` holds; the paper's numbers are rows `paper_a` / `paper_b` of its table `table`,
+    column `paper_column`."""
+
+    text: str
+    metric: str
+    a: str
+    b: str
+    table: str
+    paper_a: str
+    paper_b: str
+    paper_column: str
+    by: str = "method"
+    where: tuple[tuple[str, object], ...] = (("regime", "pretrained"), ("feature_block", 4))
+    lower: bool = True
+    ours: bool = False
+
+
+def _t1(text: str, a: str, b: str, paper_a: str, paper_b: str, metric: str = "top1_loc_err",
+        column: str = "Top-1 loc. err", ours: bool = False) -> Claim:
+    return Claim(text, metric, a, b, "1", paper_a, paper_b, column, ours=ours)
+
+
+#: The paper's claims this benchmark can test (Tables 1-3 and Sec. 4.3), in reading order.
+CLAIMS: tuple[Claim, ...] = (
+    _t1("ConfSeg lowers the top-1 loc. error of the base CAM", "confseg", "cam",
+        "VGGnet-ConfSeg", "VGGnet-base"),
+    _t1("CoAug lowers the top-1 loc. error of the base CAM", "coaug", "cam",
+        "VGGnet-CoAug", "VGGnet-base"),
+    _t1("CoAug lowers the top-1 loc. error of the base CAM", "coaug_fix", "cam",
+        "VGGnet-CoAug", "VGGnet-base", ours=True),
+    _t1("CSoA lowers the top-1 loc. error of the base CAM", "csoa", "cam",
+        "VGGnet-CSoA", "VGGnet-base"),
+    _t1("CSoA lowers the top-1 loc. error of the base CAM", "csoa_fix", "cam",
+        "VGGnet-CSoA", "VGGnet-base", ours=True),
+    _t1("CSoA beats ConfSeg alone", "csoa", "confseg", "VGGnet-CSoA", "VGGnet-ConfSeg"),
+    _t1("CSoA beats CoAug alone", "csoa", "coaug", "VGGnet-CSoA", "VGGnet-CoAug"),
+    _t1("CSoA beats CoAug alone", "csoa_fix", "coaug_fix", "VGGnet-CSoA", "VGGnet-CoAug",
+        ours=True),
+    _t1("CSoA lowers the top-1 cls. error of the base CAM", "csoa", "cam", "VGGnet-CSoA",
+        "VGGnet-base", metric="top1_cls_err", column="Top-1 cls. err"),
+    _t1("CSoA lowers the top-1 cls. error of the base CAM", "csoa_fix", "cam", "VGGnet-CSoA",
+        "VGGnet-base", metric="top1_cls_err", column="Top-1 cls. err", ours=True),
+    Claim("W_F after block 4 beats block 3 (Table 2)", "top1_loc_err", "4", "3", "2",
+          "CSoA-4-5", "CSoA-3-5", "Top-1 loc. err", by="feature_block",
+          where=(("regime", "pretrained"), ("method", "csoa"))),
+    Claim("W_F after block 4 beats block 5 (Table 2)", "top1_loc_err", "4", "5", "2",
+          "CSoA-4-5", "CSoA-5-5", "Top-1 loc. err", by="feature_block",
+          where=(("regime", "pretrained"), ("method", "csoa"))),
+)
+
+
+def _paper_numbers(claim: Claim) -> tuple[float, float]:
+    table = paper_table(claim.table)
+    return (float(table.loc[claim.paper_a, claim.paper_column]),
+            float(table.loc[claim.paper_b, claim.paper_column]))
+
+
+def _rows(frame: pd.DataFrame, claim: Claim, key: str) -> pd.DataFrame:
+    selected = frame
+    for column, value in claim.where:
+        if column in selected:
+            selected = selected[selected[column] == value]
+    return selected[selected[claim.by].astype(str) == key]
+
+
+def measure(frame: pd.DataFrame, claim: Claim) -> tuple[Difference | None, pd.DataFrame]:
+    """The paired difference A - B of `claim` on `frame` (None when a side has no run), and
+    the runs it used."""
+    rows_a, rows_b = _rows(frame, claim, claim.a), _rows(frame, claim, claim.b)
+    used = pd.concat([rows_a, rows_b])
+    if rows_a.empty or rows_b.empty or claim.metric not in frame:
+        return None, used
+    a = pd.Series(rows_a[claim.metric].to_numpy(), index=rows_a["seed"].to_numpy())
+    b = pd.Series(rows_b[claim.metric].to_numpy(), index=rows_b["seed"].to_numpy())
+    return difference(a, b), used
+
+
+def verdict(diff: Difference | None, lower: bool = True) -> str:
+    """One of `VERDICTS` for a difference A - B and the claimed direction."""
+    if diff is None or diff.shown is None:
+        return "not testable here"
+    if not diff.shown:
+        return "not shown"
+    return "reproduced" if (diff.mean < 0) == lower else "opposite"
+
+
+def _label(claim: Claim, key: str) -> str:
+    if claim.by == "method":
+        return METHOD_LABELS.get(key, key)
+    return f"W_F after block {key}"
+
+
+def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """One row per claim of `CLAIMS`: the claim, the paper's A - B, ours (mean and 95 % CI of
+    A - B, points), the verdict and the provenance (runs, seeds, trained or loaded, wall
+    time)."""
+    rows = []
+    for claim in CLAIMS:
+        pa, pb = _paper_numbers(claim)
+        diff, used = measure(frame, claim)
+        label_a, label_b = _label(claim, claim.a), _label(claim, claim.b)
+        if diff is None:
+            ours = "–"
+        else:
+            ours = f"{diff.mean:+.{digits}f} {diff.interval(digits)}"
+        cached = used["cached"].all() if "cached" in used and len(used) else None
+        provenance = (
+            f"{len(used)} runs ({'loaded from results/runs' if cached else 'trained'}; "
+            f"{used['wall_time_s'].sum() / 60:.0f} min of training), "
+            f"{diff.how() if diff else 'no runs'}" if len(used) else "no runs"
+        )
+        rows.append({
+            "claim": claim.text + (" (our Eq. 10 fix)" if claim.ours else ""),
+            "compared": f"{label_a} − {label_b}",
+            "metric": claim.metric,
+            "paper (A − B)": f"{pa - pb:+.{digits}f}",
+            "ours (A − B, 95 % CI)": ours,
+            "verdict": verdict(diff, claim.lower),
+            "provenance": provenance,
+            "hashes": " ".join(sorted(used["hash"])) if "hash" in used else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def headline(table: pd.DataFrame) -> dict[str, list[str]]:
+    """The claims (text, as-written rows and ours apart) grouped by verdict."""
+    out: dict[str, list[str]] = {v: [] for v in VERDICTS}
+    for _, row in table.iterrows():
+        out[row["verdict"]].append(f"{row['claim']} ({row['compared']})")
+    return out

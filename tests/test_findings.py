@@ -1,0 +1,62 @@
+"""The claims table (csoa_nb.findings) on hand-built runs whose differences are known."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from csoa_nb import findings
+
+
+def frame() -> pd.DataFrame:
+    # top-1 loc. err per seed: cam 50, 52, 54; confseg 45, 47, 49 (always 5 lower: shown);
+    # csoa 52, 50, 55 (diffs +2, -2, +1: mean +0.33, not shown); coaug 60, 61, 62 (opposite)
+    rows = []
+    values = {"cam": (50, 52, 54), "confseg": (45, 47, 49), "csoa": (52, 50, 55),
+              "coaug": (60, 61, 62)}
+    for method, errors in values.items():
+        for seed, error in enumerate(errors):
+            rows.append({"method": method, "regime": "pretrained", "feature_block": 4,
+                         "seed": seed, "hash": f"{method}{seed}", "cached": True,
+                         "wall_time_s": 60.0, "top1_loc_err": float(error),
+                         "top1_cls_err": 10.0})
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_from_the_interval():
+    table = findings.claims_table(frame()).set_index(["claim", "compared"])
+    confseg = table.loc[("ConfSeg lowers the top-1 loc. error of the base CAM",
+                         "ConfSeg − CAM (base)")]
+    assert confseg["verdict"] == "reproduced"
+    assert confseg["ours (A − B, 95 % CI)"] == "-5.0 [-5.0, -5.0]"
+    assert confseg["paper (A − B)"] == "-14.4"  # 39.02 - 53.42, the paper's Table 1
+    assert confseg["provenance"].startswith("6 runs (loaded from results/runs; 6 min")
+    coaug = table.loc[("CoAug lowers the top-1 loc. error of the base CAM",
+                       "CoAug (as written) − CAM (base)")]
+    assert coaug["verdict"] == "opposite"
+    csoa = table.loc[("CSoA lowers the top-1 loc. error of the base CAM",
+                      "CSoA (as written) − CAM (base)")]
+    assert csoa["verdict"] == "not shown"
+    fixed = table.loc[("CoAug lowers the top-1 loc. error of the base CAM (our Eq. 10 fix)",
+                       "CoAug, Eq. 10 fix (ours) − CAM (base)")]
+    assert fixed["verdict"] == "not testable here" and fixed["ours (A − B, 95 % CI)"] == "–"
+
+
+def test_verdict_directions():
+    diff = findings.difference(pd.Series([1.0, 2.0, 3.0]), pd.Series([5.0, 5.0, 6.0]))
+    assert findings.verdict(diff, lower=True) == "reproduced"
+    assert findings.verdict(diff, lower=False) == "opposite"
+    assert findings.verdict(None) == "not testable here"
+
+
+def test_headline_groups_by_verdict():
+    groups = findings.headline(findings.claims_table(frame()))
+    assert set(groups) == set(findings.VERDICTS)
+    assert any(text.startswith("ConfSeg lowers") for text in groups["reproduced"])
+    assert sum(map(len, groups.values())) == len(findings.CLAIMS)
+
+
+@pytest.mark.parametrize("claim", findings.CLAIMS, ids=lambda c: f"{c.a}-{c.b}-{c.metric}")
+def test_every_claim_reads_its_paper_numbers(claim):
+    a, b = findings._paper_numbers(claim)
+    assert 0 < a < 100 and 0 < b < 100
