@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from csoa_nb.paper import paper_table
-from csoa_nb.results import METHOD_LABELS
+from csoa_nb.results import METHOD_LABELS, row_key
 from csoa_nb.stats import Difference, difference
 
 VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
@@ -161,3 +161,34 @@ def headline(table: pd.DataFrame) -> dict[str, list[str]]:
     for _, row in table.iterrows():
         out[row["verdict"]].append(f"{row['claim']} ({row['compared']})")
     return out
+
+
+# ------------------------------------------------------------------ re-scored without retraining
+def head_ablation(results: list) -> pd.DataFrame:
+    """Two-head runs re-scored from their saved test-set maps (no retraining), one row per run:
+
+    - `top1_cls_err` with the class scores averaged over y_L and y_F (how every run is scored,
+      Sec. 4.1's two heads) and `top1_cls_err_last` with y_L alone;
+    - `max_box_acc_v2` and `gt_known_loc_err` with Eq. 13's union of S_F and S_L, and the
+      `_last` versions with S_L alone (the union dropped).
+
+    `results`: `RunResult`s (e.g. `results.run_sweep(...)`); runs without S_F are skipped.
+    """
+    from csoa_nb.evaluate import score_maps
+
+    rows = []
+    for result in results:
+        maps = result.eval_maps()
+        if maps.get("cam_feature") is None or "probs_last" not in maps:
+            continue
+        config = result.config
+        both = score_maps(maps, config, thetas=(config.theta,), full=True)
+        last = score_maps({**maps, "cam_feature": None, "probs": maps["probs_last"]}, config,
+                          thetas=(config.theta,), full=True)
+        row = {"method": row_key(config), "seed": config.seed, "hash": config.hash}
+        for key in ("top1_cls_err", "max_box_acc_v2", "gt_known_loc_err", "top1_loc_err"):
+            row[key] = both[key]
+            row[f"{key}_last"] = last[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+

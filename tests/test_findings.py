@@ -60,3 +60,39 @@ def test_headline_groups_by_verdict():
 def test_every_claim_reads_its_paper_numbers(claim):
     a, b = findings._paper_numbers(claim)
     assert 0 < a < 100 and 0 < b < 100
+
+
+class FakeRun:
+    """A two-head run of two 8 x 8 test images whose saved maps and scores are chosen so that
+    the y_L-only scores and S_L alone differ from the averaged scores and the union."""
+
+    def __init__(self):
+        from csoa_nb.config import RunConfig
+
+        self.config = RunConfig.preset("smoke", method="csoa", num_classes=2,
+                                       classes_per_batch=2, theta=0.5)
+
+    def eval_maps(self):
+        import torch
+
+        cam_last = torch.zeros(2, 8, 8)
+        cam_last[:, 2:4, 2:4] = 1.0  # S_L: the top-left quarter of the object
+        cam_feature = torch.zeros(2, 8, 8)
+        cam_feature[:, 2:6, 2:6] = 1.0  # S_F: the whole object
+        return {
+            "cam_last": cam_last, "cam_feature": cam_feature,
+            # averaged: both right; y_L alone: image 1 wrong
+            "probs": torch.tensor([[0.9, 0.1], [0.4, 0.6]]),
+            "probs_last": torch.tensor([[0.9, 0.1], [0.6, 0.4]]),
+            "labels": torch.tensor([0, 1]),
+            "boxes": [torch.tensor([[2.0, 2.0, 6.0, 6.0]])] * 2,
+            "masks": None, "image_size": [8, 8],
+        }
+
+
+def test_head_ablation_by_hand():
+    row = findings.head_ablation([FakeRun()]).iloc[0]
+    assert row["method"] == "csoa"
+    assert (row["top1_cls_err"], row["top1_cls_err_last"]) == (0.0, 50.0)
+    # the union is the object (IoU 1); S_L alone gives a 2 x 2 box: IoU 4/16 < 0.5
+    assert (row["gt_known_loc_err"], row["gt_known_loc_err_last"]) == (0.0, 100.0)
