@@ -192,3 +192,38 @@ def head_ablation(results: list) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
+
+
+def differences_frame(candidates: dict[str, Difference], metric: str,
+                      digits: int = 2) -> pd.DataFrame:
+    """One row per named difference: mean, 95 % CI, how it was paired, the verdict."""
+    return pd.DataFrame([
+        {"change": name, f"Δ {metric} (points)": diff.mean, "95 % CI": diff.interval(digits),
+         "test": diff.how(),
+         "verdict": {True: "shown", False: "not shown", None: "one seed"}[diff.shown]}
+        for name, diff in candidates.items()
+    ])
+
+
+def describe_differences(candidates: dict[str, Difference], metric: str,
+                         digits: int = 1) -> str:
+    """Markdown bullets written from the differences: which changes move `metric` beyond
+    their 95 % interval, which do not, and the largest shown one."""
+    lines = []
+    for name, diff in candidates.items():
+        if diff.shown is None:
+            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, one seed, no interval.")
+        elif diff.shown:
+            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
+                         f"{diff.interval(digits)}: shown.")
+        else:
+            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
+                         f"{diff.interval(digits)} contains 0: not shown.")
+    shown = {k: d for k, d in candidates.items() if d.shown}
+    if shown:
+        largest = max(shown, key=lambda k: abs(shown[k].mean))
+        lines.append(f"- The largest change of the {metric} that these runs show: **{largest}** "
+                     f"({shown[largest].mean:+.{digits}f} points).")
+    else:
+        lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval.")
+    return "\n".join(lines)

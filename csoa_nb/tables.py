@@ -344,9 +344,12 @@ def ours_table1(
     return ours_table(frame, metrics, rows="method", regime=regime)
 
 
-def ours_table2(frame: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS) -> pd.DataFrame:
-    """Table 2, ours: CSoA with W_F after block 3, 4 or 5 ("CSoA-3-5" ...)."""
-    return ours_table(frame, metrics, rows="feature_block", method="csoa")
+def ours_table2(
+    frame: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS, method: str = "csoa"
+) -> pd.DataFrame:
+    """Table 2, ours: CSoA (`method="csoa_fix"`: with our Eq. 10 fix) with W_F after block 3,
+    4 or 5 ("CSoA-3-5" ...)."""
+    return ours_table(frame, metrics, rows="feature_block", method=method)
 
 
 def numeric(table: pd.DataFrame, which: str = "mean") -> pd.DataFrame:
@@ -465,7 +468,7 @@ def theta_frame(
     Columns: method, regime, feature_block, seed, hash, theta and `metrics`.
     """
     from csoa_nb.evaluate import score_maps
-    from csoa_nb.results import regime_of
+    from csoa_nb.results import regime_of, row_key
 
     thetas = [float(t) for t in thetas]
     if not thetas:
@@ -484,7 +487,7 @@ def theta_frame(
         for theta in thetas:
             rows.append(
                 {
-                    "method": config.method,
+                    "method": row_key(config),
                     "regime": regime_of(config),
                     "feature_block": config.feature_block,
                     "seed": config.seed,

@@ -96,3 +96,17 @@ def test_head_ablation_by_hand():
     assert (row["top1_cls_err"], row["top1_cls_err_last"]) == (0.0, 50.0)
     # the union is the object (IoU 1); S_L alone gives a 2 x 2 box: IoU 4/16 < 0.5
     assert (row["gt_known_loc_err"], row["gt_known_loc_err_last"]) == (0.0, 100.0)
+
+
+def test_differences_are_described_from_the_numbers():
+    shown = findings.difference(pd.Series([1.0, 2.0, 3.0]), pd.Series([5.0, 5.0, 6.0]))
+    unclear = findings.difference(pd.Series([1.0, 5.0, 3.0]), pd.Series([2.0, 2.0, 4.0]))
+    candidates = {"heads": shown, "lr": unclear}
+    frame = findings.differences_frame(candidates, "cls. err")
+    assert frame["verdict"].tolist() == ["shown", "not shown"]
+    assert frame["Δ cls. err (points)"].tolist() == pytest.approx([-10 / 3, 1 / 3])
+    text = findings.describe_differences(candidates, "cls. err")
+    # diffs -4, -3, -3: mean -3.33, sd 0.577, se 1/3; half-width 4.303 / 3 = 1.434
+    assert "- heads: -3.3 points, 95 % CI [-4.8, -1.9]: shown." in text
+    assert "largest change of the cls. err that these runs show: **heads** (-3.3" in text
+    assert "- lr: +0.3 points" in text and "contains 0: not shown." in text
