@@ -11,15 +11,26 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 
 # Notebook runs: unbuffered logs and a headless matplotlib outside the kernel (the runbook gives
-# each kernel its inline backend). OMP_NUM_THREADS is left to the caller.
+# each kernel its inline backend; `make lab` unsets it, so that ipykernel picks its inline
+# backend). OMP_NUM_THREADS is left to the caller.
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: help test book lab results clean
+# `make lab`: the folder it opens and extra arguments for `jupyter lab` (tests/browser passes a
+# port and a token: make lab LAB_ARGS='--port=8890 --IdentityProvider.token=...').
+LAB_DIR ?= book
+LAB_ARGS ?=
+# Lab's settings defaults for this project (jupyter-config/labconfig/
+# default_setting_overrides.json: save widget state in notebooks), ahead of the caller's
+# JUPYTER_CONFIG_PATH; a user's own Lab settings still win.
+LAB_CONFIG_PATH := $(CURDIR)/jupyter-config$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))
+
+.PHONY: help test test-browser book lab results clean
 
 help:
 	@echo "make book     execute every notebook (PRESET=$(PRESET), DEVICE=$(DEVICE)), HTML in _build/html"
 	@echo "make test     ruff, pytest (notebooks with preset smoke), strict HTML build of that run"
+	@echo "make test-browser  the built book and make lab in headless chromium (after make book)"
 	@echo "make lab      JupyterLab on book/"
 	@echo "make results  train the missing runs of the book's sweeps into results/runs (about an hour)"
 	@echo "make clean    remove _build (keeps data/, runs/, results/)"
@@ -39,9 +50,17 @@ test: $(STAMP)
 book: $(STAMP)
 	$(PY) -m csoa_nb.runbook all --preset $(PRESET) --device $(DEVICE)
 
-# (--allow-root only where make runs as root, e.g. in a container)
+# Browser tests (tests/browser, not part of `make test`): the HTML of `make book` and `make lab`
+# itself, in Debian's chromium through /usr/bin/chromedriver.
+test-browser: $(STAMP)
+	$(VENV)/bin/pytest -q tests/browser
+
+# (--allow-root only where make runs as root, e.g. in a container). Without MPLBACKEND, ipykernel
+# draws figures inline; with Agg (exported above) every figure of the chapters would be lost.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=book --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+	env -u MPLBACKEND JUPYTER_CONFIG_PATH="$(LAB_CONFIG_PATH)" \
+	  $(VENV)/bin/jupyter lab --notebook-dir="$(LAB_DIR)" --no-browser \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 results: $(STAMP)
 	$(PY) -m csoa_nb.results make

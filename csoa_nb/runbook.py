@@ -9,6 +9,7 @@ Command line (from the repository root)::
     python -m csoa_nb.runbook execute --preset cpu --build-dir _build/cpu [--only 00_introduction]
     python -m csoa_nb.runbook build --build-dir _build/cpu --html-out _build [--strict]
     python -m csoa_nb.runbook all --preset cpu        # both steps; HTML in _build/html
+    python -m csoa_nb.runbook strip book/02_cam_baseline.ipynb   # after saving it in Lab
 
 The executed copy of ``book/NN_x.ipynb`` is ``<build-dir>/book/NN_x.ipynb``; the HTML of a
 build lands in ``<html-out>/html`` (``index.html`` is the first chapter).
@@ -214,6 +215,30 @@ def _show_run_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def strip_notebook(path: Path) -> bool:
+    """Make a chapter committable again after JupyterLab saved it with its results.
+
+    Removes every code cell's outputs and execution count and the saved widget state
+    (``metadata.widgets``, which `make lab` writes on every save, see README.md), in place;
+    tags, cell ids and the kernelspec stay. Returns True if the file changed.
+    """
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".ipynb":
+        raise ValueError(
+            f"{path} is not a notebook file: name one, e.g. book/02_cam_baseline.ipynb"
+        )
+    nb = nbformat.read(path, as_version=4)
+    changed = nb.metadata.pop("widgets", None) is not None
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            changed |= bool(cell.outputs) or cell.execution_count is not None
+            cell.outputs = []
+            cell.execution_count = None
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
 def _int_parameter(name: str, value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
@@ -400,11 +425,24 @@ def _parser() -> argparse.ArgumentParser:
     p_all.add_argument("--build-dir", type=Path, help="default: _build/<preset>")
     p_all.add_argument("--html-out", type=Path, default=Path("_build"))
     p_all.add_argument("--strict", action="store_true", help="warnings are errors")
+
+    p_strip = commands.add_parser(
+        "strip", help="remove outputs and saved widget state from notebooks (before a commit)"
+    )
+    p_strip.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "strip":
+        for path in args.notebooks:
+            try:
+                changed = strip_notebook(path)
+            except ValueError as err:
+                raise SystemExit(str(err)) from None
+            print(f"{path}: {'stripped' if changed else 'no outputs, nothing to do'}", flush=True)
+        return
     if args.command == "all" and args.only:
         raise SystemExit("`all` renders the whole book: use `execute --only` for a subset")
     start = time.perf_counter()

@@ -66,10 +66,16 @@ def test_notebook_name(notebook):
 
 def test_committed_without_outputs(notebook):
     path, nb = notebook
+    # `make lab` saves widget state (README.md): a PNG per widget image, never to be committed
+    assert "widgets" not in nb.metadata, (
+        f"{path} carries saved widget state: run `python -m csoa_nb.runbook strip {path}`"
+    )
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        assert not cell.outputs, f"{path} cell {index} has outputs: strip them before committing"
+        assert not cell.outputs, (
+            f"{path} cell {index} has outputs: run `python -m csoa_nb.runbook strip {path}`"
+        )
         assert cell.execution_count is None, f"{path} cell {index} has an execution count"
         tags = cell.metadata.get("tags", [])
         assert "injected-parameters" not in tags, f"{path} is a papermill output, not a source"

@@ -1,0 +1,134 @@
+"""Helpers of the browser suite: where things are, and `make lab` started as a reader would."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: The checkout this suite belongs to (not csoa_nb's: a shared environment may have been
+#: installed from another checkout).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WIDTH, HEIGHT = 1280, 1000
+#: The book's HTML, as `make book` leaves it (CSOA_BOOK_HTML names another build to check).
+HTML = Path(os.environ.get("CSOA_BOOK_HTML") or REPO_ROOT / "_build" / "html").resolve()
+#: Screenshots (failures, and the theta explorer for README.md) and Lab's working copies.
+SHOTS = REPO_ROOT / "_build" / "browser"
+#: Seconds `make lab` may take to answer.
+LAB_START_S = 120
+
+
+def require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: the browser tests drive Debian's chromium; install "
+            "it with `apt-get install -y chromium chromium-driver` (.ci/run does)",
+            pytrace=False,
+        )
+
+
+# ---------------------------------------------------------------------------- make lab
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Lab:
+    """A running `make lab` on a folder of working copies."""
+
+    url: str
+    token: str
+    root: Path
+    process: subprocess.Popen
+    log: Path
+
+    def api(self, path: str, method: str = "GET") -> object:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End the process group of `make lab` (we started it in its own session)."""
+    if process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def start_lab(root: Path, log: Path, user_dir: Path) -> Lab:
+    """`make lab` with LAB_DIR=root, on a free localhost port, with a fresh token.
+
+    The command is the Makefile's recipe itself: ``make lab`` with ``LAB_DIR`` and ``LAB_ARGS``
+    (port, token), ``VENV`` set to this interpreter's environment, and its install stamp taken
+    as up to date (``-o``). ``MPLBACKEND=Agg`` stays in the environment, as under make. Lab's
+    user settings and workspaces live in `user_dir` (a user with no settings of their own, so
+    that only the project's defaults are under test).
+    """
+    if shutil.which("make") is None:
+        pytest.fail("GNU make is not installed", pytrace=False)
+    port, token = free_port(), secrets.token_hex(16)
+    venv = Path(sys.prefix)
+    # PYTHONPATH: the kernels import this checkout's csoa_nb even where the environment was
+    # installed from another checkout (make lab itself runs from the one it installed)
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": python_path,
+           "JUPYTERLAB_SETTINGS_DIR": str(user_dir / "user-settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(user_dir / "workspaces")}
+    lab_args = (f"--ip=127.0.0.1 --port={port} --ServerApp.port_retries=0 "
+                f"--IdentityProvider.token={token}")
+    command = ["make", "-s", "-C", str(REPO_ROOT), "lab", f"VENV={venv}", "-o", f"{venv}/.stamp",
+               f"LAB_DIR={root.relative_to(REPO_ROOT)}", f"LAB_ARGS={lab_args}"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, process, log)
+    deadline = time.monotonic() + LAB_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"make lab exited with {process.returncode}:\n{lab.log_tail()}",
+                        pytrace=False)
+        try:
+            lab.api("/api/status")
+            return lab
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    stop(process)
+    pytest.fail(f"make lab did not answer within {LAB_START_S} s:\n{lab.log_tail()}",
+                pytrace=False)
+
+

@@ -1,0 +1,140 @@
+"""The built book (`make book`, ``_build/html``) in headless chromium, 1280 px wide.
+
+Each chapter page is opened as a reader opens it (``file://``, no server: the book reads
+offline) and checked for: no console error, equations typeset by MathJax, every image loaded,
+no text output wider than its column, and sidebar / in-text links that lead to pages (and
+anchors) that exist.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from browser_support import HTML, REPO_ROOT
+
+from csoa_nb.runbook import TOC_FILE, notebooks_from_toc
+
+#: Seconds MathJax may take to typeset a page.
+MATH_S = 30
+CHAPTERS = [nb.with_suffix(".html") for nb in notebooks_from_toc(REPO_ROOT / TOC_FILE)]
+
+
+@pytest.fixture(scope="module")
+def html_root() -> Path:
+    if not (HTML / "index.html").is_file():
+        pytest.fail(
+            f"{HTML / 'index.html'} not found: build the book first with `make book` "
+            "(make test-browser checks its HTML)", pytrace=False,
+        )
+    return HTML
+
+
+@cache
+def ids_of(page: Path) -> frozenset[str]:
+    """The ``id`` attributes of an HTML file (the anchors a link may point to)."""
+    return frozenset(re.findall(r'\sid="([^"]+)"', page.read_text(encoding="utf-8")))
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def wait_for_math(driver) -> dict:
+    """Wait for MathJax to finish the page; counts of math elements, typeset and failed."""
+    deadline = time.monotonic() + MATH_S
+    while True:
+        state = driver.execute_script("""
+            const math = [...document.querySelectorAll('.math')];
+            return {
+              math: math.length,
+              mathjax: !!(window.MathJax && MathJax.startup && MathJax.startup.document),
+              untypeset: math.filter(e => !e.querySelector('mjx-container'))
+                             .map(e => e.textContent.slice(0, 60)),
+              errors: [...document.querySelectorAll('mjx-merror, [data-mjx-error]')]
+                          .map(e => e.getAttribute('data-mjx-error') || e.textContent),
+            };""")
+        if not state["math"] or not state["untypeset"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.25)
+
+
+def broken_images(driver) -> list[str]:
+    driver.execute_script(
+        "return Promise.all([...document.images].map(i => i.decode().catch(() => null)));")
+    return driver.execute_script("""
+        const bad = [...document.images].filter(i => !i.complete || i.naturalWidth === 0);
+        if (bad.length) bad[0].scrollIntoView({block: 'center'});
+        return bad.map(i => i.getAttribute('src'));""")
+
+
+def overflowing_outputs(driver) -> list[str]:
+    """Text outputs (``pre`` in ``.cell_output``) wider than their box or their column."""
+    return driver.execute_script("""
+        const column = document.querySelector('article.bd-article');
+        const right = column.getBoundingClientRect().right;
+        const bad = [...document.querySelectorAll('.cell_output pre')].filter(p =>
+            p.scrollWidth > p.clientWidth + 1 || p.getBoundingClientRect().right > right + 1);
+        if (bad.length) bad[0].scrollIntoView({block: 'center'});
+        const longest = p => p.textContent.split('\\n')
+            .reduce((a, b) => b.length > a.length ? b : a).slice(0, 100);
+        return bad.map(p => `${p.scrollWidth} px in ${p.clientWidth} px: ${longest(p)}`);""")
+
+
+def bad_links(driver, html_root: Path) -> list[str]:
+    """Internal links of the sidebar and the text whose page, or anchor, does not exist."""
+    links = driver.execute_script("""
+        const pick = (where, selector) => [...document.querySelectorAll(selector)]
+            .map(a => ({where, href: a.href, text: a.textContent.trim().slice(0, 50)}));
+        return pick('sidebar', 'nav.bd-docs-nav a[href]')
+            .concat(pick('text', 'article.bd-article a[href]'));""")
+    assert any(link["where"] == "sidebar" for link in links), "no sidebar links found"
+    problems = []
+    for link in links:
+        url = urlparse(link["href"])
+        if url.scheme != "file":
+            continue
+        target = Path(unquote(url.path))
+        label = f"{link['where']} link {link['text']!r} -> {link['href']}"
+        if html_root.resolve() not in target.resolve().parents or not target.is_file():
+            problems.append(f"{label}: no such page in {html_root}")
+        elif url.fragment and unquote(url.fragment) not in ids_of(target):
+            problems.append(f"{label}: {target.name} has no id {url.fragment!r}")
+    return problems
+
+
+def test_index_leads_to_the_first_chapter(html_root, driver):
+    driver.get((html_root / "index.html").as_uri())
+    first = (html_root / CHAPTERS[0]).as_uri()
+    deadline = time.monotonic() + 10
+    while driver.current_url != first and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert driver.current_url == first
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_page(html_root, driver, page):
+    path = html_root / page
+    assert path.is_file(), f"{path} missing: the book build left out a chapter of {TOC_FILE}"
+    if driver.current_url.startswith("file:"):  # every page is a reader's first visit
+        driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get(path.as_uri())
+    assert driver.execute_script("return window.innerWidth") == 1280
+    problems = []
+    math = wait_for_math(driver)
+    if math["math"] and not math["mathjax"]:
+        problems.append("MathJax did not start: the equations are raw TeX")
+    elif math["untypeset"]:
+        problems.append(f"{len(math['untypeset'])} of {math['math']} equations not typeset by "
+                        f"MathJax within {MATH_S} s, e.g. {math['untypeset'][:2]}")
+    problems += [f"MathJax error: {e}" for e in math["errors"]]
+    problems += [f"image not loaded: {src}" for src in broken_images(driver)]
+    problems += [f"text output overflows: {o}" for o in overflowing_outputs(driver)]
+    problems += bad_links(driver, html_root)
+    problems += [f"console error: {e}" for e in console_errors(driver)]
+    assert not problems, f"{page}:\n" + "\n".join(problems)
