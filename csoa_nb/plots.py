@@ -47,6 +47,7 @@ __all__ = [
     "FIGURE_DPI",
     "MAX_PANELS_PER_ROW",
     "MIN_FONT_PT",
+    "PANEL_IN",
     "book_style",
     "fit_to_column",
     "house_style",
@@ -158,12 +159,18 @@ def house_style(func: _F) -> _F:
 
 
 # ---------------------------------------------------------------------------- helpers
+#: Side of an image panel in a grid of `MAX_PANELS_PER_ROW` columns (inches).
+PANEL_IN = COLUMN_WIDTH_IN / MAX_PANELS_PER_ROW
+
+
 def _axes(
-    rows: int, cols: int, height: float | None = None, width: float = COLUMN_WIDTH_IN
+    rows: int, cols: int, panel: float = PANEL_IN, height: float | None = None,
+    extra: float = 0.0,
 ) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout grid of ``rows x cols`` panels, ``width`` inches wide (always a 2-D
-    array of axes). Panels are ``height`` inches tall (default: as wide as they are)."""
-    panel = width / cols
+    """A constrained-layout grid of ``rows x cols`` panels of ``panel`` inches (``height``
+    tall if given), plus ``extra`` inches of width (row labels), never wider than the text
+    column (always a 2-D array of axes)."""
+    width = min(COLUMN_WIDTH_IN, cols * panel + extra)
     fig, axes = plt.subplots(
         rows, cols, figsize=(width, (height or panel) * rows), squeeze=False,
         layout="constrained",
@@ -334,7 +341,7 @@ def cam_panel(
     r = localize_one(cams, index, theta, class_index)
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
-    fig, grid = _axes(2, 3 if two else 2)
+    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3)
     axes = list(grid.ravel())
     _image(axes[0], image, f"image {index}, class {r['class_index']}")
     _gt_boxes(axes[0], cams["boxes"][index])
@@ -373,7 +380,7 @@ def cam_grid(cams: dict[str, Any], indices: Sequence[int], theta: float) -> Figu
     indices = _indices(indices)
     two = cams["cam_feature"] is not None
     cols = 4 if two else 3
-    fig, axes = _axes(len(indices), cols, height=COLUMN_WIDTH_IN / 4 + 0.15)
+    fig, axes = _axes(len(indices), cols, height=PANEL_IN + 0.15)
     titles = ["image, boxes", "$S_L$", "$S_F$", "union (Eq. 13)"] if two else [
         "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
     heat = None
@@ -409,7 +416,7 @@ def theta_grid(
             f"theta_grid draws at most {MAX_PANELS_PER_ROW - 1} thetas per figure, got "
             f"{len(thetas)}: pass fewer (e.g. thetas=(0.2, 0.3, 0.4))"
         )
-    fig, axes = _axes(len(indices), 1 + len(thetas), height=COLUMN_WIDTH_IN / 4 + 0.15)
+    fig, axes = _axes(len(indices), 1 + len(thetas), height=PANEL_IN + 0.15)
     heat = None
     for row, index in enumerate(indices):
         image = _uint8(cams, index)
@@ -439,7 +446,7 @@ def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = No
     colour bar. One-head models stop after the binary mask (two rows of two)."""
     r = confseg_one(cams, index, class_index)
     two = r["cam_feature"] is not None
-    fig, grid = _axes(2, 3 if two else 2, height=COLUMN_WIDTH_IN / (3 if two else 2) + 0.1)
+    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3, height=COLUMN_WIDTH_IN / 3)
     axes = list(grid.ravel())
     _image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
     _gt_boxes(axes[0], cams["boxes"][index])
@@ -502,9 +509,7 @@ def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) ->
     views = coaug_views(cams)
     shown = {k: _to_hwc(views[k][indices]) for k in
              ("foreground", "background", "mask_background")}
-    panel = min(1.45, (COLUMN_WIDTH_IN - 1.6) / len(indices))
-    fig, axes = _axes(len(_COAUG_ROWS), len(indices), height=panel,
-                      width=panel * len(indices) + 1.6)
+    fig, axes = _axes(len(_COAUG_ROWS), len(indices), panel=1.35, extra=1.5)
     heat = None
     for col, index in enumerate(indices):
         image = _uint8(cams, index)

@@ -14,7 +14,10 @@ as "–" (as in `csoa_nb.tables`), strings (e.g. "37.7 ± 1.2" from `tables.ours
 A default ``RangeIndex`` is dropped; any other index becomes the first column(s).
 
 `display_path(path)` prints a path without the building machine's folders (relative to the
-project, or under ``~``), for the chapters' printed output.
+project, or under ``~``), and `printable(text)` does the same to every path in a message (an
+error's, say) and wraps it to `LINE_WIDTH` characters, for the chapters' printed output;
+`printable_command(command)` breaks a long shell command before its options, with backslash
+continuations, so that it still runs when pasted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,18 @@ import pandas as pd
 
 from csoa_nb.paths import project_root
 
-__all__ = ["MISSING", "BookTable", "display_path", "format_frame", "show_table"]
+__all__ = [
+    "LINE_WIDTH",
+    "MISSING",
+    "BookTable",
+    "display_path",
+    "format_frame",
+    "printable",
+    "printable_command",
+    "show_table",
+]
+#: Longest line of printed output (tests/test_built_html.py checks the book against it).
+LINE_WIDTH = 88
 
 #: How a missing value prints (the paper's dash, as in `csoa_nb.tables.MISSING`).
 MISSING = "–"
@@ -106,7 +121,8 @@ def format_frame(
             format, or a mapping column -> decimals; columns it omits get 1). Integers stay
             integers.
         index: keep the index as leading column(s) (True), drop it (False), or drop it only
-            when it is the default ``RangeIndex`` 0..n-1 (None).
+            when it is the default ``RangeIndex`` 0..n-1 (None). The outer levels of a row
+            MultiIndex show their label only where it changes.
 
     Raises:
         ValueError: a negative precision, or units / precision naming unknown columns.
@@ -116,6 +132,7 @@ def format_frame(
         data.columns = [" / ".join(str(p) for p in col if str(p)) for col in data.columns]
     data.columns = [str(c) for c in data.columns]
     keep_index = (not isinstance(data.index, pd.RangeIndex)) if index is None else index
+    levels = data.index.nlevels if keep_index else 0
     if keep_index:
         names = [str(n) if n is not None else "" for n in data.index.names]
         data = data.reset_index(names=names if len(names) > 1 or names[0] else [""])
@@ -136,6 +153,11 @@ def format_frame(
     shown = pd.DataFrame(
         {c: [_format_cell(v, digits[c]) for v in data[c]] for c in columns}, dtype=object
     )
+    # A row MultiIndex reads like pandas' own display: an outer label only where it changes.
+    for level in range(levels - 1):
+        outer = shown.iloc[:, : level + 1]
+        repeated = (outer == outer.shift()).all(axis=1)
+        shown.iloc[repeated.to_numpy(), level] = ""
     shown.columns = [f"{c} ({unit_of[c]})" if unit_of.get(c) else c for c in columns]
     return shown, numeric
 
@@ -224,3 +246,34 @@ def display_path(path: str | Path) -> str:
             continue
         return rel.as_posix() if shown is None else f"{shown}/{rel.as_posix()}"
     return path.as_posix()
+
+
+def printable(text: str, width: int = LINE_WIDTH) -> str:
+    """``text`` for the book's printed output: the project root and the home folder in it
+    replaced as `display_path` does (``data/...``, ``~/...``), each line wrapped to ``width``
+    characters (continuation lines indented by two spaces)."""
+    for base, shown in ((project_root(), ""), (Path.home(), "~/")):
+        for spelling in {str(base), str(base.resolve())}:
+            if spelling not in ("", "/"):
+                text = text.replace(spelling.rstrip("/") + "/", shown)
+    return "\n".join(
+        textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False,
+                      break_on_hyphens=False) if len(line) > width else line
+        for line in text.splitlines()
+    )
+
+
+def printable_command(command: str, width: int = LINE_WIDTH) -> str:
+    """A shell command on lines of at most ``width`` characters where it can: broken before
+    an option (``-x``, ``--name``), each line but the last ending in `` \\``, continuation
+    lines indented by four spaces. A single option longer than a line stays whole."""
+    parts = re.split(r" (?=--?[A-Za-z])", command.strip())
+    lines, line = [], parts[0]
+    for part in parts[1:]:
+        if len(line) + 1 + len(part) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + part
+        else:
+            line += " " + part
+    lines.append(line)
+    return "\n".join(lines)

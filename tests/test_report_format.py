@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from csoa_nb.paths import project_root
-from csoa_nb.report_format import MISSING, display_path, format_frame, show_table
+from csoa_nb.report_format import (
+    MISSING,
+    display_path,
+    format_frame,
+    printable,
+    printable_command,
+    show_table,
+)
 
 
 def errors() -> pd.DataFrame:
@@ -62,6 +69,15 @@ def test_multiindex_columns_and_rows():
     assert shown.values.tolist() == [["pretrained", "CSoA", "1.0", "2.0"]]
 
 
+def test_outer_row_labels_show_where_they_change():
+    index = pd.MultiIndex.from_tuples(
+        [("paper", "CAM"), ("paper", "CSoA"), ("ours", "CAM"), ("ours", "CSoA")],
+        names=["source", "method"])
+    shown, _ = format_frame(pd.DataFrame({"err": [1.0, 2.0, 3.0, 4.0]}, index=index))
+    assert shown["source"].tolist() == ["paper", "", "ours", ""]
+    assert shown["method"].tolist() == ["CAM", "CSoA", "CAM", "CSoA"]  # innermost: every row
+
+
 def test_markdown_is_a_myst_table_directive_with_caption_and_label():
     table = show_table(errors()[["method", "top-1 loc. err"]], "Errors of  the\n two methods.",
                        name="tbl-test", units={"top-1 loc. err": "%"})
@@ -110,3 +126,28 @@ def test_display_path_hides_the_machine_folders(monkeypatch, tmp_path):
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
     assert display_path(home / ".cache" / "torch" / "hub") == "~/.cache/torch/hub"
     assert display_path("/opt/elsewhere/x.pth") == "/opt/elsewhere/x.pth"
+
+
+def test_printable_hides_paths_and_wraps(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+    root = project_root()
+    message = f"{root}/data/CUB_200_2011/images.txt not found; weights in {home}/.cache/x.pth"
+    assert printable(message) == (
+        "data/CUB_200_2011/images.txt not found; weights in ~/.cache/x.pth"
+    )
+    long = " ".join(["word"] * 30)  # 149 characters
+    wrapped = printable(long, width=40).splitlines()
+    assert max(len(line) for line in wrapped) <= 40
+    assert wrapped[1].startswith("  word")
+    assert printable("short\nlines") == "short\nlines"
+
+
+def test_printable_command_breaks_before_options():
+    command = "python -m csoa_nb.train --preset paper --method csoa --set data_root=/data"
+    assert printable_command(command, width=40) == "\n".join([
+        "python -m csoa_nb.train --preset paper \\",  # 38 characters and " \\"
+        "    --method csoa \\",
+        "    --set data_root=/data",
+    ])
+    assert printable_command("ls -l", width=40) == "ls -l"
