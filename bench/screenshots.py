@@ -61,13 +61,19 @@ def pages(html_dir: Path, only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def crop_blank_bottom(image: Image.Image, margin: int = 40) -> Image.Image:
-    """Cut the rows below the last one that differs from the bottom row (the empty window
-    below a page, sidebar borders included)."""
-    pixels = np.asarray(image.convert("RGB")).astype(np.int16)
-    busy = np.nonzero(np.abs(pixels - pixels[-1]).sum(axis=(1, 2)) > 0)[0]
-    bottom = min(int(busy[-1]) + margin, image.height) if busy.size else image.height
-    return image.crop((0, 0, image.width, bottom))
+def crop_blank_bottom(image: Image.Image, margin: int = 40, gap: int = 600) -> Image.Image:
+    """Cut the empty window below a page: the theme stretches the page to the window and puts
+    its footer at the bottom, so the page ends where the first run of ``gap`` rows without
+    content starts (content: any pixel of a row, right of the left sidebar, that is not the
+    row's background)."""
+    pixels = np.asarray(image.convert("L")).astype(np.int16)[:, image.width // 4:]
+    busy = np.abs(pixels - np.median(pixels, axis=1, keepdims=True)).max(axis=1) > 8
+    rows = np.nonzero(busy)[0]
+    if rows.size == 0:
+        return image
+    jumps = np.nonzero(np.diff(rows) > gap)[0]
+    last = int(rows[jumps[0]] if jumps.size else rows[-1])
+    return image.crop((0, 0, image.width, min(last + margin, image.height)))
 
 
 def screenshot(browser: str, page: Path, out: Path, width: int, height: int, tile: int

@@ -186,9 +186,12 @@ def _wrapped(n: int, cols: int = MAX_PANELS_PER_ROW) -> tuple[int, int]:
 
 def _heat_bar(fig: Figure, image: Any, axes: Any, label: str = "normalised map",
               location: str = "right") -> None:
-    """One colour bar for the heat maps drawn with `_heat` on ``axes`` (all on [0, 1])."""
+    """One colour bar for the heat maps drawn with `_heat` on ``axes`` (all on [0, 1]), about
+    a third of an inch thick whatever the figure's size."""
+    width, height = fig.get_size_inches()
+    fraction = min(0.08, 0.35 / (width if location == "right" else height))
     fig.colorbar(image, ax=axes, location=location, shrink=0.8, label=label,
-                 fraction=0.05 if location == "right" else 0.08, pad=0.02)
+                 fraction=fraction, pad=0.02)
 
 
 def _off(ax: plt.Axes) -> None:
@@ -497,8 +500,8 @@ _COAUG_ROWS = (
 @house_style
 def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
     """What W_E sees (Eq. 8, 10), one column per image (at most four), one row per view: the
-    image; the foreground map S (ReLU-max normalised S_L^c) over it, with a colour bar;
-    S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the ImageNet mean
+    image; the foreground map S (ReLU-max normalised S_L^c) over it (its colour bar below the
+    grid); S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the ImageNet mean
     colour (zero after normalisation)."""
     indices = _indices(indices)
     if not 1 <= len(indices) <= MAX_PANELS_PER_ROW:
@@ -519,7 +522,7 @@ def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) ->
             _image(axes[row, col], shown[key][col])
     for row, (_, label) in enumerate(_COAUG_ROWS):
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
-    _heat_bar(fig, heat, axes[1, :], label="$S$")
+    _heat_bar(fig, heat, axes, label="$S$ (second row)", location="bottom")
     return fig
 
 
