@@ -29,7 +29,8 @@ LAB_CONFIG_PATH := $(CURDIR)/jupyter-config$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTE
 
 help:
 	@echo "make book     execute every notebook (PRESET=$(PRESET), DEVICE=$(DEVICE)), HTML in _build/html"
-	@echo "make test     ruff, pytest (notebooks with preset smoke), strict HTML build of that run"
+	@echo "make test     ruff, pytest (notebooks with preset smoke), strict HTML build of that run,"
+	@echo "              checks over that HTML (tests/test_built_html.py)"
 	@echo "make test-browser  the built book and make lab in headless chromium (after make book)"
 	@echo "make lab      JupyterLab on book/"
 	@echo "make results  train the missing runs of the book's sweeps into results/runs (about an hour)"
@@ -46,6 +47,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 	$(PY) -m csoa_nb.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
+	$(VENV)/bin/pytest -q tests/test_built_html.py
 
 book: $(STAMP)
 	$(PY) -m csoa_nb.runbook all --preset $(PRESET) --device $(DEVICE)

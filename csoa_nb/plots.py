@@ -8,13 +8,23 @@ term, CoAug inputs) come from `csoa_nb.widgets.localize_one`, `confseg_one` and
 
 Colours: ground-truth boxes green, predicted boxes red (dashed), the class part red in the data
 figures; CAMs are drawn with the "jet" colour map over the image, after upsampling and min-max
-normalisation (the maps Eq. 13 thresholds).
+normalisation (the maps Eq. 13 thresholds), with a colour bar on every figure that has one.
+
+House style (one place, `house_style`): every function here draws inside `book_style()` (the
+rc parameters of `BOOK_RC`: fonts of at least `MIN_FONT_PT` points) and returns its figure
+through `fit_to_column`: at most `COLUMN_WIDTH_IN` inches wide, the width of the book's text
+column, so that a point is a point as displayed, and `FIGURE_DPI` dots per inch for the PNG
+the notebook shows. Multi-panel figures put at most `MAX_PANELS_PER_ROW` panels in a row.
+`fit_to_column` also applies to figures made elsewhere (e.g. `csoa_nb.tables`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,6 +34,7 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from csoa_nb.data.synthetic import Difficulty, render_sample
@@ -31,6 +42,15 @@ from csoa_nb.data.transforms import denormalize
 from csoa_nb.widgets import coaug_views, confseg_one, localize_one
 
 __all__ = [
+    "BOOK_RC",
+    "COLUMN_WIDTH_IN",
+    "FIGURE_DPI",
+    "MAX_PANELS_PER_ROW",
+    "MIN_FONT_PT",
+    "PANEL_IN",
+    "book_style",
+    "fit_to_column",
+    "house_style",
     "cam_grid",
     "cam_panel",
     "coaug_inputs",
@@ -57,16 +77,121 @@ VAL_CURVES = {
 }
 
 
+#: Width of the book's text column in inches: the HTML theme's column is about 690 px wide,
+#: and a figure this wide is shown at 100 px per inch, so its font sizes read as printed.
+COLUMN_WIDTH_IN = 6.9
+#: Resolution of the figures' PNGs (the inline backend renders at the figure's dpi); the
+#: browser scales them down to the column, so they stay sharp on high-density screens.
+FIGURE_DPI = 150
+#: No text of a book figure is smaller than this, in points at the figure's own size.
+MIN_FONT_PT = 9.0
+#: Multi-panel figures wrap after this many panels.
+MAX_PANELS_PER_ROW = 4
+#: The rc parameters every figure of this module is drawn with (`book_style`).
+BOOK_RC: dict[str, Any] = {
+    "figure.figsize": (COLUMN_WIDTH_IN, 3.2),
+    "figure.dpi": FIGURE_DPI,
+    "savefig.dpi": FIGURE_DPI,
+    "font.size": 10.0,
+    "axes.titlesize": 10.0,
+    "axes.labelsize": 10.0,
+    "xtick.labelsize": 9.0,
+    "ytick.labelsize": 9.0,
+    "legend.fontsize": 9.0,
+    "legend.title_fontsize": 9.0,
+    "figure.titlesize": 11.0,
+    "image.interpolation": "nearest",
+}
+
+_F = TypeVar("_F", bound=Callable[..., Figure])
+
+
+@contextmanager
+def book_style() -> Iterator[None]:
+    """Matplotlib's rc parameters of the book (`BOOK_RC`) for the duration of a block.
+
+    Only the keys of `BOOK_RC` are restored afterwards, unlike `plt.rc_context`, which restores
+    every parameter: a kernel whose first figure is drawn in the block switches on the inline
+    backend's interactive mode there, and must keep it, or no later figure is shown.
+    """
+    saved = {key: plt.rcParams[key] for key in BOOK_RC}
+    plt.rcParams.update(BOOK_RC)
+    try:
+        yield
+    finally:
+        plt.rcParams.update(saved)
+
+
+def fit_to_column(
+    fig: Figure,
+    width: float = COLUMN_WIDTH_IN,
+    min_font: float = MIN_FONT_PT,
+    dpi: float = FIGURE_DPI,
+) -> Figure:
+    """Make any figure follow the house style, in place, and return it.
+
+    A figure wider than ``width`` inches is narrowed to it (its height is kept, so rows of
+    labels keep their room; a constrained layout re-flows the panels); every text smaller
+    than ``min_font`` points is raised to it; the figure renders at ``dpi``.
+    """
+    if width <= 0 or min_font <= 0 or dpi <= 0:
+        raise ValueError(f"width, min_font and dpi must be > 0, got {width}, {min_font}, {dpi}")
+    fig_width, fig_height = fig.get_size_inches()
+    if fig_width > width:
+        fig.set_size_inches(width, fig_height)
+    for text in fig.findobj(Text):
+        if text.get_fontsize() < min_font:
+            text.set_fontsize(min_font)
+    fig.set_dpi(dpi)
+    return fig
+
+
+def house_style(func: _F) -> _F:
+    """Decorator of every figure function here: draw in `book_style`, return through
+    `fit_to_column`."""
+
+    @functools.wraps(func)
+    def styled(*args: Any, **kwargs: Any) -> Figure:
+        with book_style():
+            return fit_to_column(func(*args, **kwargs))
+
+    return styled  # type: ignore[return-value]
+
+
 # ---------------------------------------------------------------------------- helpers
+#: Side of an image panel in a grid of `MAX_PANELS_PER_ROW` columns (inches).
+PANEL_IN = COLUMN_WIDTH_IN / MAX_PANELS_PER_ROW
+
+
 def _axes(
-    rows: int, cols: int, size: float = 2.2, height: float | None = None
+    rows: int, cols: int, panel: float = PANEL_IN, height: float | None = None,
+    extra: float = 0.0,
 ) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout grid of ``rows x cols`` panels (always a 2-D array of axes)."""
+    """A constrained-layout grid of ``rows x cols`` panels of ``panel`` inches (``height``
+    tall if given), plus ``extra`` inches of width (row labels), never wider than the text
+    column (always a 2-D array of axes)."""
+    width = min(COLUMN_WIDTH_IN, cols * panel + extra)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(size * cols, (height or size) * rows), squeeze=False,
+        rows, cols, figsize=(width, (height or panel) * rows), squeeze=False,
         layout="constrained",
     )
     return fig, axes
+
+
+def _wrapped(n: int, cols: int = MAX_PANELS_PER_ROW) -> tuple[int, int]:
+    """(groups, columns) to lay ``n`` panels out at most ``cols`` to a row."""
+    cols = max(1, min(n, cols))
+    return math.ceil(n / cols), cols
+
+
+def _heat_bar(fig: Figure, image: Any, axes: Any, label: str = "normalised map",
+              location: str = "right") -> None:
+    """One colour bar for the heat maps drawn with `_heat` on ``axes`` (all on [0, 1]), about
+    a third of an inch thick whatever the figure's size."""
+    width, height = fig.get_size_inches()
+    fraction = min(0.08, 0.35 / (width if location == "right" else height))
+    fig.colorbar(image, ax=axes, location=location, shrink=0.8, label=label,
+                 fraction=fraction, pad=0.02)
 
 
 def _off(ax: plt.Axes) -> None:
@@ -78,14 +203,15 @@ def _image(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
     ax.imshow(image, interpolation="nearest")
     _off(ax)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=MIN_FONT_PT)
 
 
-def _heat(ax: plt.Axes, image: np.ndarray, heat: Any, title: str | None = None) -> None:
-    """The image with a normalised map in [0, 1] drawn over it."""
+def _heat(ax: plt.Axes, image: np.ndarray, heat: Any, title: str | None = None) -> Any:
+    """The image with a normalised map in [0, 1] drawn over it; returns the map's image (for
+    the colour bar)."""
     _image(ax, image, title)
-    ax.imshow(np.asarray(heat), cmap=CAM_CMAP, alpha=0.5, vmin=0.0, vmax=1.0,
-              interpolation="nearest")
+    return ax.imshow(np.asarray(heat), cmap=CAM_CMAP, alpha=0.5, vmin=0.0, vmax=1.0,
+                     interpolation="nearest")
 
 
 def _box(ax: plt.Axes, box: Any, color: str, dashed: bool = False) -> None:
@@ -130,46 +256,72 @@ def _to_hwc(images: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- data
+def _sample_grid(n: int, with_masks: bool) -> tuple[Figure, list[tuple[plt.Axes, Any]]]:
+    """Axes for ``n`` samples, at most `MAX_PANELS_PER_ROW` to a row: per sample its image
+    panel and (``with_masks``) the mask panel below it; unused cells are removed."""
+    groups, cols = _wrapped(n)
+    per = 2 if with_masks else 1
+    fig, axes = _axes(groups * per, cols)
+    panels = []
+    for k in range(groups * cols):
+        g, c = divmod(k, cols)
+        image_ax = axes[g * per, c]
+        mask_ax = axes[g * per + 1, c] if with_masks else None
+        if k < n:
+            panels.append((image_ax, mask_ax))
+        else:
+            image_ax.remove()
+            if mask_ax is not None:
+                mask_ax.remove()
+    for g in range(groups):
+        axes[g * per, 0].set_ylabel("image")
+        if with_masks:
+            axes[g * per + 1, 0].set_ylabel("mask")
+    return fig, panels
+
+
+@house_style
 def show_samples(difficulty: Difficulty, image_size: int, n: int = 8, seed: int = 0) -> Figure:
     """`n` rendered images of classes 0..n-1 (test-style, part never occluded): the image with
     the ground-truth box (green, whole object) and the part outlined (red), the object mask
-    beneath (body grey, part white)."""
-    fig, axes = _axes(2, n, size=1.7)
-    for k in range(n):
+    beneath (body grey, part white); at most four classes to a row."""
+    fig, panels = _sample_grid(n, with_masks=True)
+    for k, (image_ax, mask_ax) in enumerate(panels):
         sample = render_sample(difficulty, image_size, k, [seed, k])
-        _image(axes[0, k], sample["image"], f"class {k}")
-        _box(axes[0, k], sample["box"], GT_COLOR)
-        _outline(axes[0, k], sample["part_mask"], PART_COLOR)
+        _image(image_ax, sample["image"], f"class {k}")
+        _box(image_ax, sample["box"], GT_COLOR)
+        _outline(image_ax, sample["part_mask"], PART_COLOR)
         shades = 0.55 * sample["mask"] + 0.45 * sample["part_mask"]
-        axes[1, k].imshow(shades, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        _off(axes[1, k])
-    axes[0, 0].set_ylabel("image")
-    axes[1, 0].set_ylabel("mask")
+        mask_ax.imshow(shades, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        _off(mask_ax)
     return fig
 
 
+@house_style
 def show_dataset_items(dataset: Any, n: int = 8) -> Figure:
     """`n` items spread over a dataset (e.g. `CUB200`), as the network receives them
-    (transformed, then de-normalised): the image with its boxes, and the mask if it has one."""
+    (transformed, then de-normalised): the image with its boxes, and the mask below it if it
+    has one; at most four items to a row."""
     picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     items = [dataset[int(i)] for i in picks]
     has_masks = all("mask" in item for item in items)
-    fig, axes = _axes(2 if has_masks else 1, n, size=1.7)
-    for k, item in enumerate(items):
+    fig, panels = _sample_grid(n, with_masks=has_masks)
+    for k, (item, (image_ax, mask_ax)) in enumerate(zip(items, panels, strict=True)):
         image = denormalize(item["image"]).permute(1, 2, 0).numpy()
-        _image(axes[0, k], image, f"#{picks[k]}, class {int(item['label'])}")
-        _gt_boxes(axes[0, k], item["boxes"])
-        if has_masks:
-            axes[1, k].imshow(item["mask"][0].numpy(), cmap="gray", vmin=0, vmax=1)
-            _off(axes[1, k])
+        _image(image_ax, image, f"#{picks[k]}, class {int(item['label'])}")
+        _gt_boxes(image_ax, item["boxes"])
+        if mask_ax is not None:
+            mask_ax.imshow(item["mask"][0].numpy(), cmap="gray", vmin=0, vmax=1)
+            _off(mask_ax)
     return fig
 
 
+@house_style
 def part_ratio_histogram(ratios: np.ndarray, part_fraction: float | None = None) -> Figure:
     """Histogram of part area / object area per image (occluded parts, ratio 0, left out),
     with the configured `Difficulty.part_fraction` as a dashed line."""
     ratios = np.asarray(ratios, dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 3.0), layout="constrained")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 3.0), layout="constrained")
     sns.histplot(ratios[ratios > 0], bins=30, ax=ax)
     if part_fraction is not None:
         ax.axvline(part_fraction, color="k", ls="--", label="part_fraction setting")
@@ -180,90 +332,106 @@ def part_ratio_histogram(ratios: np.ndarray, part_fraction: float | None = None)
 
 
 # ---------------------------------------------------------------------------- Eq. 13
+@house_style
 def cam_panel(
     cams: dict[str, Any], index: int, theta: float, class_index: int | None = None
 ) -> Figure:
-    """Eq. 13 for one image: the image with its GT box; S_L and S_F over it; the two binary
-    maps (red: S_L only, blue: S_F only, magenta: both); their union; the predicted box
-    (red, dashed) against the GT box over the union (yellow), with the IoU in the title.
-    One-head models: image, S_L, binary map, box (4 panels instead of 6)."""
+    """Eq. 13 for one image, in reading order (two rows of three): the image with its GT box;
+    S_L and S_F over it (one colour bar); the two binary maps (red: S_L only, blue: S_F only,
+    magenta: both); their union; the predicted box (red, dashed) against the GT box over the
+    union (yellow), with the IoU in the title. One-head models: image, S_L, binary map, box
+    (two rows of two)."""
     r = localize_one(cams, index, theta, class_index)
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
-    fig, axes = _axes(1, 6 if two else 4, size=2.1)
-    axes = list(axes[0])
+    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3)
+    axes = list(grid.ravel())
     _image(axes[0], image, f"image {index}, class {r['class_index']}")
     _gt_boxes(axes[0], cams["boxes"][index])
-    _heat(axes[1], image, r["map_last"], "$S_L$ (top head $W_L$)")
+    heat = _heat(axes[1], image, r["map_last"], "$S_L$ (top head $W_L$)")
+    heat_axes = [axes[1]]
     last = r["binary_last"].numpy()
     if two:
         _heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
+        heat_axes.append(axes[2])
         feature = r["binary_feature"].numpy()
         colours = np.stack([last, np.zeros_like(last), feature], -1).astype(float)
         axes[3].imshow(colours * 0.9, interpolation="nearest")
-        axes[3].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=9)
+        axes[3].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=MIN_FONT_PT)
         axes[4].imshow(r["union"].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes[4].set_title("union (Eq. 13)", fontsize=9)
+        axes[4].set_title("union (Eq. 13)", fontsize=MIN_FONT_PT)
         _off(axes[3])
         _off(axes[4])
     else:
         axes[2].imshow(last, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes[2].set_title("binary $S_L$ (Eq. 13)", fontsize=9)
+        axes[2].set_title("binary $S_L$ (Eq. 13)", fontsize=MIN_FONT_PT)
         _off(axes[2])
     _image(axes[-1], image, f"box: IoU {r['iou']:.2f}")
     _region(axes[-1], r["union"].numpy())
     _gt_boxes(axes[-1], cams["boxes"][index])
     _box(axes[-1], r["box"], PRED_COLOR, dashed=True)
-    fig.suptitle(f"$\\theta$ = {theta:.2f}", fontsize=10)
+    _heat_bar(fig, heat, heat_axes)
+    fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
 
+@house_style
 def cam_grid(cams: dict[str, Any], indices: Sequence[int], theta: float) -> Figure:
     """One row per image: the image with GT (green) and predicted (red, dashed) boxes and the
     IoU; S_L over the image; S_F over the image (two-head models only); the union of Eq. 13
-    (yellow) at `theta`."""
+    (yellow) at `theta`. One colour bar, below, for the maps."""
     indices = _indices(indices)
     two = cams["cam_feature"] is not None
     cols = 4 if two else 3
-    fig, axes = _axes(len(indices), cols, size=2.0)
+    fig, axes = _axes(len(indices), cols, height=PANEL_IN + 0.15)
     titles = ["image, boxes", "$S_L$", "$S_F$", "union (Eq. 13)"] if two else [
         "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
+    heat = None
     for row, index in enumerate(indices):
         r = localize_one(cams, index, theta)
         image = _uint8(cams, index)
         _image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
         _gt_boxes(axes[row, 0], cams["boxes"][index])
         _box(axes[row, 0], r["box"], PRED_COLOR, dashed=True)
-        _heat(axes[row, 1], image, r["map_last"])
+        heat = _heat(axes[row, 1], image, r["map_last"])
         if two:
             _heat(axes[row, 2], image, r["map_feature"])
         _image(axes[row, -1], image)
         _region(axes[row, -1], r["union"].numpy())
     for col, title in enumerate(titles):
         top = axes[0, col].get_title()
-        axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=9)
-    fig.suptitle(f"$\\theta$ = {theta:.2f}", fontsize=10)
+        axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=MIN_FONT_PT)
+    _heat_bar(fig, heat, axes[:, 1:3] if two else axes[:, 1:2], location="bottom")
+    fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
 
+@house_style
 def theta_grid(
     cams: dict[str, Any], indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
 ) -> Figure:
-    """The static stand-in for the theta explorer: one row per image, the fused map, then one
-    column per theta with the union shaded (yellow), GT box (green), predicted box (red,
-    dashed) and the IoU."""
+    """The static stand-in for the theta explorer: one row per image, the fused map (colour bar
+    below), then one column per theta with the union shaded (yellow), GT box (green),
+    predicted box (red, dashed) and the IoU."""
     indices = _indices(indices)
-    fig, axes = _axes(len(indices), 1 + len(thetas), size=2.0)
+    if 1 + len(thetas) > MAX_PANELS_PER_ROW:
+        raise ValueError(
+            f"theta_grid draws at most {MAX_PANELS_PER_ROW - 1} thetas per figure, got "
+            f"{len(thetas)}: pass fewer (e.g. thetas=(0.2, 0.3, 0.4))"
+        )
+    fig, axes = _axes(len(indices), 1 + len(thetas), height=PANEL_IN + 0.15)
+    heat = None
     for row, index in enumerate(indices):
         image = _uint8(cams, index)
         first = localize_one(cams, index, thetas[0])
-        _heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
+        heat = _heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
         for col, theta in enumerate(thetas, start=1):
             r = localize_one(cams, index, theta)
             _image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
             _region(axes[row, col], r["union"].numpy())
             _gt_boxes(axes[row, col], cams["boxes"][index])
             _box(axes[row, col], r["box"], PRED_COLOR, dashed=True)
+    _heat_bar(fig, heat, axes[:, 0], location="bottom")
     return fig
 
 
@@ -271,16 +439,18 @@ def theta_grid(
 _CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
 
 
+@house_style
 def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = None) -> Figure:
-    """Eq. 2-5 on one map, at the map's own resolution: the image; S_L^c with mu1; the
-    confidence mask |S_L^c - mu1| with mu2 (Eq. 2, 4); the binary mask (Eq. 3), split by
-    Eq. 7 into confident object (S > xi1, gold) and confident background (S < xi2, blue),
-    ambiguous pixels grey; S_F^c on S_L^c's colour scale; the Eq. 5 term |S_F^c - S_L^c| *
-    mask with its mean, L_inner. One-head models stop after the binary mask."""
+    """Eq. 2-5 on one map, at the map's own resolution, in reading order (two rows of three):
+    the image; S_L^c with mu1; the confidence mask |S_L^c - mu1| with mu2 (Eq. 2, 4); the
+    binary mask (Eq. 3), split by Eq. 7 into confident object (S > xi1, gold) and confident
+    background (S < xi2, blue), ambiguous pixels grey; S_F^c on S_L^c's colour scale; the
+    Eq. 5 term |S_F^c - S_L^c| * mask with its mean, L_inner. Every continuous map has its
+    colour bar. One-head models stop after the binary mask (two rows of two)."""
     r = confseg_one(cams, index, class_index)
     two = r["cam_feature"] is not None
-    fig, axes = _axes(1, 6 if two else 4, size=2.3, height=2.5)
-    axes = list(axes[0])
+    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3, height=COLUMN_WIDTH_IN / 3)
+    axes = list(grid.ravel())
     _image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
     _gt_boxes(axes[0], cams["boxes"][index])
     cam_last = r["cam_last"].numpy()
@@ -290,7 +460,7 @@ def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = No
     def show(ax: plt.Axes, data: np.ndarray, title: str, **kw: Any) -> None:
         image = ax.imshow(data, interpolation="nearest", **kw)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=MIN_FONT_PT)
         _off(ax)
 
     show(axes[1], cam_last, f"$S_L^c$, $\\mu_1$ = {r['mu1']:.2f}", vmin=lo, vmax=hi)
@@ -298,13 +468,13 @@ def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = No
          cmap="magma")
     confident = r["binary"].numpy() * np.where(cam_last > r["mu1"], 2, 1)
     axes[3].imshow(confident, cmap=_CONFIDENCE_CMAP, vmin=0, vmax=2, interpolation="nearest")
-    axes[3].set_title(f"binary mask: {float(r['binary'].mean()):.0%} confident", fontsize=9)
+    axes[3].set_title(f"binary mask: {float(r['binary'].mean()):.0%} confident",
+                      fontsize=MIN_FONT_PT)
     axes[3].legend(
         handles=[Patch(color="gold", label="$S > \\xi_1$"),
                  Patch(color="tab:blue", label="$S < \\xi_2$"),
                  Patch(color="0.75", label="ambiguous")],
-        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, frameon=False,
-        handlelength=1.0, columnspacing=0.6,
+        loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=1.0,
     )
     _off(axes[3])
     if two:
@@ -316,37 +486,62 @@ def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = No
 
 
 # ---------------------------------------------------------------------------- Eq. 8-10
+#: The views of `coaug_inputs`, one row each: (key of `coaug_views` or None for the image,
+#: row label).
+_COAUG_ROWS = (
+    (None, "image $I$"),
+    ("foreground_map", "$S$ over $I$"),
+    ("foreground", "$S \\cdot I$\n(Eq. 8)"),
+    ("background", "$(1 - S) \\cdot I$\n(Eq. 8)"),
+    ("mask_background", "$(1 - S) \\cdot$\n$\\widehat{Mask} \\cdot I$\n(Eq. 10)"),
+)
+
+
+@house_style
 def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
-    """What W_E sees (Eq. 8, 10), one row per image: the image; the foreground map S (ReLU-max
-    normalised S_L^c) over it; S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels
-    show the ImageNet mean colour (zero after normalisation)."""
+    """What W_E sees (Eq. 8, 10), one column per image (at most four), one row per view: the
+    image; the foreground map S (ReLU-max normalised S_L^c) over it (its colour bar below the
+    grid); S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the ImageNet mean
+    colour (zero after normalisation)."""
     indices = _indices(indices)
+    if not 1 <= len(indices) <= MAX_PANELS_PER_ROW:
+        raise ValueError(
+            f"coaug_inputs draws 1 to {MAX_PANELS_PER_ROW} images (one column each), got "
+            f"{len(indices)}: pass fewer indices, e.g. indices[:{MAX_PANELS_PER_ROW}]"
+        )
     views = coaug_views(cams)
     shown = {k: _to_hwc(views[k][indices]) for k in
              ("foreground", "background", "mask_background")}
-    titles = ("image $I$", "$S$ (ReLU-max $S_L^c$)", "$S \\cdot I$ (Eq. 8)",
-              "$(1 - S) \\cdot I$ (Eq. 8)", "$(1 - S) \\cdot \\widehat{Mask} \\cdot I$ (Eq. 10)")
-    fig, axes = _axes(len(indices), 5, size=2.0)
-    for row, index in enumerate(indices):
+    fig, axes = _axes(len(_COAUG_ROWS), len(indices), panel=1.35, extra=1.5)
+    heat = None
+    for col, index in enumerate(indices):
         image = _uint8(cams, index)
-        _image(axes[row, 0], image, f"#{index}, class {int(cams['labels'][index])}")
-        _heat(axes[row, 1], image, views["foreground_map"][index, 0])
-        for col, key in enumerate(("foreground", "background", "mask_background"), start=2):
-            _image(axes[row, col], shown[key][row])
-    for col, title in enumerate(titles):
-        top = axes[0, col].get_title()
-        axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=9)
+        _image(axes[0, col], image, f"#{index}, class {int(cams['labels'][index])}")
+        heat = _heat(axes[1, col], image, views["foreground_map"][index, 0])
+        for row, (key, _) in enumerate(_COAUG_ROWS[2:], start=2):
+            _image(axes[row, col], shown[key][col])
+    for row, (_, label) in enumerate(_COAUG_ROWS):
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    _heat_bar(fig, heat, axes, label="$S$ (second row)", location="bottom")
     return fig
 
 
 # ---------------------------------------------------------------------------- training
+def _legend_below(ax: plt.Axes, ncol: int = 1) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, title=None,
+                        frameon=False)
+
+
+@house_style
 def training_curves(
     history: list[dict[str, Any]], terms: Sequence[str] | None = None, show_alpha: bool = True
 ) -> Figure:
-    """Per-epoch curves of a run (`RunResult.history`): the loss terms (epoch means of
-    `loss_<term>`; default: those of `DEFAULT_TERMS` the run logged); alpha of Eq. 6 at the
-    end of each epoch (left axis; `show_alpha=False` for methods that do not use it) and the
-    learning rate of the epoch (right axis); the validation errors in %."""
+    """Per-epoch curves of a run (`RunResult.history`), three panels from left to right: the
+    loss terms (epoch means of `loss_<term>`; default: those of `DEFAULT_TERMS` the run
+    logged); alpha of Eq. 6 at the end of each epoch (left axis; `show_alpha=False` for
+    methods that do not use it) and the learning rate of the epoch (right axis); the
+    validation errors in %. Legends sit below their panels."""
     frame = pd.DataFrame(history)
     if terms is None:
         terms = [t for t in DEFAULT_TERMS if f"loss_{t}" in frame]
@@ -357,9 +552,9 @@ def training_curves(
     losses = frame.melt(id_vars="epoch", value_vars=[f"loss_{t}" for t in terms],
                         var_name="term", value_name="loss")
     losses["term"] = losses["term"].str.removeprefix("loss_")
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH_IN, 3.9), layout="constrained")
     sns.lineplot(losses, x="epoch", y="loss", hue="term", marker="o", ax=axes[0])
-    axes[0].set_title("loss terms (epoch mean)", fontsize=10)
+    axes[0].set_title("loss terms (epoch mean)")
     if show_alpha:
         sns.lineplot(frame, x="epoch", y="alpha", marker="o", color="tab:blue", ax=axes[1],
                      label="alpha (Eq. 6)", legend=False)
@@ -368,11 +563,12 @@ def training_curves(
     sns.lineplot(frame, x="epoch", y="lr", marker="s", color="tab:orange", ax=twin,
                  label="learning rate", legend=False)
     twin.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    twin.set_ylabel("")
     handles = axes[1].get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
     axes[1].legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper center",
-                   bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False, fontsize=8)
-    axes[1].set_title("schedule", fontsize=10)
+                   bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
+    axes[1].set_title("schedule")
     curves = {k: v for k, v in VAL_CURVES.items() if k in frame}
     if curves:
         val = frame.melt(id_vars="epoch", value_vars=list(curves), var_name="metric",
@@ -381,17 +577,16 @@ def training_curves(
         sns.lineplot(val, x="epoch", y="error (%)", hue="metric", marker="o", ax=axes[2])
     else:
         axes[2].text(0.5, 0.5, "no validation logged", ha="center", transform=axes[2].transAxes)
-    axes[2].set_title("validation", fontsize=10)
-    for ax in (axes[0], axes[2]):
-        if ax.get_legend() is not None:
-            sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, title=None,
-                            frameon=False, fontsize=8)
+    axes[2].set_title("validation")
+    _legend_below(axes[0], ncol=2)
+    _legend_below(axes[2])
     axes[1].set_ylim(-0.05, 1.05)
     for ax in (*axes, twin):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
+@house_style
 def method_bars(
     frame: pd.DataFrame, metric: str, by: str = "method", hue: str | None = "regime"
 ) -> Figure:
@@ -407,7 +602,8 @@ def method_bars(
     if hue is not None and (hue not in frame or frame[hue].nunique() < 2):
         hue = None
     groups = frame[by].nunique()
-    fig, ax = plt.subplots(figsize=(1.4 * groups + 2.5, 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(min(COLUMN_WIDTH_IN, 1.4 * groups + 2.5), 3.4),
+                           layout="constrained")
     sns.barplot(frame, x=by, y=metric, hue=hue, order=order, errorbar="sd", capsize=0.15,
                 ax=ax, alpha=0.85)
     dots = {"palette": {h: "k" for h in frame[hue].unique()}} if hue else {"color": "k"}

@@ -1,4 +1,5 @@
-"""Every figure function returns a Figure with the expected panels on a tiny input."""
+"""Every figure function returns a Figure with the expected panels on a tiny input, in the
+book's house style (column width, fonts >= 9 pt, colour bars on heat maps, <= 4 panels a row)."""
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from test_widgets import make_cams
 
 from csoa_nb import plots
@@ -25,6 +27,10 @@ def close_figures():
 def n_axes(fig: Figure) -> int:
     assert isinstance(fig, Figure)
     return len(fig.axes)
+
+
+def n_colorbars(fig: Figure) -> int:
+    return sum(ax.get_label() == "<colorbar>" for ax in fig.axes)
 
 
 def test_show_samples():
@@ -46,20 +52,23 @@ def test_part_ratio_histogram():
 @pytest.mark.parametrize("two_heads, panels", [(True, 6), (False, 4)])
 def test_cam_panel(two_heads, panels):
     fig = plots.cam_panel(make_cams(two_heads), 0, 0.2)
-    assert n_axes(fig) == panels
-    assert fig.axes[-1].get_title() == "box: IoU 1.00"  # the ring's box is the GT box
+    assert n_axes(fig) == panels + 1  # one colour bar for S_L (and S_F)
+    assert n_colorbars(fig) == 1
+    assert fig.axes[panels - 1].get_title() == "box: IoU 1.00"  # the ring's box is the GT box
 
 
 @pytest.mark.parametrize("two_heads, cols", [(True, 4), (False, 3)])
 def test_cam_grid(two_heads, cols):
-    assert n_axes(plots.cam_grid(make_cams(two_heads), [0, 1], 0.3)) == 2 * cols
+    fig = plots.cam_grid(make_cams(two_heads), [0, 1], 0.3)
+    assert n_axes(fig) == 2 * cols + 1  # one colour bar for the maps
+    assert n_colorbars(fig) == 1
 
 
 def test_theta_grid_one_or_more_images():
     cams = make_cams()
-    assert n_axes(plots.theta_grid(cams, 0)) == 4  # fused map + 3 thetas
+    assert n_axes(plots.theta_grid(cams, 0)) == 4 + 1  # fused map + 3 thetas + colour bar
     fig = plots.theta_grid(cams, [0, 1], thetas=(0.2, 0.8))
-    assert n_axes(fig) == 6
+    assert n_axes(fig) == 6 + 1
     assert fig.axes[1].get_title().endswith("IoU 1.00")  # theta 0.2: the ring's box
     assert fig.axes[2].get_title().endswith("IoU 0.25")  # theta 0.8: the core's box
 
@@ -71,7 +80,11 @@ def test_confseg_steps(two_heads, count):
 
 
 def test_coaug_inputs():
-    assert n_axes(plots.coaug_inputs(make_cams(), [0, 1])) == 10
+    fig = plots.coaug_inputs(make_cams(), [0, 1])
+    assert n_axes(fig) == 10 + 1  # five views of two images, one colour bar for S
+    assert n_colorbars(fig) == 1
+    with pytest.raises(ValueError, match="at most|1 to 4"):
+        plots.coaug_inputs(make_cams(), [0, 1, 0, 1, 0])
 
 
 def history(epochs: int = 3) -> list[dict]:
@@ -105,3 +118,91 @@ def test_method_bars_orders_and_labels_methods():
     assert ticks == [METHOD_LABELS["cam"], METHOD_LABELS["csoa"]]
     with pytest.raises(ValueError, match="no column"):
         plots.method_bars(frame, "pxap")
+
+
+# ---------------------------------------------------------------------------- house style
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame({"method": ["csoa", "cam"] * 2, "regime": ["pretrained"] * 4,
+                         "seed": [0, 0, 1, 1], "gt_known_loc_err": [30.0, 50.0, 34.0, 54.0]})
+
+
+#: Every figure function of `plots`, on a tiny input, and whether it draws heat maps (CAMs).
+FIGURES = {
+    "show_samples": (lambda: plots.show_samples(Difficulty(), 32, n=8), False),
+    "part_ratio_histogram": (lambda: plots.part_ratio_histogram(np.array([0.04, 0.05]), 0.05),
+                             False),
+    "cam_panel": (lambda: plots.cam_panel(make_cams(), 0, 0.2), True),
+    "cam_grid": (lambda: plots.cam_grid(make_cams(), [0, 1], 0.3), True),
+    "theta_grid": (lambda: plots.theta_grid(make_cams(), [0, 1]), True),
+    "confseg_steps": (lambda: plots.confseg_steps(make_cams(), 0), True),
+    "coaug_inputs": (lambda: plots.coaug_inputs(make_cams(), [0, 1, 0, 1]), True),
+    "training_curves": (lambda: plots.training_curves(history()), False),
+    "method_bars": (lambda: plots.method_bars(_frame(), "gt_known_loc_err"), False),
+}
+
+
+def test_every_figure_function_is_checked():
+    assert set(FIGURES) | {"show_dataset_items"} == {
+        name for name in plots.__all__ if name[0].islower() and name not in (
+            "book_style", "fit_to_column", "house_style")
+    }
+
+
+def small_texts(fig: Figure, minimum: float = plots.MIN_FONT_PT) -> list[tuple[str, float]]:
+    """Visible, non-empty texts of a drawn figure smaller than ``minimum`` points."""
+    fig.canvas.draw()
+    return [(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() < minimum]
+
+
+def panels_per_row(fig: Figure) -> int:
+    """The most panels (axes other than colour bars and twins) side by side in one row."""
+    fig.canvas.draw()
+    rows: dict[float, set[float]] = {}
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        box = ax.get_position()
+        rows.setdefault(round(box.y0, 2), set()).add(round(box.x0, 2))
+    return max(len(xs) for xs in rows.values())
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_house_style(name):
+    make, heat_maps = FIGURES[name]
+    fig = make()
+    width, _ = fig.get_size_inches()
+    assert width <= plots.COLUMN_WIDTH_IN + 1e-9, f"{name}: {width} in wide"
+    assert fig.dpi >= 150
+    assert small_texts(fig) == [], f"{name}: texts under {plots.MIN_FONT_PT} pt"
+    assert panels_per_row(fig) <= plots.MAX_PANELS_PER_ROW
+    if heat_maps:
+        assert n_colorbars(fig) >= 1, f"{name} draws heat maps without a colour bar"
+
+
+def test_fit_to_column_restyles_a_foreign_figure():
+    fig = Figure(figsize=(11.0, 3.0), dpi=72)  # e.g. a two-panel figure of csoa_nb.tables
+    ax = fig.subplots()
+    ax.set_title("small", fontsize=6)
+    ax.legend(handles=ax.plot([0, 1], label="line"), fontsize="small")  # 0.833 * 10 pt
+    assert plots.fit_to_column(fig) is fig
+    assert tuple(fig.get_size_inches()) == (plots.COLUMN_WIDTH_IN, 3.0)  # height kept
+    assert fig.dpi == plots.FIGURE_DPI
+    assert ax.title.get_fontsize() == plots.MIN_FONT_PT
+    assert small_texts(fig) == []
+    narrow = plots.fit_to_column(Figure(figsize=(4.0, 2.0)))
+    assert tuple(narrow.get_size_inches()) == (4.0, 2.0)  # never widened
+    with pytest.raises(ValueError, match="must be > 0"):
+        plots.fit_to_column(fig, width=0)
+
+
+def test_book_style_restores_its_own_keys_only():
+    before = matplotlib.rcParams["interactive"], matplotlib.rcParams["font.size"]
+    try:
+        with plots.book_style():
+            assert matplotlib.rcParams["font.size"] == plots.BOOK_RC["font.size"]
+            matplotlib.interactive(True)  # what the inline backend does on the first figure
+        assert matplotlib.rcParams["interactive"] is True  # kept: later figures still show
+        assert matplotlib.rcParams["font.size"] == before[1]
+    finally:
+        matplotlib.interactive(before[0])
