@@ -97,10 +97,10 @@ def test_synthetic_generator_version_is_in_the_hash(monkeypatch):
 
 # ----------------------------------------------------------------------- 2 and 4: one stream
 def test_cached_or_fresh_pretraining_gives_the_same_run(data_root, tmp_path):
-    """Item 2: the first run of a config (which trains the pretraining stage) equals a re-run
-    whose pretraining is cached."""
-    fresh = smoke(data_root, tmp_path / "fresh", method="csoa")
-    assert find_pretrained(fresh) is None
+    """Item 2: the first run of a config (which generates the data and trains the pretraining
+    stage) equals a re-run whose data and pretraining are cached."""
+    fresh = smoke(tmp_path / "fresh-data", tmp_path / "fresh", method="csoa")
+    assert find_pretrained(fresh) is None and not (tmp_path / "fresh-data").exists()
     first = train(fresh, progress=False, log=quiet)
     cached = smoke(data_root, tmp_path / "cached", method="csoa")
     pretrain(cached, progress=False)  # the stage is cached before the run starts
