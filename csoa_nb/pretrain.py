@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,11 @@ def find_pretrained(config: RunConfig) -> Path | None:
     return None
 
 
-def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
-    """Path of the pretrained weights for `config` (training them first if needed)."""
+def pretrain(
+    config: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
+) -> Path:
+    """Path of the pretrained weights for `config` (training them first if needed); `log`
+    receives one line per epoch (default: print)."""
     if config.backbone != "vgg_slim" or config.embedding != "slim":
         raise ValueError(
             "the pretraining stage stands in for ImageNet for the slim networks only; for "
@@ -95,7 +99,7 @@ def pretrain(config: RunConfig, *, progress: bool = True) -> Path:
         found = find_pretrained(config)  # a twin process may have written it while we waited
         if found is not None:
             return check_pretrained(found)
-        return _pretrain(config, out_dir, progress=progress)
+        return _pretrain(config, out_dir, progress=progress, say=log or print)
 
 
 def check_pretrained(weights: Path) -> Path:
@@ -115,7 +119,9 @@ def check_pretrained(weights: Path) -> Path:
     return weights
 
 
-def _pretrain(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
+def _pretrain(
+    config: RunConfig, out_dir: Path, *, progress: bool, say: Callable[[str], None]
+) -> Path:
     """Train the stage with one CPU thread: float sums split over threads round differently,
     and training amplifies that, so the stage (shared by every run) would depend on the
     process that happened to train it first (measured: backbone test accuracy 61.5 % with two
@@ -123,12 +129,14 @@ def _pretrain(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(PRETRAIN_THREADS)
     try:
-        return _pretrain_with(config, out_dir, progress=progress)
+        return _pretrain_with(config, out_dir, progress=progress, say=say)
     finally:
         torch.set_num_threads(threads)
 
 
-def _pretrain_with(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
+def _pretrain_with(
+    config: RunConfig, out_dir: Path, *, progress: bool, say: Callable[[str], None]
+) -> Path:
     device = torch.device(config.device)
     torch.manual_seed(PRETRAIN_SEED)
     started = time.perf_counter()
@@ -182,7 +190,7 @@ def _pretrain_with(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
             optimizer.step()
             scheduler.step()
             running += loss.item()
-        print(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
+        say(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
               f"loss {running / len(loader):.4f}")
 
     accuracy = _accuracy(network, embed_net, embed_head, test_set, device)
@@ -204,8 +212,8 @@ def _pretrain_with(config: RunConfig, out_dir: Path, *, progress: bool) -> Path:
         },
     )
     write_json(out_dir / "pretrain.json", info)
-    print(f"[pretrain {pretrain_hash(config)}] test accuracy backbone {accuracy[0]:.1f}%, "
-          f"W_E {accuracy[1]:.1f}%, {info['wall_time_s']:.0f} s -> {weights}")
+    say(f"[pretrain {pretrain_hash(config)}] test accuracy backbone {accuracy[0]:.1f}%, "
+          f"W_E {accuracy[1]:.1f}%, {info['wall_time_s']:.0f} s -> {out_dir.name}/{weights.name}")
     return weights
 
 

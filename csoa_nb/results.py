@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -151,12 +152,18 @@ def regime_of(config: RunConfig) -> str:
 
 
 def run_sweep(
-    name: str, preset: str, *, progress: bool = False, **overrides: Any
+    name: str, preset: str, *, progress: bool = False, quiet: bool = False, **overrides: Any
 ) -> list[RunResult]:
-    """Train or load every run of a sweep (sequentially, in this process)."""
+    """Train or load every run of a sweep (sequentially, in this process). `quiet`: no epoch
+    lines and no collapse warnings (a page that only reads the results)."""
     from csoa_nb.train import train
 
-    return [train(c, progress=progress) for c in sweep_configs(name, preset, **overrides)]
+    configs = sweep_configs(name, preset, **overrides)
+    if not quiet:
+        return [train(c, progress=progress) for c in configs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return [train(c, progress=progress, log=lambda _: None) for c in configs]
 
 
 def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:

@@ -25,7 +25,6 @@ import math
 import random
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -227,7 +226,9 @@ def build_sampler(config: RunConfig, train_set: Any) -> ClassBalancedBatchSample
     )
 
 
-def resolve_weights(config: RunConfig, *, progress: bool = True) -> tuple[str | None, str | None]:
+def resolve_weights(
+    config: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
+) -> tuple[str | None, str | None]:
     """Backbone and W_E weights: a path/name, our pretraining stage's file, or None (random).
 
     `embedding_weights=""` follows the backbone (the pretraining stage's W_E when
@@ -239,7 +240,7 @@ def resolve_weights(config: RunConfig, *, progress: bool = True) -> tuple[str | 
     if "pretrain" in (config.pretrained, embedding):
         from csoa_nb.pretrain import pretrain
 
-        stage = str(pretrain(config, progress=progress))
+        stage = str(pretrain(config, progress=progress, log=log))
     backbone = stage if config.pretrained == "pretrain" else (config.pretrained or None)
     if embedding == "pretrain" or (not embedding and config.pretrained == "pretrain"):
         return backbone, stage
@@ -371,7 +372,7 @@ def train(
     _make_folder(run_dir.parent, run_dir)  # output_dir: checked before pretraining
     if run_dir.exists() and not run_dir.is_dir():
         _make_folder(run_dir, run_dir)
-    weights = resolve_weights(config, progress=progress)
+    weights = resolve_weights(config, progress=progress, log=say)
     _make_folder(run_dir, run_dir)
     with run_lock(run_dir, say):
         finished = find_run(config)
@@ -512,7 +513,8 @@ def _train_locked(
             },
         )
         say(_epoch_line(config, record))
-        _warn_if_collapsed(config, record)
+        for line in collapse_lines(config, record):
+            say(line)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
             raise RunInterrupted(f"stopped after epoch {epoch + 1}; call train() again to resume")
 
@@ -567,15 +569,15 @@ def _summary(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in keys if k in metrics)
 
 
-def _warn_if_collapsed(config: RunConfig, record: dict[str, Any]) -> None:
-    """Warn, naming it, when the validation maps of a CoAug method show a collapse
-    (`csoa_nb.monitors`): Eq. 12's degenerate minima (chapter 04)."""
+def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
+    """Warning lines for the epoch log when the validation maps of a CoAug method show a
+    collapse (`csoa_nb.monitors`): Eq. 12's degenerate minima (chapter 04). Log lines, not
+    Python warnings, so that a notebook shows no source path of the machine that ran it."""
     if not config.uses_coaug:
-        return
+        return []
     stats = {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")}
-    for finding in diagnose_collapse(stats):
-        warnings.warn(f"[{config.hash}] {config.method} epoch {record['epoch']}: {finding}",
-                      RuntimeWarning, stacklevel=2)
+    return [f"[{config.hash}] WARNING {config.method} epoch {record['epoch']}: {finding}"
+            for finding in diagnose_collapse(stats)]
 
 
 # ---------------------------------------------------------------------------------------- CLI
