@@ -74,7 +74,7 @@ CALIBRATION_GRID = {"body_class_evidence": (0.0, 0.3, 0.6), "part_occlusion": (0
 DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "head_lr_x1": {"head_lr_mult": 1.0},
 }
-SWEEPS = ("table1", "table2", "calibration", "diagnosis")
+SWEEPS = ("table1", "calibration", "table2", "diagnosis")
 RESULTS_DIR = "results/runs"
 
 METHOD_LABELS = {

@@ -73,3 +73,25 @@ def test_the_two_readings_rank_the_candidates_differently():
     binary = fixed[fixed.candidate.isin(["ground-truth mask", "inverted mask",
                                           "ground-truth box", "S = 1 everywhere"])]
     assert binary["d_back"].max() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_describe_best_counts_the_winners():
+    import pandas as pd
+
+    from csoa_nb.degenerate import describe_best
+
+    scores = pd.DataFrame([
+        {"candidate": "S = 1 everywhere", "background": "paper", "gamma": 1.0, "loss": 0.5},
+        {"candidate": "ground-truth mask", "background": "paper", "gamma": 1.0, "loss": 0.9},
+        {"candidate": "S = 0 (all negative)", "background": "paper", "gamma": 0.0, "loss": 0.0},
+        {"candidate": "ground-truth mask", "background": "paper", "gamma": 0.0, "loss": 0.3},
+        {"candidate": "S = 1 everywhere", "background": "below_mean", "gamma": 1.0,
+         "loss": 0.7},
+        {"candidate": "ground-truth mask", "background": "below_mean", "gamma": 1.0,
+         "loss": 0.4},
+    ])
+    text = describe_best(scores).splitlines()
+    assert text[0] == ("- Eq. 10 as written: the lowest loss goes to S = 0 (all negative) at "
+                       "gamma 0; S = 1 everywhere at gamma 1. A map that localizes nothing wins "
+                       "at 2 of 2 gammas, the ground truth at 0.")
+    assert text[1].endswith("wins at 0 of 1 gammas, the ground truth at 1.")
