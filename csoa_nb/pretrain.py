@@ -212,8 +212,8 @@ def _pretrain_with(
         },
     )
     write_json(out_dir / "pretrain.json", info)
-    say(f"[pretrain {pretrain_hash(config)}] test accuracy backbone {accuracy[0]:.1f}%, "
-          f"W_E {accuracy[1]:.1f}%, {info['wall_time_s']:.0f} s -> {out_dir.name}/{weights.name}")
+    say(f"[pretrain {pretrain_hash(config)}] test acc: backbone {accuracy[0]:.1f}%, "
+        f"W_E {accuracy[1]:.1f}%; {info['wall_time_s']:.0f} s; {out_dir.name}/{weights.name}")
     return weights
 
 

@@ -24,6 +24,7 @@ import argparse
 import math
 import random
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -541,32 +542,40 @@ def _train_locked(
             "torch_threads": torch.get_num_threads(),
         },
     )
-    say(f"[{config.hash}] finished in {wall:.0f} s: {_summary(metrics)}")
+    say(f"[{config.hash}] done in {wall:.0f} s: {_summary(metrics)}")
     result = load_run(run_dir, cached=False)
     result.wall_time_s = wall
     return result
 
 
+#: Longest line the trainer logs: a notebook's text column holds about 90 characters.
+LOG_WIDTH = 88
+
+
 def _epoch_line(config: RunConfig, record: dict[str, Any]) -> str:
+    """One epoch of the log: training on the first line, validation on the second (each at
+    most `LOG_WIDTH` characters)."""
     parts = [f"[{config.hash}] {config.method} epoch {record['epoch']}/{config.epochs}"]
     parts.append(f"loss {record.get('loss_total', math.nan):.4f}")
     if config.uses_inner_loss or config.uses_coaug:  # alpha weighs Eq. 5 and Eq. 12 only
         parts.append(f"alpha {record['alpha']:.2f}")
     parts.append(f"lr {record['lr']:.2e}")
     parts.append(f"train acc {record['train_acc']:.1f}%")
+    parts.append(f"{record['epoch_time_s']:.1f} s")
+    line = " | ".join(parts)
     if "val_top1_loc_err" in record:
-        parts.append(
-            f"val top-1 loc err {record['val_top1_loc_err']:.1f}% "
-            f"GT-known {record['val_gt_known_loc_err']:.1f}% "
+        line += (
+            f"\n{' ' * 15}val: top-1 loc err {record['val_top1_loc_err']:.1f}% | "
+            f"GT-known {record['val_gt_known_loc_err']:.1f}% | "
             f"cls err {record['val_top1_cls_err']:.1f}%"
         )
-    parts.append(f"{record['epoch_time_s']:.1f} s")
-    return " | ".join(parts)
+    return line
 
 
 def _summary(metrics: dict[str, Any]) -> str:
-    keys = ("top1_loc_err", "gt_known_loc_err", "top1_cls_err", "max_box_acc_v2")
-    return ", ".join(f"{k} {metrics[k]:.2f}" for k in keys if k in metrics)
+    names = {"top1_loc_err": "top-1 loc", "gt_known_loc_err": "GT-known",
+             "top1_cls_err": "cls", "max_box_acc_v2": "MaxBoxAccV2"}
+    return ", ".join(f"{name} {metrics[k]:.2f}" for k, name in names.items() if k in metrics)
 
 
 def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
@@ -576,8 +585,11 @@ def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
     if not config.uses_coaug:
         return []
     stats = {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")}
-    return [f"[{config.hash}] WARNING {config.method} epoch {record['epoch']}: {finding}"
-            for finding in diagnose_collapse(stats)]
+    return [
+        textwrap.fill(f"[{config.hash}] WARNING {config.method} epoch {record['epoch']}: "
+                      f"{finding}", LOG_WIDTH, subsequent_indent=" " * 15)
+        for finding in diagnose_collapse(stats)
+    ]
 
 
 # ---------------------------------------------------------------------------------------- CLI

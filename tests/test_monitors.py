@@ -41,4 +41,5 @@ def test_warning_lines_only_for_coaug_methods():
     coaug = RunConfig.preset("smoke", method="coaug")
     (line,) = collapse_lines(coaug, record)
     assert line.startswith(f"[{coaug.hash}] WARNING coaug epoch 3: all-negative map")
+    assert all(len(row) <= 88 for row in line.splitlines()) and "\n" in line
     assert collapse_lines(RunConfig.preset("smoke", method="cam"), record) == []

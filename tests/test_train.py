@@ -170,6 +170,8 @@ def test_epoch_line_names_alpha_only_where_it_weighs_a_term(data_root, tmp_path)
         logged: list[str] = []
         train(smoke(data_root, tmp_path / method, method=method, epochs=1), progress=False,
               log=logged.append)
-        lines[method] = logged[0]
+        lines[method] = next(line for line in logged if f" {method} epoch 1/1" in line)
     assert "alpha" not in lines["cam"] and "lr " in lines["cam"]
     assert "alpha 1.00" in lines["confseg"]
+    # every logged line fits a notebook's text column (issue 16)
+    assert all(len(row) <= 88 for text in lines.values() for row in text.splitlines())
