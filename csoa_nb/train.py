@@ -555,14 +555,14 @@ LOG_WIDTH = 88
 def _epoch_line(config: RunConfig, record: dict[str, Any]) -> str:
     """One epoch of the log: training on the first line, validation on the second (each at
     most `LOG_WIDTH` characters)."""
-    parts = [f"[{config.hash}] {config.method} epoch {record['epoch']}/{config.epochs}"]
-    parts.append(f"loss {record.get('loss_total', math.nan):.4f}")
+    parts = [f"loss {record.get('loss_total', math.nan):.4f}"]
     if config.uses_inner_loss or config.uses_coaug:  # alpha weighs Eq. 5 and Eq. 12 only
         parts.append(f"alpha {record['alpha']:.2f}")
-    parts.append(f"lr {record['lr']:.2e}")
-    parts.append(f"train acc {record['train_acc']:.1f}%")
+    parts.append(f"lr {record['lr']:.1e}")
+    parts.append(f"acc {record['train_acc']:.1f}%")
     parts.append(f"{record['epoch_time_s']:.1f} s")
-    line = " | ".join(parts)
+    line = (f"[{config.hash}] {config.method} epoch {record['epoch']}/{config.epochs}: "
+            + ", ".join(parts))
     if "val_top1_loc_err" in record:
         line += (
             f"\n{' ' * 15}val: top-1 loc err {record['val_top1_loc_err']:.1f}% | "
