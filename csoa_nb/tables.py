@@ -28,8 +28,12 @@ book's prose never states a result its runs did not produce; `table1_findings` s
 together.
 
 Figures (matplotlib `Figure`s, not registered with pyplot, so a notebook cell that ends with
-one shows it once; the kernel needs `%matplotlib inline`, or any pyplot import, to draw them):
-`plot_methods`, `plot_theta`, `plot_paper_vs_ours`, `plot_ranks`.
+one shows it once, without ``%matplotlib inline``: the first one enables the inline backend's
+display where the kernel uses it, as the runbook and ipykernel set it): `plot_methods`,
+`plot_theta`, `plot_paper_vs_ours`, `plot_ranks`. Each returns through
+`csoa_nb.plots.fit_to_column` (the house style: at most the text column's width, no text below
+9 pt), and is laid out for that width: panels that would not fit side by side are stacked,
+legends of many methods go below the axes.
 
 Our metrics are percentages (errors: lower is better; MaxBoxAccV2, PxAP and the accuracies:
 higher is better), as in `csoa_nb.metrics`.
@@ -742,14 +746,61 @@ def table1_findings(
 
 
 # -------------------------------------------------------------------------------- figures
-def _figure(panels: int, width: float = 4.6, height: float = 3.4) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(width * panels, height), layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    return fig, list(axes)
+#: Width of the book's text column in inches (`csoa_nb.plots.COLUMN_WIDTH_IN`, which is not
+#: imported here: `csoa_nb.plots` pulls in pyplot and the widgets).
+COLUMN_WIDTH_IN = 6.9
+#: Width one category of a panel's x axis needs (a tick label wrapped to `_TICK_CHARS`
+#: characters at 9 pt), and the room of the y axis' label and ticks, in inches.
+_INCH_PER_KEY = 0.75
+_Y_AXIS_IN = 1.0
+_TICK_CHARS = 11
+
+
+def _figure(
+    panels: int, width: float = 4.6, height: float = 3.4, columns: int | None = None,
+    sharex: bool = False,
+) -> tuple[Figure, list[Any]]:
+    """A constrained-layout figure of ``panels`` axes of ``width`` x ``height`` inches, at
+    most ``columns`` to a row (default: all in one row)."""
+    columns = panels if columns is None else max(1, min(panels, columns))
+    rows = math.ceil(panels / columns)
+    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False, sharex=sharex)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
+
+
+def _to_column(fig: Figure) -> Figure:
+    """`csoa_nb.plots.fit_to_column`: the house style's width, fonts and dpi (imported here,
+    not at the top, so that importing this module does not import pyplot); and a kernel that
+    can show the figure (`_enable_inline_display`)."""
+    from csoa_nb.plots import fit_to_column
+
+    _enable_inline_display()
+    return fit_to_column(fig, width=COLUMN_WIDTH_IN)
+
+
+def _enable_inline_display() -> None:
+    """Let an IPython kernel show the figures of this module, which pyplot does not manage.
+
+    IPython draws a bare `Figure` as a PNG once the inline backend has registered its
+    formatters, which it does when its module is imported; matplotlib imports the backend only
+    for the first pyplot figure, so a notebook that draws nothing but these figures would show
+    "<Figure size ...>" without ``%matplotlib inline``. Importing the module does nothing
+    outside IPython, or when the kernel's backend (``MPLBACKEND``) is another one.
+    """
+    try:
+        import matplotlib_inline.backend_inline  # noqa: F401  (registers on import)
+    except ImportError:  # no IPython kernel packages: nothing to show figures in
+        pass
 
 
 def _wrap(text: Any, width: int) -> str:
-    return textwrap.fill(str(text), width=width, break_long_words=False, break_on_hyphens=False)
+    """`text` on lines of at most `width` characters; "Eq. 10" is never split."""
+    text = str(text).replace("Eq. ", "Eq.\u00a0")
+    return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
 
 
 def _axis_label(metric: str) -> str:
@@ -770,7 +821,9 @@ def plot_methods(
     """Mean ± std (error bars) of `metric` per row, one panel per metric; dots are the seeds.
 
     `rows`: the x axis ("method" or "feature_block"); `hue`: a column whose values get their
-    own colour and offset (default the regime), or None.
+    own colour and offset (default the regime; "method": the methods' colours), or None.
+    Panels sit side by side while they fit the text column, else one below the other,
+    sharing the x axis.
     """
     metrics = [metric] if isinstance(metric, str) else list(metric)
     selected = select(frame, **where) if where else frame
@@ -778,13 +831,21 @@ def plot_methods(
     keys = sorted(selected[rows].unique(), key=lambda k: _order_key(rows, k))
     hues = [None] if hue is None else sorted(selected[hue].unique(),
                                              key=lambda k: _order_key(hue, k))
-    fig, axes = _figure(len(metrics), width=max(4.6, 0.9 * len(keys) + 1.5))
+    panel = _INCH_PER_KEY * len(keys) + _Y_AXIS_IN
+    columns = max(1, int(COLUMN_WIDTH_IN // panel))
+    stacked = columns < len(metrics)
+    fig, axes = _figure(len(metrics), width=max(COLUMN_WIDTH_IN / min(columns, len(metrics)),
+                                                panel),
+                        height=2.3 if stacked else 3.4, columns=columns, sharex=stacked)
+    if stacked:  # room for the tick labels under the last row
+        fig.set_size_inches(fig.get_size_inches() + np.array([0.0, 0.6]))
     width = 0.7 / len(hues)
     for ax, name in zip(axes, metrics, strict=True):
         for h, hue_value in enumerate(hues):
             part = selected if hue is None else selected[selected[hue] == hue_value]
             offset = (h - (len(hues) - 1) / 2) * width
-            color = REGIME_COLORS.get(hue_value, f"C{h}") if hue == "regime" else f"C{h}"
+            palette = {"regime": REGIME_COLORS, "method": METHOD_COLORS}.get(hue or "", {})
+            color = palette.get(hue_value, f"C{h}")
             for x, key in enumerate(keys):
                 values = part.loc[part[rows] == key, name].astype(float).to_numpy()
                 if values.size == 0:
@@ -795,14 +856,15 @@ def plot_methods(
                             label=None if x else (row_label(hue, hue_value) if hue else None))
                 ax.scatter(np.full(values.size, x + offset + width * 0.25), values, s=12,
                            color=color, alpha=0.5, linewidths=0)
-        ax.set_xticks(range(len(keys)), [_wrap(row_label(rows, k), 14) for k in keys])
-        ax.set_ylabel(_axis_label(name))
+        ax.set_xticks(range(len(keys)), [_wrap(row_label(rows, k), _TICK_CHARS)
+                                         for k in keys])
+        ax.set_ylabel(_wrap(_axis_label(name), 30 if stacked else 40))
         ax.grid(axis="y", alpha=0.3)
         if hue is not None and len(hues) > 1:
             ax.legend(fontsize="small")
     if title:
-        fig.suptitle(_wrap(title, 100), fontsize="medium")
-    return fig
+        fig.suptitle(_wrap(title, 80), fontsize="medium")
+    return _to_column(fig)
 
 
 def plot_theta(
@@ -824,11 +886,14 @@ def plot_theta(
     """
     selected = select(thetas, **where) if where else thetas
     _check_metrics(selected, [metric])
-    fig, axes = _figure(2 if paper is not None else 1, width=5.2)
+    panels = 2 if paper is not None else 1
+    keys = selected[hue].nunique()
+    fig, axes = _figure(panels, width=COLUMN_WIDTH_IN / panels,
+                        height=3.4 + 0.22 * math.ceil(keys / 2))
     if paper is not None:
         ax = axes[0]
         ax.plot(paper.index.astype(float), paper[paper_column].astype(float), "o-", color="k")
-        ax.set_title(_wrap(paper.attrs.get("label", "paper"), 45), fontsize="medium")
+        ax.set_title(_wrap(paper.attrs.get("label", "paper"), 30), fontsize="medium")
         ax.set_xlabel("θ")
         ax.set_ylabel(f"{paper_column} (%)")
         ax.grid(alpha=0.3)
@@ -845,12 +910,13 @@ def plot_theta(
     if marked is not None:
         ax.axvline(marked, color="k", linestyle=":", linewidth=1)
     ax.set_xlabel("θ")
-    ax.set_ylabel(_axis_label(metric))
+    ax.set_ylabel(_wrap(_axis_label(metric), 30))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center",
+               ncols=2)
     if title:
-        ax.set_title(_wrap(title, 45), fontsize="medium")
-    return fig
+        ax.set_title(_wrap(title, 40), fontsize="medium")
+    return _to_column(fig)
 
 
 def plot_paper_vs_ours(
@@ -898,7 +964,7 @@ def plot_paper_vs_ours(
         ax.set_ylim(slots - 0.5, -0.5)  # one slot per row in both panels, first row on top
         ax.set_xlabel(f"{column} (%)")
         ax.grid(axis="x", alpha=0.3)
-    return fig
+    return _to_column(fig)
 
 
 def _method_of(label: Any) -> str | None:
@@ -910,21 +976,22 @@ def _method_of(label: Any) -> str | None:
 
 def plot_ranks(ranks: pd.DataFrame, title: str | None = None) -> Figure:
     """Each row's rank (1 = best, at the top) under each metric of a `ranking_table`."""
-    fig, (ax,) = _figure(1, width=max(4.6, 1.6 * len(ranks.columns) + 2.5))
+    fig, (ax,) = _figure(1, width=COLUMN_WIDTH_IN, height=3.4 + 0.22 * math.ceil(len(ranks) / 2))
     x = np.arange(len(ranks.columns))
     for i, (name, values) in enumerate(ranks.iterrows()):
         color = METHOD_COLORS.get(_method_of(name), f"C{i}")
         jitter = (i - (len(ranks) - 1) / 2) * 0.04
         ax.plot(x, values.to_numpy() + jitter, "o-", color=color, label=str(name), linewidth=2)
-    ax.set_xticks(x, [str(c) for c in ranks.columns])
+    ax.set_xticks(x, [_wrap(c, 14) for c in ranks.columns])
     ax.set_yticks(range(1, len(ranks) + 1))
     ax.set_ylim(len(ranks) + 0.5, 0.5)
     ax.set_ylabel("rank (1 = best)")
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center",
+               ncols=2)
     ax.grid(alpha=0.3)
     if title:
-        ax.set_title(_wrap(title, 60), fontsize="medium")
-    return fig
+        ax.set_title(_wrap(title, 70), fontsize="medium")
+    return _to_column(fig)
 
 
 # ----------------------------------------------------------------- the paper preset (ch. 13)

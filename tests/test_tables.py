@@ -255,10 +255,19 @@ def test_theta_frame_reads_saved_thetas_and_computes_the_others():
 
 
 def _check_figure(fig) -> None:
+    """A figure that renders, in the house style: no wider than the text column, no text
+    smaller than `plots.MIN_FONT_PT` (the "small" legends and titles are lifted)."""
+    from matplotlib.text import Text
+
+    from csoa_nb import plots
+
     assert isinstance(fig, Figure)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.tell() > 0
+    assert fig.get_size_inches()[0] <= plots.COLUMN_WIDTH_IN + 1e-9
+    sizes = [text.get_fontsize() for text in fig.findobj(Text) if text.get_text()]
+    assert sizes and min(sizes) >= plots.MIN_FONT_PT
 
 
 def test_figures(frame, table1_frame):
@@ -277,6 +286,38 @@ def test_figures(frame, table1_frame):
     paper3 = pd.DataFrame({"Top-1 loc. err": [39.13, 37.69]},
                           index=pd.Index([0.2, 0.3], name="Theta"))
     _check_figure(tables.plot_theta(thetas, paper=paper3, marked=0.3))
+
+
+def test_column_width_is_the_house_styles():
+    from csoa_nb import plots
+
+    assert tables.COLUMN_WIDTH_IN == plots.COLUMN_WIDTH_IN
+
+
+def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
+    # 3 methods need 0.75 * 3 + 1 = 3.25 in a panel: two fit the 6.9 in column side by side.
+    fig = tables.plot_methods(table1_frame, ["top1_loc_err", "max_box_acc_v2"])
+    first, second = (ax.get_position() for ax in fig.axes)
+    assert first.y0 == pytest.approx(second.y0) and first.x1 < second.x0
+    # 7 methods need 6.25 in: one panel a row, sharing the x axis, labels on the last only.
+    many = pd.concat([table1_frame.assign(method=key) for key in tables.TABLE1_METHODS])
+    many = many.drop_duplicates(["method", "regime", "seed"])
+    fig = tables.plot_methods(many, ["top1_loc_err", "max_box_acc_v2"])
+    top, bottom = fig.axes
+    assert top.get_position().y0 > bottom.get_position().y1
+    assert not any(label.get_visible() for label in top.get_xticklabels())
+    assert [t.get_text() for t in bottom.get_xticklabels()][-1] == "CSoA,\nEq.\u00a010 fix\n(ours)"
+
+
+def test_plot_methods_colours_methods_by_method(frame):
+    csoa = frame[frame.method == "csoa"]
+    two = pd.concat([csoa, csoa.assign(method="csoa_fix", hash=csoa.hash + "fix")])
+    fig = tables.plot_methods(two, "top1_loc_err", rows="feature_block", hue="method")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colours = {label: handle.lines[0].get_color()
+               for handle, label in zip(handles, labels, strict=True)}
+    assert colours == {"CSoA (as written)": tables.METHOD_COLORS["csoa"],
+                       "CSoA, Eq. 10 fix (ours)": tables.METHOD_COLORS["csoa_fix"]}
 
 
 def test_settings_table():
