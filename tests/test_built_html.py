@@ -34,6 +34,8 @@ CAPTIONED_PAGES = [
     "01_data",
     "02_cam_baseline",
     "03_confseg",
+    "04_coaug",
+    "05_csoa_training",
     "06_table1_modules",
     "07_table2_feature_block",
     "08_table3_theta",
@@ -42,6 +44,8 @@ CAPTIONED_PAGES = [
     "11_table6_gt_known",
     "12_beyond_the_paper",
     "13_paper_preset",
+    "14_results",
+    "15_conclusion",
     "notation",
     "bibliography",
 ]
