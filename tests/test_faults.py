@@ -167,11 +167,13 @@ def test_second_command_waits_for_the_lock(data_root, tmp_path):
 
     def log(line: str) -> None:
         lines.append(line)
-        release.set()  # the holder finishes once the second command reported the wait
+        if "is in use by" in line:
+            release.set()  # the holder finishes once the second command reported the wait
 
     result = train(config, progress=False, log=log)
     holder.join(30)
-    assert "is in use by process" in lines[0] and str(holder.pid) in lines[0]
+    waited = [line for line in lines if "is in use by process" in line]
+    assert len(waited) == 1 and str(holder.pid) in waited[0]
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
