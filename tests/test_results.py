@@ -57,3 +57,12 @@ def test_every_cpu_run_the_book_needs_is_committed():
     pretrained = {pretrain_hash(c) for c in all_configs("cpu") if c.pretrained == "pretrain"}
     for digest in pretrained:
         assert (RUNS / f"pretrain-{digest}" / "weights.pt").is_file()
+
+
+def test_finished_runs_never_trains(tmp_path):
+    """Pages read the sweeps outside `make results` (e.g. "diagnosis") without training."""
+    from csoa_nb.results import EXTRA_SWEEPS, finished_runs
+
+    assert "diagnosis" in EXTRA_SWEEPS
+    runs = finished_runs("diagnosis", "smoke", output_dir=str(tmp_path), results_dirs=())
+    assert runs == [] and list(tmp_path.iterdir()) == []
