@@ -144,3 +144,28 @@ def build_metadata(root: Path, masks: bool = False) -> tuple[Path, Path]:
         (split / "image_sizes.txt").write_text("".join(sizes))
     (split / "localization.txt").write_text("".join(loc))
     return images, meta
+
+
+def square_objects(classes: int = 4, per_class: int = 4, size: int = 32):
+    """A seeded batch for Eq. 12 on fixed maps: noisy backgrounds (a random tint each) with one
+    square object per image in its class's colour. Returns images (N x 3 x size x size),
+    ground-truth masks (N x size x size), boxes (a 1 x 4 tensor per image; x1/y1 exclusive) and
+    labels (N)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    colours = torch.rand(classes, 3, generator=g) * 4 - 2
+    images, masks, boxes = [], [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            image = torch.randn(3, size, size, generator=g)
+            image = image + torch.rand(3, 1, 1, generator=g) * 4 - 2
+            side = int(torch.randint(8, 14, (1,), generator=g))
+            x, y = (int(v) for v in torch.randint(0, size - side, (2,), generator=g))
+            mask = torch.zeros(size, size)
+            mask[y:y + side, x:x + side] = 1
+            images.append(image * (1 - mask) + colours[c].view(3, 1, 1) * mask)
+            masks.append(mask)
+            boxes.append(torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32))
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return torch.stack(images), torch.stack(masks), boxes, labels

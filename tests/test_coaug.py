@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+from fixtures_data import square_objects
 
 from csoa_nb.coaug import (
     ClassBalancedBatchSampler,
@@ -258,26 +259,6 @@ def test_background_mask_by_hand():
         background_mask(cam, "median")
 
 
-def _reading_batch(size: int = 32, classes: int = 4, per_class: int = 2):
-    """Images of noisy backgrounds (a random tint each) with one square object in its class's
-    colour; the ground-truth masks; labels. Fixed by its seed."""
-    g = torch.Generator().manual_seed(0)
-    colours = torch.rand(classes, 3, generator=g) * 4 - 2
-    images, masks = [], []
-    for c in range(classes):
-        for _ in range(per_class):
-            tint = torch.rand(3, 1, 1, generator=g) * 4 - 2
-            image = torch.randn(3, size, size, generator=g) + tint
-            side = int(torch.randint(8, 14, (1,), generator=g))
-            x, y = (int(v) for v in torch.randint(0, size - side, (2,), generator=g))
-            mask = torch.zeros(size, size)
-            mask[y:y + side, x:x + side] = 1
-            images.append(image * (1 - mask) + colours[c].view(3, 1, 1) * mask)
-            masks.append(mask)
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    return torch.stack(images), torch.stack(masks), labels
-
-
 def _score(maps, images, labels, background, embed_net):
     """L_D (Eq. 12, gamma = delta = 1) and mean D_back of fixed maps given at image size."""
     cam = torch.zeros(len(maps), int(labels.max()) + 1, *maps.shape[-2:])
@@ -291,7 +272,7 @@ def _score(maps, images, labels, background, embed_net):
 @pytest.fixture(scope="module")
 def reading_case():
     torch.manual_seed(0)
-    images, masks, labels = _reading_batch()
+    images, masks, _, labels = square_objects(per_class=2)
     candidates = {"ground truth": masks, "S = 1": torch.ones_like(masks),
                   "S = 0 (all negative)": -torch.ones_like(masks), "inverted": 1 - masks}
     return images, labels, candidates, EmbeddingNet("slim", slim_width=4).freeze()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fixtures_data import square_objects
 
 from csoa_nb.degenerate import (
     CANDIDATES,
@@ -32,29 +33,8 @@ def test_candidate_maps_by_hand():
     assert torch.equal(maps["ground-truth box"], mask)
 
 
-def _case():
-    """Noisy tinted backgrounds, one square object per image in its class colour (seeded)."""
-    g = torch.Generator().manual_seed(0)
-    classes, per_class, size = 4, 4, 32
-    colours = torch.rand(classes, 3, generator=g) * 4 - 2
-    images, masks, boxes = [], [], []
-    for c in range(classes):
-        for _ in range(per_class):
-            image = torch.randn(3, size, size, generator=g)
-            image = image + torch.rand(3, 1, 1, generator=g) * 4 - 2
-            side = int(torch.randint(8, 14, (1,), generator=g))
-            x, y = (int(v) for v in torch.randint(0, size - side, (2,), generator=g))
-            mask = torch.zeros(size, size)
-            mask[y:y + side, x:x + side] = 1
-            images.append(image * (1 - mask) + colours[c].view(3, 1, 1) * mask)
-            masks.append(mask)
-            boxes.append(torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32))
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    return torch.stack(images), torch.stack(masks), boxes, labels
-
-
 def test_the_two_readings_rank_the_candidates_differently():
-    images, masks, boxes, labels = _case()
+    images, masks, boxes, labels = square_objects()
     torch.manual_seed(0)
     embed_net = EmbeddingNet("slim", slim_width=4).freeze()
     scores = score_candidates(images, labels, candidate_maps(masks, boxes), embed_net,

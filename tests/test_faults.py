@@ -9,7 +9,7 @@ test_orphan_temp_files_are_removed_on_resume; 13 test_bad_settings_fail_before_a
 test_bad_config_values_are_refused, test_missing_class_in_train_split_is_named; 17
 test_corrupt_pretraining_cache_says_what_to_delete; 19 test_config_json_has_no_machine_paths,
 test_committed_runs_have_no_machine_paths. A SIGKILL before the first checkpoint:
-test_sigkill_before_first_checkpoint_then_rerun_is_identical. Items 5, 7, 14 (runbook,
+test_train.py::test_sigkill_then_rerun_finishes_identically. Items 5, 7, 14 (runbook,
 evaluate): test_faults_runbook.py; items 6, 8, 15, 16, 18 (data readers): test_faults_data.py.
 """
 
@@ -20,10 +20,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -121,29 +117,6 @@ def test_worker_count_does_not_change_the_run(data_root, tmp_path):
     resumed = train(two, progress=False, log=quiet)
     assert resumed.metrics == zero.metrics
     assert [r["loss_total"] for r in resumed.history] == [r["loss_total"] for r in zero.history]
-
-
-def test_sigkill_before_first_checkpoint_then_rerun_is_identical(data_root, tmp_path):
-    """A kill during epoch 1 (no checkpoint yet, pretraining cached by then) loses nothing."""
-    config = smoke(data_root, tmp_path / "ref", method="cam", epochs=2)
-    reference = train(config, progress=False, log=quiet)
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "csoa_nb.train", "--preset", "smoke", "--method", "cam",
-           "--no-progress", "--set", "epochs=2", "--set", f"data_root={data_root}",
-           "--set", f"output_dir={out}", "--set", "results_dirs="]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    config_json = out / config.hash / "config.json"
-    deadline = time.time() + 120
-    while not config_json.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / config.hash / "checkpoint.pt").exists()
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    metrics = json.loads((out / config.hash / "results.json").read_text())["metrics"]
-    assert metrics == reference.metrics
 
 
 # ------------------------------------------------------------------------------------ 3: lock

@@ -79,25 +79,31 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_root, tmp_p
     assert resumed.metrics == pytest.approx(whole.metrics)
 
 
-def test_sigkill_mid_run_then_rerun_finishes_identically(data_root, tmp_path):
-    config = smoke(data_root, tmp_path / "ref", method="cam", epochs=4)
+@pytest.mark.parametrize(("epochs", "kill_when"), [(4, "checkpoint.pt"), (2, "config.json")],
+                         ids=["after-first-checkpoint", "before-first-checkpoint"])
+def test_sigkill_then_rerun_finishes_identically(data_root, tmp_path, epochs, kill_when):
+    """A SIGKILL mid-run, or during epoch 1 before any checkpoint (issue 13), loses nothing:
+    the re-run finishes with the metrics of an uninterrupted run."""
+    config = smoke(data_root, tmp_path / "ref", method="cam", epochs=epochs)
     reference = train(config, progress=False, log=lambda _: None)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "csoa_nb.train", "--preset", "smoke", "--method", "cam",
-           "--no-progress", "--set", "epochs=4", "--set", f"data_root={data_root}",
+           "--no-progress", "--set", f"epochs={epochs}", "--set", f"data_root={data_root}",
            "--set", f"output_dir={out}", "--set", "results_dirs="]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = out / config.hash / "checkpoint.pt"
+    signal_file = out / config.hash / kill_when
     deadline = time.time() + 120
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    while not signal_file.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    if kill_when == "config.json":
+        assert not (out / config.hash / "checkpoint.pt").exists()
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((out / config.hash / "results.json").read_text())["metrics"]
-    assert metrics == pytest.approx(reference.metrics)
+    assert metrics == reference.metrics
 
 
 def test_nan_guard_names_epoch_batch_and_term_and_keeps_checkpoint(
