@@ -75,10 +75,7 @@ DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "head_lr_x1": {"head_lr_mult": 1.0},
 }
 #: The sweeps `make results` trains and the book reads (in this order).
-SWEEPS = ("table1", "calibration", "table2")
-#: Sweeps defined but not trained by `make results` at present (time budget): the book reads
-#: whatever runs of them exist (`finished_runs`) and says so when there are none.
-EXTRA_SWEEPS = ("diagnosis",)
+SWEEPS = ("table1", "calibration", "table2", "diagnosis")
 RESULTS_DIR = "results/runs"
 
 METHOD_LABELS = {
@@ -103,10 +100,8 @@ def sweep_configs(
 ) -> list[RunConfig]:
     """The runs of sweep `name` (one of SWEEPS) for `preset`, in a stable order (`regimes`:
     those of `REGIMES` that Table 1 runs)."""
-    if name not in SWEEPS + EXTRA_SWEEPS:
-        raise ValueError(
-            f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS + EXTRA_SWEEPS)}"
-        )
+    if name not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}")
     seeds = SEEDS[preset]
 
     def make(row: str, **fields: Any) -> RunConfig:
