@@ -26,10 +26,18 @@ except ModuleNotFoundError:  # run as `python bench/quality.py`
     from _common import REPO_ROOT, format_table, print_machine, set_threads  # type: ignore
 
 from csoa_nb.config import PRESETS
-from csoa_nb.results import REGIMES, TABLE1_METHODS, regime_of, runs_frame, sweep_configs
+from csoa_nb.results import (
+    REGIMES,
+    TABLE1_METHODS,
+    regime_of,
+    row_key,
+    runs_frame,
+    sweep_configs,
+)
 from csoa_nb.runs import RunResult, find_run, load_run
 
-METHODS = ("cam", "confseg", "coaug", "csoa")
+#: Table rows (`results.ROWS`): "_fix" is our reading of Eq. 10 (chapter 04), not the paper's.
+METHODS = ("cam", "confseg", "coaug", "csoa", "coaug_fix", "csoa_fix")
 #: (column of results.json metrics, label, better)
 METRICS = (
     ("top1_loc_err", "top-1 loc err %", "lower"),
@@ -45,7 +53,7 @@ def collect(
     listed as missing ("hash method seed")."""
     configs = [
         c for c in sweep_configs("table1", preset)
-        if c.method in methods and (preset == "paper" or regime_of(c) == regime)
+        if row_key(c) in methods and (preset == "paper" or regime_of(c) == regime)
     ]
     found, missing = [], []
     for config in configs:
@@ -53,7 +61,7 @@ def collect(
         if run_dir is not None:
             found.append(load_run(run_dir))
         elif only_cached:
-            missing.append(f"{config.hash} {config.method} seed {config.seed}")
+            missing.append(f"{config.hash} {row_key(config)} seed {config.seed}")
         else:
             from csoa_nb.train import train
 
