@@ -90,7 +90,8 @@ def test_sigkill_then_rerun_finishes_identically(data_root, tmp_path, epochs, ki
     cmd = [sys.executable, "-m", "csoa_nb.train", "--preset", "smoke", "--method", "cam",
            "--no-progress", "--set", f"epochs={epochs}", "--set", f"data_root={data_root}",
            "--set", f"output_dir={out}", "--set", "results_dirs="]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the same thread count as the reference: float sums split over threads round differently
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     signal_file = out / config.hash / kill_when
     deadline = time.time() + 120
