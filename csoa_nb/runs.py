@@ -289,5 +289,15 @@ def _differences(saved_config: Path, config: RunConfig) -> str:
 
 
 def command_line() -> str:
-    """The command that is running, for `results.json`."""
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    """The command that is running, for `results.json`, without the machine's folders: a
+    module of this package run with `-m` is written `python -m csoa_nb.<module>`, another
+    script relative to the project, anything else by its file name."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    package = Path(__file__).resolve().parent
+    try:
+        module = script.resolve().relative_to(package.parent).with_suffix("")
+        head = ["-m", ".".join(module.parts)] if module.parts[0] == package.name else [
+            module.with_suffix(script.suffix).as_posix()]
+    except ValueError:
+        head = [script.name]
+    return " ".join([Path(sys.executable).name, *head, *sys.argv[1:]])

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -310,6 +311,8 @@ def test_committed_runs_have_no_machine_paths():
         for key in ("data_root", "output_dir", "metadata_dir", *data.get("results_dirs", [])):
             value = data.get(key, "") if key in data else key
             assert not str(value).startswith("/"), f"{path}: {key} = {value}"
+        command = json.loads((path.parent / "results.json").read_text())["command"]
+        assert not any(word.startswith("/") for word in command.split()), (path, command)
 
 
 def test_find_run_of_a_finished_twin(data_root, tmp_path):
@@ -319,3 +322,14 @@ def test_find_run_of_a_finished_twin(data_root, tmp_path):
     assert find_run(config) == first.run_dir
     again = train(config, progress=False, log=quiet)
     assert again.cached and again.metrics == first.metrics
+
+
+def test_command_line_names_no_machine_folder(monkeypatch):
+    """Item 19: results.json's command names the module, not where the checkout lies."""
+    from csoa_nb import runs
+
+    package = Path(runs.__file__).resolve().parent
+    monkeypatch.setattr(sys, "argv", [str(package / "results.py"), "make", "--preset", "cpu"])
+    assert runs.command_line().endswith(" -m csoa_nb.results make --preset cpu")
+    monkeypatch.setattr(sys, "argv", ["/elsewhere/tool.py", "--x"])
+    assert runs.command_line().endswith(" tool.py --x")
