@@ -107,11 +107,10 @@ def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
     run_dir = Path(run_dir)
     results = read_json(run_dir / "results.json", "results file", ("metrics",))
     config_path = run_dir / "config.json"
+    saved = read_json(config_path, "run config")
     try:
-        config = RunConfig.from_dict(read_json(config_path, "run config"))
+        config = RunConfig.from_dict(saved)
     except (TypeError, ValueError) as error:
-        if isinstance(error, RunStoreError):
-            raise
         raise RunStoreError(f"{config_path} is not a valid run config ({error}); {_FIX}") from None
     return RunResult(
         config=config,
