@@ -56,10 +56,8 @@ REGIMES: dict[str, dict[str, Any]] = {
     "pretrained": {"pretrained": "pretrain"},
     "scratch": {"pretrained": "", "embedding_weights": "pretrain"},
 }
-#: The regimes the Table 1 sweep runs. From scratch is defined above but not swept at present:
-#: its 21 runs do not fit `make results`' time budget beside the five-seed headline rows
-#: (bench/README.md); `sweep_configs("table1", preset, regimes=tuple(REGIMES))` lists them.
-SWEPT_REGIMES = ("pretrained",)
+#: The regimes the Table 1 sweep runs: both (from scratch with `SEEDS`, three per row).
+SWEPT_REGIMES = tuple(REGIMES)
 #: Table 2: the block W_F is appended after (W_L is after block 5), for both readings of Eq. 10.
 TABLE2_BLOCKS = (3, 4, 5)
 TABLE2_ROWS = ("csoa", "csoa_fix")

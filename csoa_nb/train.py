@@ -139,7 +139,10 @@ class SeededItems(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            # the CPU generator only: `torch.manual_seed` would also seed (lazily, recording a
+            # traceback each time) every accelerator's generator, 1-2 ms an item; the
+            # transforms draw from the CPU generator alone, so the items are the same
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
             return self._item(index)
 
 
