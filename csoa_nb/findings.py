@@ -227,3 +227,42 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
     else:
         lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval.")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ every row against the base
+#: What `versus_base` compares: the threshold-free localization metrics first (the headline of
+#: Choe et al., CVPR 2020), then the paper's theta-fixed error and the classification error.
+VERSUS_METRICS = ("max_box_acc_v2", "pxap", "top1_loc_err", "top1_cls_err")
+
+
+def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
+                metrics: tuple[str, ...] = VERSUS_METRICS, digits: int = 1) -> pd.DataFrame:
+    """Every Table 1 row of `regime` (W_F after block 4) against `base`, one row each: for
+    each metric, the paired difference row − base over seeds with its 95 % CI (points), and
+    whether the row is shown *better*, shown *worse* or *not shown* different (the direction
+    of "better" from `tables.higher_is_better`). Rows with one seed get no interval."""
+    from csoa_nb.tables import column_label, higher_is_better
+
+    chosen = frame[(frame["regime"] == regime) & (frame["feature_block"] == 4)]
+    if base not in set(chosen["method"]):
+        raise ValueError(f"no {base!r} run in regime {regime!r}; present: "
+                         f"{sorted(set(chosen['method']))}")
+
+    def by_seed(key: str, metric: str) -> pd.Series:
+        rows = chosen[chosen["method"] == key]
+        return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["seed"].to_numpy())
+
+    rows = []
+    for key in [k for k in METHOD_LABELS if k != base and k in set(chosen["method"])]:
+        row = {"row": METHOD_LABELS[key], "seeds": int((chosen["method"] == key).sum())}
+        for metric in metrics:
+            diff = difference(by_seed(key, metric), by_seed(base, metric))
+            if diff.shown is None:
+                word = "one seed"
+            elif not diff.shown:
+                word = "not shown"
+            else:
+                word = "better" if (diff.mean > 0) == higher_is_better(metric) else "worse"
+            row[column_label(metric)] = f"{diff.mean:+.{digits}f} {diff.interval(digits)} {word}"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -110,3 +110,34 @@ def test_differences_are_described_from_the_numbers():
     assert "- heads: -3.3 points, 95 % CI [-4.8, -1.9]: shown." in text
     assert "largest change of the cls. err that these runs show: **heads** (-3.3" in text
     assert "- lr: +0.3 points" in text and "contains 0: not shown." in text
+
+
+def test_versus_base_by_hand():
+    """Paired differences over three seeds (t quantile 4.303 for 2 degrees of freedom): the fix
+    row's MaxBoxAccV2 differs from CAM's by 1, 2, 3 (mean 2, sd 1: CI 2 ± 2.48, not shown) and
+    its error by -3, -4, -5 (mean -4: CI [-6.5, -1.5], better because lower is better); the
+    as-written row's MaxBoxAccV2 by -10, -11, -12 (worse). Other regimes and blocks are ignored."""
+    rows = []
+    for seed in range(3):
+        base = {"regime": "scratch", "feature_block": 4, "seed": seed}
+        rows += [
+            {**base, "method": "cam", "max_box_acc_v2": 50.0 + seed, "top1_loc_err": 40.0},
+            {**base, "method": "coaug_fix", "max_box_acc_v2": 51.0 + 2 * seed,
+             "top1_loc_err": 37.0 - seed},
+            {**base, "method": "coaug", "max_box_acc_v2": 40.0, "top1_loc_err": 40.0},
+            {**base, "regime": "pretrained", "method": "coaug", "max_box_acc_v2": 99.0,
+             "top1_loc_err": 0.0},
+            {**base, "feature_block": 5, "method": "coaug", "max_box_acc_v2": 99.0,
+             "top1_loc_err": 0.0},
+        ]
+    frame = pd.DataFrame(rows)
+    table = findings.versus_base(frame, "scratch", metrics=("max_box_acc_v2", "top1_loc_err"))
+    by_row = table.set_index("row")
+    assert list(by_row.index) == ["CoAug (as written)", "CoAug, Eq. 10 fix (ours)"]
+    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "MaxBoxAccV2"] == "+2.0 [-0.5, +4.5] not shown"
+    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "Top-1 loc. err"] == "-4.0 [-6.5, -1.5] better"
+    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].endswith(" worse")
+    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].startswith("-11.0 ")
+    assert by_row["seeds"].tolist() == [3, 3]
+    with pytest.raises(ValueError, match="no 'cam' run in regime 'pretrained'"):
+        findings.versus_base(frame[frame.method != "cam"], "pretrained")
