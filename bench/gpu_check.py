@@ -180,6 +180,7 @@ def fixed_loss(setup: Setup, model: torch.nn.Module, embed_net: torch.nn.Module,
 
 def loss_check(setup: Setup, device: torch.device, amp: Amp) -> bool:
     """The fixed batch's loss on `device` and on the CPU (same weights, float32, TF32 off)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     cpu = torch.device("cpu")
@@ -197,8 +198,7 @@ def loss_check(setup: Setup, device: torch.device, amp: Amp) -> bool:
         half = fixed_loss(setup, model_d, embed_d, device, amp)
         print(f"INFO loss_amp backbone={setup.label} amp={amp_name(amp)} loss={half:.6f} "
               f"rel_diff_to_fp32={abs(half - got) / max(abs(got), 1e-12):.1e} (no threshold)")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return ok
 
 
