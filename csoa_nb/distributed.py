@@ -1,0 +1,531 @@
+"""Multi-process training pieces (torchrun / DDP) and mixed precision, ready for the trainer.
+
+Nothing here is wired into `csoa_nb.train` yet (see DDP_PLAN.md); every piece also works in a
+single process, where it reduces to what the trainer does today.
+
+* :class:`DistEnv`, :func:`init_distributed`, :func:`is_main`, :func:`barrier`,
+  :func:`cleanup`: the process group from torchrun's environment (``RANK``, ``LOCAL_RANK``,
+  ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); without
+  ``WORLD_SIZE`` (plain ``python -m csoa_nb.train``) or with ``WORLD_SIZE=1`` no process group
+  is created and every call is a no-op.
+* :class:`DistributedClassBalancedBatchSampler`: Sec. 4.1's class-balanced batches split
+  across ranks, each rank's batch one whole group of ``classes_per_batch`` x ``k`` images.
+* :func:`shard_indices`, :func:`gather_eval`: sharded evaluation in which every test image
+  counts once.
+* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`, :func:`fp32_region`: bf16/fp16
+  autocast with the losses of Eq. 5 and Eq. 12 kept in float32.
+
+Why each rank's batch is a whole group of 48 (not 48 / world_size images): CoAug's pairs
+(Eq. 11-12) are formed within a batch, and the paper's batch holds 12 classes x 4 images, so
+every image has 3 same-class partners. A rank that sees one whole group computes Eq. 8-12
+exactly as one process does; splitting one group over ranks would leave a rank with, e.g., 6
+images of 6 classes (no same-class pair, so Eq. 12's same-class term vanishes) unless the
+embeddings were all-gathered, and BatchNorm (Inception-v3, the slim VGG) would see 6 images.
+DDP averages the W ranks' gradients, so one step with W ranks is one step on the mean of W
+independent Eq. 12 losses: the global batch is W x 48 (lr scaling: DDP_PLAN.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from csoa_nb.coaug import ClassBalancedBatchSampler
+
+__all__ = [
+    "AMP_DTYPES",
+    "Amp",
+    "DistEnv",
+    "DistributedClassBalancedBatchSampler",
+    "autocast_context",
+    "barrier",
+    "cleanup",
+    "fp32_region",
+    "gather_eval",
+    "init_distributed",
+    "is_main",
+    "make_amp",
+    "read_env",
+    "shard_indices",
+]
+
+#: Environment variables torchrun sets for every worker.
+TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                 "MASTER_PORT")
+
+#: Autocast precisions accepted by :func:`make_amp` ("auto": bf16 where the device has it).
+AMP_DTYPES = ("auto", "bf16", "fp16")
+
+
+# ------------------------------------------------------------------------------ process group
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands in a torchrun job (a single process: rank 0 of 1).
+
+    ``backend`` is None when no process group exists (single process). ``device`` is the
+    device this rank computes on: ``cuda:LOCAL_RANK`` under torchrun on CUDA, else the CPU.
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    master_addr: str = ""
+    master_port: int = 0
+    backend: str | None = None
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def distributed(self) -> bool:
+        """True when a process group of more than one process is initialised."""
+        return self.backend is not None and self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {name}={raw!r} is not an integer; launch with torchrun "
+            "(it sets RANK, LOCAL_RANK, WORLD_SIZE) or unset it for a single process"
+        ) from None
+    if value < 0:
+        raise ValueError(f"environment variable {name}={value} must be >= 0; launch with torchrun")
+    return value
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """The torchrun variables of ``environ`` (default ``os.environ``), checked, no side effect.
+
+    Without ``WORLD_SIZE`` the process is rank 0 of 1 whatever else is set.
+    """
+    env = os.environ if environ is None else environ
+    if not env.get("WORLD_SIZE"):
+        return DistEnv()
+    world_size = _env_int(env, "WORLD_SIZE", 1)
+    rank = _env_int(env, "RANK", 0)
+    local_rank = _env_int(env, "LOCAL_RANK", rank)
+    local_world_size = _env_int(env, "LOCAL_WORLD_SIZE", world_size)
+    if world_size < 1 or rank >= world_size or local_rank >= local_world_size:
+        raise ValueError(
+            f"inconsistent torchrun environment: RANK={rank}, LOCAL_RANK={local_rank}, "
+            f"WORLD_SIZE={world_size}, LOCAL_WORLD_SIZE={local_world_size} (need RANK < "
+            "WORLD_SIZE and LOCAL_RANK < LOCAL_WORLD_SIZE); launch with torchrun"
+        )
+    return DistEnv(
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        local_world_size=local_world_size,
+        master_addr=env.get("MASTER_ADDR", ""),
+        master_port=_env_int(env, "MASTER_PORT", 0),
+    )
+
+
+def init_distributed(
+    device_type: str = "cuda",
+    *,
+    timeout_s: float = 1800.0,
+    environ: Mapping[str, str] | None = None,
+) -> DistEnv:
+    """Join torchrun's process group: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``),
+    gloo on the CPU. A single process (no ``WORLD_SIZE``, or ``WORLD_SIZE=1``) creates no
+    group and gets ``DistEnv()`` with ``device`` = the device type's default device.
+
+    ``timeout_s`` bounds every collective, barriers included (rank 0 may hold the others at a
+    barrier while it waits for a run lock or writes the final evaluation; DDP_PLAN.md).
+    """
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"device type {device_type!r}: use cpu or cuda")
+    env = read_env(environ)
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device type cuda: this PyTorch sees no CUDA device; use --set device=cpu "
+                "(gloo) or install a CUDA build of PyTorch"
+            )
+        if env.local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} CUDA "
+                "device(s) on this node: lower torchrun's --nproc_per_node to the GPU count"
+            )
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if env.world_size == 1:
+        return dataclasses.replace(env, device=device)
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        kwargs: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)}
+        if backend == "nccl":
+            kwargs["device_id"] = device  # binds the communicator to this rank's GPU
+        dist.init_process_group(backend, rank=env.rank, world_size=env.world_size, **kwargs)
+    return dataclasses.replace(env, backend=backend, device=device)
+
+
+def is_main(env: DistEnv) -> bool:
+    """True on the rank that writes the run folder (rank 0)."""
+    return env.rank == 0
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if not env.distributed:
+        return
+    if env.backend == "nccl":
+        dist.barrier(device_ids=[env.local_rank])
+    else:
+        dist.barrier()
+
+
+def cleanup(env: DistEnv) -> None:
+    """Leave the process group (no-op in a single process or when already left)."""
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------- sampling
+class _GlobalOrder(ClassBalancedBatchSampler):
+    """The base sampler's algorithm drawing ``count`` batches instead of ``len(labels) //
+    batch_size``: the same random stream, so its first batches are the base epoch's batches
+    (``ClassBalancedBatchSampler.__iter__`` draws ``len(self)`` batches)."""
+
+    def __init__(self, base: ClassBalancedBatchSampler, count: int) -> None:
+        # share the base's read-only state (class pools, sizes, seed, epoch); Sampler.__init__
+        # holds no state
+        self.__dict__.update(base.__dict__)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class DistributedClassBalancedBatchSampler(ClassBalancedBatchSampler):
+    """`ClassBalancedBatchSampler` split across ``num_replicas`` ranks, one whole group a step.
+
+    The epoch's global order is the base sampler's (seeded by ``(seed, epoch)``), extended to
+    ``num_replicas * len(self)`` batches with ``len(self) = ceil(base_len / num_replicas)`` and
+    ``base_len = len(labels) // batch_size``: the base algorithm simply draws on (its pools
+    hold the ``len(labels) % batch_size`` images the base epoch leaves out, then it tops up
+    with images already used this epoch, as the base does when pools run low). Rank r takes
+    global batches ``r, r + W, r + 2W, ...``, so
+
+    * each rank's batch is one whole group (``classes_per_batch`` classes x ``k`` images), and
+      step s of the W ranks together covers global batches ``sW .. sW + W - 1``;
+    * every batch of the single-process epoch is trained on exactly once across the ranks (at
+      most ``W - 1`` extra batches pad the epoch so every rank takes the same number of steps:
+      DDP needs every rank in every all-reduce);
+    * with ``num_replicas == 1`` the batches are exactly the base sampler's, so single-process
+      runs (and their committed, bit-identical results) are unchanged.
+
+    Call :meth:`set_epoch` on every rank at every epoch, as with the base sampler.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        batch_size: int = 48,
+        classes_per_batch: int = 12,
+        seed: int = 0,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"num_replicas must be an integer >= 1, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an integer in [0, {num_replicas}), got {rank!r}")
+        super().__init__(labels, batch_size, classes_per_batch, seed)
+        self.num_replicas = num_replicas
+        self.rank = rank
+
+    @classmethod
+    def for_env(
+        cls, labels: Sequence[int], batch_size: int, classes_per_batch: int, seed: int,
+        env: DistEnv,
+    ) -> DistributedClassBalancedBatchSampler:
+        """The sampler of this rank of ``env``."""
+        return cls(labels, batch_size, classes_per_batch, seed,
+                   num_replicas=env.world_size, rank=env.rank)
+
+    @property
+    def base_len(self) -> int:
+        """Batches of the single-process epoch (``len(labels) // batch_size``)."""
+        return self._num_samples // self.batch_size
+
+    def __len__(self) -> int:
+        """Steps per epoch on every rank: ``ceil(base_len / num_replicas)``."""
+        return math.ceil(self.base_len / self.num_replicas)
+
+    def global_batches(self) -> Iterator[list[int]]:
+        """Every rank's batches of the current epoch, in global order (global step s, rank r
+        is batch ``s * num_replicas + r``)."""
+        return iter(_GlobalOrder(self, len(self) * self.num_replicas))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for position, batch in enumerate(self.global_batches()):
+            if position % self.num_replicas == self.rank:
+                yield batch
+
+
+# --------------------------------------------------------------------------------- evaluation
+def shard_indices(total: int, world_size: int, rank: int) -> list[int]:
+    """Rank ``rank``'s share of ``range(total)``, as ``DistributedSampler(shuffle=False)``
+    cuts it: the list is padded by wrapping to a multiple of ``world_size`` (so every rank
+    runs the same number of batches) and rank r takes every ``world_size``-th item from r.
+    The padding repeats up to ``world_size - 1`` images; :func:`gather_eval` drops them."""
+    if total < 0 or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard_indices needs total >= 0, world_size >= 1 and 0 <= rank < world_size; got "
+            f"total={total}, world_size={world_size}, rank={rank}"
+        )
+    if total == 0:
+        return []
+    padded = math.ceil(total / world_size) * world_size
+    order = [i % total for i in range(padded)]
+    return order[rank::world_size]
+
+
+def _is_per_image(value: Any) -> bool:
+    """Per-image entries: tensors with a batch dimension, or lists/tuples of tensors (boxes).
+    Anything else (None, ``image_size``, a scalar) is the same on every rank."""
+    if isinstance(value, Tensor):
+        return value.dim() >= 1
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        isinstance(v, Tensor) for v in value
+    )
+
+
+def gather_eval(
+    maps: dict[str, Any],
+    env: DistEnv,
+    *,
+    indices: Sequence[int] | Tensor | None = None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Reassemble sharded evaluation outputs (e.g. `csoa_nb.evaluate.collect_maps` of a
+    shard) into the single-process result, on every rank.
+
+    ``indices`` are the dataset indices of this rank's rows (default ``maps["index"]``),
+    e.g. :func:`shard_indices`. Per-image entries (tensors with a first dimension, lists of
+    tensors such as ``boxes``) are gathered from all ranks with ``all_gather_object`` (CPU
+    copies: the maps of a test set fit in host memory, and it works on gloo and NCCL alike),
+    ordered by dataset index, and the padding duplicates dropped (the first copy is kept; the
+    copies are the same image's outputs). Other entries (``None``, ``image_size``) must be
+    equal on every rank and are returned as they are. With ``total``, the gathered indices
+    must be exactly ``0 .. total - 1`` (a ValueError names what is missing).
+    """
+    if indices is None:
+        if "index" not in maps:
+            raise ValueError("gather_eval needs the rows' dataset indices: pass indices= or "
+                             "put them in maps['index']")
+        indices = maps["index"]
+    local_index = [int(i) for i in (indices.tolist() if isinstance(indices, Tensor) else indices)]
+    per_image = {k: v for k, v in maps.items() if _is_per_image(v)}
+    for key, value in per_image.items():
+        if len(value) != len(local_index):
+            raise ValueError(
+                f"maps[{key!r}] has {len(value)} rows but {len(local_index)} indices were given: "
+                "pass the indices of exactly this rank's rows"
+            )
+    shared = {k: v for k, v in maps.items() if k not in per_image}
+    payload = {
+        "index": local_index,
+        "maps": {
+            k: (v.detach().cpu() if isinstance(v, Tensor) else [t.detach().cpu() for t in v])
+            for k, v in per_image.items()
+        },
+        "shared_keys": sorted(shared),
+    }
+    if env.distributed:
+        parts: list[Any] = [None] * env.world_size
+        dist.all_gather_object(parts, payload)
+    else:
+        parts = [payload]
+    if any(p["shared_keys"] != payload["shared_keys"] for p in parts):
+        raise ValueError("gather_eval: the ranks' maps have different keys; collect the same "
+                         "maps on every rank")
+    all_index = [i for p in parts for i in p["index"]]
+    first: dict[int, int] = {}
+    for position, index in enumerate(all_index):
+        first.setdefault(index, position)
+    order = [first[i] for i in sorted(first)]
+    if total is not None and sorted(first) != list(range(total)):
+        missing = sorted(set(range(total)) - set(first))[:10]
+        raise ValueError(
+            f"gather_eval: the ranks' indices do not cover 0..{total - 1} exactly (missing "
+            f"{missing}, {len(first)} distinct); shard with shard_indices(total, ...)"
+        )
+    out: dict[str, Any] = dict(shared)
+    for key, value in per_image.items():
+        pieces = [p["maps"][key] for p in parts]
+        if isinstance(value, Tensor):
+            full = torch.cat(pieces)
+            out[key] = full[torch.tensor(order, dtype=torch.long)]
+        else:
+            flat = [t for piece in pieces for t in piece]
+            out[key] = [flat[i] for i in order]
+    return out
+
+
+# --------------------------------------------------------------------------- mixed precision
+@dataclass
+class Amp:
+    """One run's mixed-precision policy: the autocast dtype (None: off) and, for float16 on
+    CUDA, the `GradScaler` whose state belongs in the checkpoint (``state_dict``)."""
+
+    device_type: str
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype is not None
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """A fresh autocast context for one forward pass (a no-op when off)."""
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """``loss.backward(); optimizer.step()``, through the scaler when there is one (a step
+        whose gradients overflowed is skipped and the scale lowered, as GradScaler does)."""
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def make_amp(device_type: str, enabled: bool, dtype: str = "auto") -> Amp:
+    """The mixed-precision policy for ``device_type``.
+
+    * off (``enabled=False``): float32 everywhere, no scaler.
+    * CPU: bfloat16 autocast (``"auto"`` or ``"bf16"``); float16 is refused (CPU autocast's
+      float16 kernels are few and slow).
+    * CUDA: ``"bf16"``, or ``"auto"`` on a GPU that supports it (Ampere and newer): bfloat16,
+      no scaler (float32's exponent range, so gradients do not underflow). ``"fp16"``, or
+      ``"auto"`` on an older GPU: float16 with a `GradScaler` (float16 gradients underflow
+      below 6e-8 without loss scaling).
+    """
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"device type {device_type!r}: use cpu or cuda")
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f"amp dtype {dtype!r}: choose one of {', '.join(AMP_DTYPES)}")
+    if not enabled:
+        return Amp(device_type)
+    if device_type == "cpu":
+        if dtype == "fp16":
+            raise ValueError("amp dtype fp16 on the CPU: use bf16 (or auto) there")
+        return Amp("cpu", torch.bfloat16)
+    if dtype == "auto":
+        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        dtype = "bf16" if bf16_ok else "fp16"
+    if dtype == "bf16":
+        return Amp("cuda", torch.bfloat16)
+    return Amp("cuda", torch.float16, torch.amp.GradScaler("cuda"))
+
+
+def autocast_context(
+    device_type: str, enabled: bool, dtype: str = "auto"
+) -> tuple[AbstractContextManager[Any], torch.amp.GradScaler | None]:
+    """``(autocast context, GradScaler or None)`` of :func:`make_amp` (one forward pass's
+    context; a trainer keeps the :class:`Amp` itself, whose scaler lives as long as the run)."""
+    amp = make_amp(device_type, enabled, dtype)
+    return amp.autocast(), amp.scaler
+
+
+def _to_float32(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple (CSoAOutput)
+        return type(value)(*(_to_float32(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_float32(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if f.init}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def _device_types(value: Any, found: set[str]) -> set[str]:
+    if isinstance(value, Tensor):
+        found.add(value.device.type)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _device_types(v, found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _device_types(v, found)
+    return found
+
+
+FnT = TypeVar("FnT", bound=Callable[..., Any])
+
+
+def fp32_region(fn: FnT) -> FnT:
+    """Run ``fn`` in float32: autocast off (on the devices of its tensor arguments, CPU
+    always) and every floating tensor argument (also inside tuples, lists, dicts, NamedTuples
+    such as `CSoAOutput` and dataclasses) cast to float32. Gradients flow through the casts.
+
+    For the losses of Eq. 5 (`csoa_nb.confseg.inner_loss` / `confseg_loss`) and Eq. 12
+    (`csoa_nb.coaug.coaug_loss`), wrapped as ``fp32_region(coaug_loss)(...)``: they are ratios
+    and thresholds of small quantities that half precision gets wrong.
+
+    * Eq. 12 divides sums of embedding distances by sums of distances; bfloat16 keeps 8
+      significant bits (0.4 % per value), and the gradient of a ratio is a difference of two
+      nearly equal terms. In float16 the squared distances of 256-d AlexNet embeddings
+      exceed its maximum (65504), and the norms' ``eps = 1e-12`` is below its smallest
+      subnormal (6e-8): ``sqrt(0)`` on D_mn's diagonal, an infinite gradient, NaN.
+    * Eq. 5's binary mask is ``|S - mu1| > mu2`` (Eq. 2-4): pixels near the threshold flip
+      when S, mu1 and mu2 are rounded to 8 bits, and the masked means over h x w pixels
+      accumulate the rounding.
+
+    Autocast's own per-op float32 lists differ between CPU and CUDA and between torch
+    versions; this makes the loss precision explicit instead of depending on them.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        devices = _device_types((args, kwargs), {"cpu"})
+        args = _to_float32(args)
+        kwargs = _to_float32(kwargs)
+        with ExitStack() as stack:
+            for device_type in sorted(devices & {"cpu", "cuda"}):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
