@@ -189,9 +189,11 @@ def test_cutmix_pastes_a_box_of_the_partner_and_lam_is_its_exact_complement():
 def test_cutmix_prob_zero_leaves_the_batch_alone():
     images = torch.rand(3, 2, 5, 5, generator=seeded(1))
     labels = torch.tensor([0, 1, 2])
-    out = cutmix(images, labels, prob=0.0, generator=seeded(0))
+    out = cutmix(images, labels, prob=0.0, generator=seeded(3))
     assert torch.equal(out.images, images) and out.lam == 1.0
     assert torch.equal(out.labels_b, labels)
+    mixed = cutmix(images, labels, prob=1.0, generator=seeded(3))  # the same draws do mix
+    assert not torch.equal(mixed.images, images) and mixed.lam < 1.0
 
 
 def test_cutmix_loss_by_hand():

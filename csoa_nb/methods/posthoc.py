@@ -129,7 +129,7 @@ def posthoc_maps(
         Float32 tensor ``B x H x W`` on ``images``' device, the library's maps: ReLU, per-image
         min-max normalised to ``[0, 1]``, resized to the input size (see the module
         docstring). The model is run in ``eval()`` mode and its mode is restored afterwards;
-        its parameters get no gradients.
+        its parameters' ``.grad`` are ``None`` afterwards (the library zeroes them anyway).
 
     Raises:
         ValueError: unknown ``kind``, bad shapes, or labels outside the model's classes.
