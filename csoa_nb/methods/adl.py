@@ -1,0 +1,111 @@
+"""ADL: the attention-based dropout layer.
+
+Choe and Shim, "Attention-based Dropout Layer for Weakly Supervised Object Localization",
+CVPR 2019, Sec. 3 (Fig. 2). Inserted between convolutional blocks, in training ADL
+
+1. averages the feature map over channels: the self-attention map ``A`` (``B x 1 x h x w``);
+2. thresholds it at ``gamma`` times its maximum, per image: the drop mask
+   ``M_drop = [A < gamma * max A]``, which hides the most discriminative region;
+3. squashes it: the importance map ``M_imp = sigmoid(A)``, which highlights it;
+4. picks one of the two at random, the drop mask with probability ``drop_rate``, and
+   multiplies the features by it (broadcast over channels).
+
+At test time ADL is the identity. The choice in step 4 is made once per forward pass, i.e.
+per mini-batch (the paper: "stochastically selected at each iteration"; the reference code of
+clovaai/wsolevaluation, ``wsol/method/adl.py``, draws one scalar per call); we do the same.
+The maximum in step 2 is taken over each image's own map, as in that code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ADLConfig", "AttentionDropout", "self_attention", "drop_mask", "importance_map"]
+
+
+@dataclass(frozen=True)
+class ADLConfig:
+    """Hyperparameters of ADL.
+
+    Attributes:
+        drop_rate: probability of applying the drop mask rather than the importance map in a
+            training step; 0.75 in the paper and in clovaai/wsolevaluation.
+        gamma: drop threshold as a fraction of the attention map's maximum. wsolevaluation's
+            command line defaults to 0.9 (its layer's own default is 0.8); the paper tunes
+            it per backbone.
+    """
+
+    drop_rate: float = 0.75
+    gamma: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check_unit(self.drop_rate, "drop_rate")
+        _check_unit(self.gamma, "gamma")
+
+
+def _check_unit(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0.0 <= float(value) <= 1.0
+    ):
+        raise ValueError(f"ADL {name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def self_attention(features: Tensor) -> Tensor:
+    """Step 1: channel-wise mean of ``features`` (``B x K x h x w``) -> ``B x 1 x h x w``."""
+    if features.ndim != 4:
+        raise ValueError(f"features must be B x K x h x w, got shape {tuple(features.shape)}")
+    return features.mean(dim=1, keepdim=True)
+
+
+def drop_mask(attention: Tensor, gamma: float) -> Tensor:
+    """Step 2: ``1.0`` where ``attention < gamma * max(attention)`` (max per image), else 0.
+
+    ``attention`` is ``B x 1 x h x w``; the result has its shape and dtype.
+    """
+    gamma = _check_unit(gamma, "gamma")
+    peak = attention.amax(dim=(1, 2, 3), keepdim=True)
+    return (attention < gamma * peak).to(attention.dtype)
+
+
+def importance_map(attention: Tensor) -> Tensor:
+    """Step 3: ``sigmoid(attention)``."""
+    return torch.sigmoid(attention)
+
+
+class AttentionDropout(nn.Module):
+    """The attention-based dropout layer (identity in ``eval()`` mode).
+
+    Args:
+        drop_rate: probability, per training forward pass, of multiplying by the drop mask
+            (otherwise by the importance map).
+        gamma: drop threshold ratio.
+        generator: optional CPU ``torch.Generator`` for the per-pass choice (``None``: the
+            global generator). The choice is ``torch.rand((), generator=generator) <
+            drop_rate``, so ``drop_rate = 1`` always drops and ``0`` never does.
+
+    After a training forward pass, ``last_choice`` is ``"drop"`` or ``"importance"``.
+    """
+
+    def __init__(self, drop_rate: float = ADLConfig.drop_rate, gamma: float = ADLConfig.gamma,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.drop_rate = _check_unit(drop_rate, "drop_rate")
+        self.gamma = _check_unit(gamma, "gamma")
+        self.generator = generator
+        self.last_choice: str | None = None
+
+    def forward(self, features: Tensor) -> Tensor:
+        if not self.training:
+            return features
+        attention = self_attention(features)
+        use_drop = bool(torch.rand((), generator=self.generator) < self.drop_rate)
+        self.last_choice = "drop" if use_drop else "importance"
+        selected = drop_mask(attention, self.gamma) if use_drop else importance_map(attention)
+        return features * selected
+
+    def extra_repr(self) -> str:
+        return f"drop_rate={self.drop_rate}, gamma={self.gamma}"

@@ -1,0 +1,143 @@
+"""CutMix: paste a box of another training image and mix the labels by its area.
+
+Yun, Han, Oh, Chun, Choe and Yoo, "CutMix: Regularization Strategy to Train Strong
+Classifiers with Localizable Features", ICCV 2019, Sec. 3.1 (Eq. 1-2). For a batch and a
+random permutation ``pi`` of it, draw ``lambda ~ Beta(beta, beta)`` and a box ``r = (r_x, r_y,
+r_w, r_h)`` with ``r_w = W sqrt(1 - lambda)``, ``r_h = H sqrt(1 - lambda)`` and its centre
+uniform over the image (Eq. 2); the box is clipped to the image. The new image is
+``x_i`` outside the box and ``x_pi(i)`` inside (Eq. 1), and its target is ``lambda y_i + (1 -
+lambda) y_pi(i)`` with ``lambda`` recomputed as the exact share of the image left unpasted
+(clipping shrinks the box), as in the authors' code. With one-hot targets the loss is
+``lambda CE(logits, y_i) + (1 - lambda) CE(logits, y_pi(i))``.
+
+As in the paper's ImageNet recipe and clovaai/wsolevaluation (``main.py``, ``wsol/method/
+cutmix.py``), a batch is mixed with probability ``prob`` and otherwise left alone. Integer
+sizes follow that code: the box sides are ``int(W sqrt(1 - lambda))`` and ``int(H sqrt(1 -
+lambda))``, and the corners are ``centre -/+ side // 2``, clipped to the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["CutMixConfig", "CutMixBatch", "cutmix", "cutmix_loss"]
+
+
+@dataclass(frozen=True)
+class CutMixConfig:
+    """Hyperparameters of CutMix.
+
+    Attributes:
+        beta: parameter of the symmetric Beta distribution of ``lambda``; 1.0 in the paper
+            (``lambda`` uniform on ``[0, 1]``) and in wsolevaluation.
+        prob: probability that a batch is mixed; 1.0 in the paper's ImageNet experiments and
+            in wsolevaluation (0.5 in its CIFAR ones).
+    """
+
+    beta: float = 1.0
+    prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_params(self.beta, self.prob)
+
+
+class CutMixBatch(NamedTuple):
+    """The result of :func:`cutmix`.
+
+    ``images`` are the mixed images; ``labels_a`` the original labels, ``labels_b`` those of
+    the pasted images (``labels[index]``); ``lam`` the unpasted share of the image;
+    ``box = (x0, y0, x1, y1)`` the pasted box in pixels (x1/y1 exclusive, DESIGN.md's
+    convention; ``(0, 0, 0, 0)`` when nothing was pasted); ``index`` the permutation ``pi``.
+    """
+
+    images: Tensor
+    labels_a: Tensor
+    labels_b: Tensor
+    lam: float
+    box: tuple[int, int, int, int]
+    index: Tensor
+
+
+def _check_params(beta: object, prob: object) -> tuple[float, float]:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not float(beta) > 0:
+        raise ValueError(f"CutMix beta must be a number > 0, got {beta!r}")
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not (
+        0.0 <= float(prob) <= 1.0
+    ):
+        raise ValueError(f"CutMix prob must be a number in [0, 1], got {prob!r}")
+    return float(beta), float(prob)
+
+
+def _beta_sample(beta: float, generator: torch.Generator | None) -> float:
+    """One draw of ``Beta(beta, beta)``, reproducible from the torch ``generator``.
+
+    torch's Beta sampler takes no generator, so a NumPy generator is seeded from it.
+    """
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return float(np.random.default_rng(seed).beta(beta, beta))
+
+
+def cutmix(
+    images: Tensor,
+    labels: Tensor,
+    beta: float = CutMixConfig.beta,
+    prob: float = CutMixConfig.prob,
+    generator: torch.Generator | None = None,
+) -> CutMixBatch:
+    """CutMix a batch (Yun et al., Eq. 1-2).
+
+    Args:
+        images: float tensor ``B x C x H x W``. Not modified.
+        labels: integer tensor ``B``.
+        beta: Beta parameter (> 0).
+        prob: probability of mixing this batch.
+        generator: CPU ``torch.Generator`` for every draw (``None``: the global one). The
+            draws, in order: the mixing decision, ``lambda``, the permutation, the box centre.
+
+    Returns:
+        :class:`CutMixBatch`. When the batch is not mixed (or the box is empty) the images
+        are a copy of the input, ``labels_b == labels_a`` and ``lam == 1``.
+
+    Raises:
+        ValueError: bad shapes, ``beta <= 0`` or ``prob`` outside ``[0, 1]``.
+    """
+    beta, prob = _check_params(beta, prob)
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor B x C x H x W, got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(labels, Tensor) or labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must be a tensor of shape ({images.shape[0]},), got "
+                         f"{getattr(labels, 'shape', type(labels).__name__)}")
+    b, _, h, w = images.shape
+    identity = torch.arange(b, device=labels.device)
+    if not bool(torch.rand((), generator=generator) < prob):
+        return CutMixBatch(images.clone(), labels, labels, 1.0, (0, 0, 0, 0), identity)
+    lam0 = _beta_sample(beta, generator)
+    index = torch.randperm(b, generator=generator).to(labels.device)
+    cut = math.sqrt(1.0 - lam0)
+    cut_w, cut_h = int(w * cut), int(h * cut)
+    cx = int(torch.randint(0, w, (), generator=generator))
+    cy = int(torch.randint(0, h, (), generator=generator))
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    area = (x1 - x0) * (y1 - y0)
+    if area == 0:
+        return CutMixBatch(images.clone(), labels, labels, 1.0, (0, 0, 0, 0), identity)
+    mixed = images.clone()
+    mixed[:, :, y0:y1, x0:x1] = images[index.to(images.device), :, y0:y1, x0:x1]
+    lam = 1.0 - area / (h * w)
+    return CutMixBatch(mixed, labels, labels[index], lam, (x0, y0, x1, y1), index)
+
+
+def cutmix_loss(logits: Tensor, labels_a: Tensor, labels_b: Tensor, lam: float) -> Tensor:
+    """``lam * CE(logits, labels_a) + (1 - lam) * CE(logits, labels_b)`` (batch means)."""
+    return lam * F.cross_entropy(logits, labels_a) + (1.0 - lam) * F.cross_entropy(
+        logits, labels_b
+    )
