@@ -60,12 +60,13 @@ import nbformat
 import pytest
 import torch
 
-import csoa_nb.train as train_module
-from csoa_nb import evaluate, runbook
-from csoa_nb.config import RunConfig
+import csoa_nb.engine.train as train_module
 from csoa_nb.data import DataError
-from csoa_nb.runs import LOCK_NAME, CheckpointError, load_checkpoint
-from csoa_nb.train import NonFiniteLossError, RunInterrupted, build_model, train
+from csoa_nb.engine import evaluate
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.runs import LOCK_NAME, CheckpointError, load_checkpoint
+from csoa_nb.engine.train import NonFiniteLossError, RunInterrupted, build_model, train
+from csoa_nb.report import runbook
 
 
 def quiet(_: str) -> None:

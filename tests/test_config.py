@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csoa_nb.config import METHODS, PRESETS, RunConfig
-from csoa_nb.train import build_model, build_optimizer
+from csoa_nb.engine.config import METHODS, PRESETS, RunConfig
+from csoa_nb.engine.train import build_model, build_optimizer
 
 
 def test_presets_build_and_label_themselves():
@@ -119,7 +119,7 @@ def test_a_float_field_accepts_an_int():
 
 
 def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
-    from csoa_nb.train import config_from_args, parse_args
+    from csoa_nb.engine.train import config_from_args, parse_args
 
     config = config_from_args(parse_args(["--preset", "paper", "--set", "dataset=ilsvrc"]))
     assert (config.dataset, config.backbone, config.num_classes) == ("ilsvrc", "inception_v3", 1000)

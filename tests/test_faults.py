@@ -27,12 +27,12 @@ import pytest
 import torch
 from fixtures_data import build_cub, build_metadata
 
-import csoa_nb.runs as runs_module
-from csoa_nb.config import RunConfig
+import csoa_nb.engine.runs as runs_module
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.pretrain import find_pretrained, pretrain
+from csoa_nb.engine.runs import RunStoreError, find_run, load_run, run_lock, save_torch
+from csoa_nb.engine.train import RunInterrupted, train
 from csoa_nb.paths import project_root
-from csoa_nb.pretrain import find_pretrained, pretrain
-from csoa_nb.runs import RunStoreError, find_run, load_run, run_lock, save_torch
-from csoa_nb.train import RunInterrupted, train
 
 
 def quiet(_: str) -> None:
@@ -326,10 +326,9 @@ def test_find_run_of_a_finished_twin(data_root, tmp_path):
 
 def test_command_line_names_no_machine_folder(monkeypatch):
     """Item 19: results.json's command names the module, not where the checkout lies."""
-    from csoa_nb import runs
-
+    from csoa_nb.engine import runs
     package = Path(runs.__file__).resolve().parent
     monkeypatch.setattr(sys, "argv", [str(package / "results.py"), "make", "--preset", "cpu"])
-    assert runs.command_line().endswith(" -m csoa_nb.results make --preset cpu")
+    assert runs.command_line().endswith(" -m csoa_nb.engine.results make --preset cpu")
     monkeypatch.setattr(sys, "argv", ["/elsewhere/tool.py", "--x"])
     assert runs.command_line().endswith(" tool.py --x")

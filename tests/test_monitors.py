@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csoa_nb.config import RunConfig
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.train import collapse_lines
 from csoa_nb.monitors import collapse_stats, diagnose_collapse
-from csoa_nb.train import collapse_lines
 
 
 def test_collapse_stats_by_hand():

@@ -13,9 +13,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from csoa_nb import tables
-from csoa_nb.config import RunConfig
-from csoa_nb.runs import RunResult
+from csoa_nb import methods
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.runs import RunResult
+from csoa_nb.report import tables
 
 # method, regime, seed, top1_loc, top5_loc, top1_cls, top5_cls, maxboxacc_v2, pxap, gt_known
 RUNS = [
@@ -259,8 +260,7 @@ def _check_figure(fig) -> None:
     smaller than `plots.MIN_FONT_PT` (the "small" legends and titles are lifted)."""
     from matplotlib.text import Text
 
-    from csoa_nb import plots
-
+    from csoa_nb.report import plots
     assert isinstance(fig, Figure)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -289,8 +289,7 @@ def test_figures(frame, table1_frame):
 
 
 def test_column_width_is_the_house_styles():
-    from csoa_nb import plots
-
+    from csoa_nb.report import plots
     assert tables.COLUMN_WIDTH_IN == plots.COLUMN_WIDTH_IN
 
 
@@ -300,7 +299,7 @@ def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
     first, second = (ax.get_position() for ax in fig.axes)
     assert first.y0 == pytest.approx(second.y0) and first.x1 < second.x0
     # 7 methods need 6.25 in: one panel a row, sharing the x axis, labels on the last only.
-    many = pd.concat([table1_frame.assign(method=key) for key in tables.TABLE1_METHODS])
+    many = pd.concat([table1_frame.assign(method=key) for key in methods.ROWS])
     many = many.drop_duplicates(["method", "regime", "seed"])
     fig = tables.plot_methods(many, ["top1_loc_err", "max_box_acc_v2"])
     top, bottom = fig.axes
@@ -338,12 +337,14 @@ def test_formatted_keeps_the_papers_precision_and_dashes():
 def test_cli_command_rebuilds_the_same_config():
     import shlex
 
-    from csoa_nb.train import config_from_args, parse_args
+    from csoa_nb.engine.train import config_from_args, parse_args
 
     config = RunConfig.preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
                               seed=2)
     line = tables.cli_command(config)
-    assert line.startswith("python -m csoa_nb.train --preset paper --method confseg --seed 2")
+    assert line.startswith(
+        "python -m csoa_nb.engine.train --preset paper --method confseg --seed 2"
+    )
     assert "--set dataset=ilsvrc" in line and "--set num_classes=1000" in line
     rebuilt = config_from_args(parse_args(shlex.split(line)[3:]))
     assert rebuilt == config

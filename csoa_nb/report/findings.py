@@ -1,9 +1,10 @@
 """The paper's claims, one row each, against our runs: paper / ours (95 % CI) / verdict.
 
 Each `Claim` says "row A has a lower (or higher) `metric` than row B" in some sweep, with the
-paper's own two numbers (`csoa_nb.paper`). `claims_table(frame)` measures every claim on our runs
-(`csoa_nb.results.runs_frame` of the sweeps), as the paired difference A - B over seeds with its
-95 % confidence interval (`csoa_nb.stats.difference`), and writes the verdict from it:
+paper's own two numbers (`csoa_nb.report.paper`). `claims_table(frame)` measures every claim on
+our runs (`csoa_nb.engine.results.runs_frame` of the sweeps), as the paired difference A - B over
+seeds with its 95 % confidence interval (`csoa_nb.report.stats.difference`), and writes the
+verdict from it:
 
 - **reproduced**: the interval excludes 0 on the paper's side;
 - **opposite**: the interval excludes 0 on the other side;
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from csoa_nb.paper import paper_table
-from csoa_nb.results import METHOD_LABELS, row_key
-from csoa_nb.stats import Difference, difference
+from csoa_nb.methods import label, row_key
+from csoa_nb.report.paper import paper_table
+from csoa_nb.report.stats import Difference, difference
 
 VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
 
@@ -119,7 +120,7 @@ def verdict(diff: Difference | None, lower: bool = True) -> str:
 
 def _label(claim: Claim, key: str) -> str:
     if claim.by == "method":
-        return METHOD_LABELS.get(key, key)
+        return label(key)
     return f"W_F after block {key}"
 
 
@@ -174,7 +175,7 @@ def head_ablation(results: list) -> pd.DataFrame:
 
     `results`: `RunResult`s (e.g. `results.run_sweep(...)`); runs without S_F are skipped.
     """
-    from csoa_nb.evaluate import score_maps
+    from csoa_nb.engine.evaluate import score_maps
 
     rows = []
     for result in results:

@@ -14,7 +14,7 @@ file. It is cached by the hash of the settings it depends on, so `make book` pay
 
 Command line::
 
-    python -m csoa_nb.pretrain --preset cpu
+    python -m csoa_nb.engine.pretrain --preset cpu
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from csoa_nb.config import RunConfig
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.runs import run_lock, save_torch, write_json
 from csoa_nb.models import CSoANet, EmbeddingNet
 from csoa_nb.paths import project_path
-from csoa_nb.runs import run_lock, save_torch, write_json
 
 #: The settings a pretrained weights file depends on (and nothing else).
 PRETRAIN_FIELDS = (
@@ -233,7 +233,7 @@ def _accuracy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.pretrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.pretrain", description=__doc__)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--set", dest="assignments", action="append", default=[])
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """The table chapters' tables and figures: our runs, summarised and labelled, beside the paper's.
 
-Chapters 06-12 turn a sweep of runs (`csoa_nb.results.runs_frame`, one row per run) into the
+Chapters 06-12 turn a sweep of runs (`csoa_nb.engine.results.runs_frame`, one row per run) into the
 tables of the paper (Tables 1-6) and a few more, always labelled with where the numbers come
-from: the paper's (`csoa_nb.paper.paper_table`, e.g. "paper, CUB-200-2011, VGG16") or ours
+from: the paper's (`csoa_nb.report.paper.paper_table`, e.g. "paper, CUB-200-2011, VGG16") or ours
 (`ours_label`, e.g. "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds").
 
 Tables (pandas DataFrames):
@@ -20,7 +20,7 @@ Tables (pandas DataFrames):
 - `ranking_table(frame, metrics)`: the rank of each method under each metric (1 = best).
 - `formatted(paper_df)`: a table as display strings, the paper's empty cells as "–";
   `best_theta`, and for chapter 13 `settings_table` (the `paper` preset beside Sec. 4.1's
-  words) and `cli_command` (the `python -m csoa_nb.train` line of a config).
+  words) and `cli_command` (the `python -m csoa_nb.engine.train` line of a config).
 
 Sentences: `compare(frame, a, b, metric)` writes "The top-1 loc. error of CSoA is lower than
 that of CAM (base) by ..." from the numbers, with a verdict against the seed spread, so that the
@@ -31,8 +31,8 @@ Figures (matplotlib `Figure`s, not registered with pyplot, so a notebook cell th
 one shows it once, without ``%matplotlib inline``: the first one enables the inline backend's
 display where the kernel uses it, as the runbook and ipykernel set it): `plot_methods`,
 `plot_theta`, `plot_paper_vs_ours`, `plot_ranks`. Each returns through
-`csoa_nb.plots.fit_to_column` (the house style: at most the text column's width, no text below
-9 pt), and is laid out for that width: panels that would not fit side by side are stacked,
+`csoa_nb.report.plots.fit_to_column` (the house style: at most the text column's width, no text
+below 9 pt), and is laid out for that width: panels that would not fit side by side are stacked,
 legends of many methods go below the axes.
 
 Our metrics are percentages (errors: lower is better; MaxBoxAccV2, PxAP and the accuracies:
@@ -51,10 +51,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from csoa_nb.config import RunConfig
-from csoa_nb.results import METHOD_LABELS, TABLE1_METHODS, mean_std, summarize
-from csoa_nb.runs import RunResult
-from csoa_nb.stats import Difference, difference
+from csoa_nb import methods
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.results import mean_std, summarize
+from csoa_nb.engine.runs import RunResult
+from csoa_nb.report.stats import Difference, difference
 
 #: The paper's four columns of Tables 1, 2, 4 and 5, in its order.
 PAPER_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
@@ -118,7 +119,7 @@ HIGHER_IS_BETTER = frozenset(
         "box_mass_ratio",
     }
 )
-#: The two training regimes of `csoa_nb.results.REGIMES`, for labels.
+#: The two training regimes of `csoa_nb.engine.results.REGIMES`, for labels.
 REGIME_LABELS = {"pretrained": "pretrained + fine-tuned", "scratch": "from scratch"}
 REGIME_ORDER = ("pretrained", "scratch")
 DATASET_LABELS = {
@@ -131,25 +132,8 @@ BACKBONE_LABELS = {"vgg16": "VGG16", "inception_v3": "InceptionV3", "vgg_slim": 
 #: The paper's index name for our row kinds (Table 3 is indexed by "Theta").
 INDEX_NAMES = {"method": "Method", "feature_block": "Method", "theta": "Theta",
                "regime": "Regime"}
-#: Our rows that stand for a row of the paper's table (the paper's row name -> our method).
-PAPER_ROWS: dict[str, dict[str, str]] = {
-    "1": {
-        "VGGnet-base": "cam",
-        "VGGnet-ConfSeg": "confseg",
-        "VGGnet-CoAug": "coaug",
-        "VGGnet-CSoA": "csoa",
-    },
-}
-#: A colour per method, the same in every figure of the book's table chapters.
-METHOD_COLORS = {
-    "cam": "#7f7f7f",
-    "twohead": "#bcbd22",
-    "confseg": "#1f77b4",
-    "coaug": "#ff7f0e",
-    "csoa": "#d62728",
-    "coaug_fix": "#9467bd",
-    "csoa_fix": "#2ca02c",
-}
+#: A colour per table row, the same in every figure (`csoa_nb.methods`).
+METHOD_COLORS = {key: row.color for key, row in methods.ROWS.items()}
 REGIME_COLORS = {"pretrained": "#1f77b4", "scratch": "#ff7f0e"}
 #: The paper leaves a cell empty ("-") where a method did not report it.
 MISSING = "–"
@@ -189,7 +173,7 @@ def feature_block_label(block: int) -> str:
 def row_label(level: str, value: Any) -> Any:
     """How a row of kind `level` ("method", "regime", "feature_block", "theta") is named."""
     if level == "method":
-        return METHOD_LABELS.get(value, value)
+        return methods.label(value)
     if level == "regime":
         return REGIME_LABELS.get(value, value)
     if level == "feature_block":
@@ -227,7 +211,7 @@ def ours_label(config: RunConfig, seeds: int | Sequence[int], regime: str | None
 
 def paper_row_map(table: int | str) -> dict[str, str]:
     """The paper's row name -> our row name, for the rows of `table` that we re-run."""
-    return {paper: METHOD_LABELS[ours] for paper, ours in PAPER_ROWS.get(str(table), {}).items()}
+    return {paper: methods.label(ours) for paper, ours in methods.paper_rows(table).items()}
 
 
 # ------------------------------------------------------------------------------ our tables
@@ -261,11 +245,11 @@ def _check_metrics(frame: pd.DataFrame, metrics: Sequence[str]) -> None:
 
 
 def _order_key(level: str, value: Any) -> tuple[int, Any]:
-    if level == "method" and value in TABLE1_METHODS:
-        return (TABLE1_METHODS.index(value), "")
+    if level == "method" and value in methods.ROWS:
+        return (list(methods.ROWS).index(value), "")
     if level == "regime" and value in REGIME_ORDER:
         return (REGIME_ORDER.index(value), "")
-    return (len(TABLE1_METHODS), value)
+    return (len(methods.ROWS), value)
 
 
 def _ordered_keys(index: pd.Index, levels: list[str]) -> list[Any]:
@@ -295,7 +279,7 @@ def ours_table(
     """Mean ± std over seeds of `metrics`, one row per value of `rows`, labelled like the paper.
 
     Args:
-        frame: one row per run (`csoa_nb.results.runs_frame`, or `theta_frame`).
+        frame: one row per run (`csoa_nb.engine.results.runs_frame`, or `theta_frame`).
         metrics: metric columns of `frame` (e.g. `PAPER_METRICS`); columns are renamed with
             `column_label` ("Top-1 loc. err").
         rows: the column(s) that name a row: "method" (rows "CAM (base)", ..., "CSoA" in
@@ -415,7 +399,7 @@ def side_by_side(
     """The paper's table and ours in one DataFrame, each labelled with its source.
 
     Args:
-        paper_df: `csoa_nb.paper.paper_table(n)` (its `.attrs["label"]` names the source).
+        paper_df: `csoa_nb.report.paper.paper_table(n)` (its `.attrs["label"]` names the source).
         ours_df: an `ours_table` (strings) or any frame of ours with the same kind of columns.
         ours_label: e.g. `ours_label(config, 3)`.
         row_map: the paper's row name -> our row name, for rows that stand for each other
@@ -466,13 +450,13 @@ def theta_frame(
 
     A theta the run saved (`top1_loc_err@0.3` ... in its metrics) is read; the others are
     computed from the run's saved ground-truth-class CAMs (`eval_maps.pt`), all in one pass per
-    run, as `csoa_nb.evaluate.reevaluate` does but without MaxBoxAccV2 and PxAP, which do not
+    run, as `csoa_nb.engine.evaluate.reevaluate` does but without MaxBoxAccV2 and PxAP, which do not
     depend on theta. Nothing is retrained.
 
     Columns: method, regime, feature_block, seed, hash, theta and `metrics`.
     """
-    from csoa_nb.evaluate import score_maps
-    from csoa_nb.results import regime_of, row_key
+    from csoa_nb.engine.evaluate import score_maps
+    from csoa_nb.engine.results import regime_of
 
     thetas = [float(t) for t in thetas]
     if not thetas:
@@ -491,7 +475,7 @@ def theta_frame(
         for theta in thetas:
             rows.append(
                 {
-                    "method": row_key(config),
+                    "method": methods.row_key(config),
                     "regime": regime_of(config),
                     "feature_block": config.feature_block,
                     "seed": config.seed,
@@ -587,7 +571,7 @@ def ranking_summary(ranks: pd.DataFrame, reference: str | None = None) -> str:
 @dataclass(frozen=True)
 class Comparison:
     """Mean ± std of one metric for two rows of a sweep, and the 95 % confidence interval of
-    their difference (`csoa_nb.stats.difference`: paired by seed where the seeds match).
+    their difference (`csoa_nb.report.stats.difference`: paired by seed where the seeds match).
 
     `shown` is True when the interval of mean_a - mean_b excludes 0, False when it contains
     it, None with a single seed (no interval).
@@ -746,8 +730,8 @@ def table1_findings(
 
 
 # -------------------------------------------------------------------------------- figures
-#: Width of the book's text column in inches (`csoa_nb.plots.COLUMN_WIDTH_IN`, which is not
-#: imported here: `csoa_nb.plots` pulls in pyplot and the widgets).
+#: Width of the book's text column in inches (`csoa_nb.report.plots.COLUMN_WIDTH_IN`, which is not
+#: imported here: `csoa_nb.report.plots` pulls in pyplot and the widgets).
 COLUMN_WIDTH_IN = 6.9
 #: Width one category of a panel's x axis needs (a tick label wrapped to `_TICK_CHARS`
 #: characters at 9 pt), and the room of the y axis' label and ticks, in inches.
@@ -773,10 +757,10 @@ def _figure(
 
 
 def _to_column(fig: Figure) -> Figure:
-    """`csoa_nb.plots.fit_to_column`: the house style's width, fonts and dpi (imported here,
+    """`csoa_nb.report.plots.fit_to_column`: the house style's width, fonts and dpi (imported here,
     not at the top, so that importing this module does not import pyplot); and a kernel that
     can show the figure (`_enable_inline_display`)."""
-    from csoa_nb.plots import fit_to_column
+    from csoa_nb.report.plots import fit_to_column
 
     _enable_inline_display()
     return fit_to_column(fig, width=COLUMN_WIDTH_IN)
@@ -968,7 +952,7 @@ def plot_paper_vs_ours(
 
 
 def _method_of(label: Any) -> str | None:
-    for key, name in METHOD_LABELS.items():
+    for key, name in ((k, row.label) for k, row in methods.ROWS.items()):
         if name == label:
             return key
     return None
@@ -996,11 +980,13 @@ def plot_ranks(ranks: pd.DataFrame, title: str | None = None) -> Figure:
 
 # ----------------------------------------------------------------- the paper preset (ch. 13)
 def cli_command(config: RunConfig) -> str:
-    """The `python -m csoa_nb.train` line that trains `config`: its preset and method, plus a
+    """The `python -m csoa_nb.engine.train` line that trains `config`: its preset and method, plus a
     `--set` for every field that differs from the plain preset (device, data_root included).
     """
     base = RunConfig.preset(config.preset)
-    parts = ["python -m csoa_nb.train", f"--preset {config.preset}", f"--method {config.method}"]
+    parts = [
+        "python -m csoa_nb.engine.train", f"--preset {config.preset}", f"--method {config.method}"
+    ]
     if config.seed != base.seed:
         parts.append(f"--seed {config.seed}")
     for key, value in config.to_dict().items():

@@ -2,20 +2,14 @@
 
 `train(config)` builds the data, the two-CAM network and (for CoAug) the embedding network W_E,
 optimises the loss of `config.method`, checkpoints every epoch, evaluates on the test split and
-writes the run folder described in `csoa_nb.runs`. A finished run with the same config hash is
-loaded, not retrained; an interrupted one resumes from its last checkpoint.
+writes the run folder described in `csoa_nb.engine.runs`. A finished run with the same config
+hash is loaded, not retrained; an interrupted one resumes from its last checkpoint.
 
-Losses by method (`csoa_nb.config.METHOD_PARTS`):
-
-- `cam`: cross-entropy on y_L (the paper's "VGGnet-base").
-- `twohead`: cross-entropy on y_L and y_F, no inner loss (an ablation: the union of Eq. 13 alone).
-- `confseg`: Eq. 6, L_C = L_cls + alpha * L_inner.
-- `coaug`: cross-entropy on y_L + coaug_weight * alpha * L_D (Eq. 12), one head.
-- `csoa`: Eq. 6 + coaug_weight * alpha * L_D.
+The loss of each method is its `losses` in the registry (`csoa_nb.methods`).
 
 Command line::
 
-    python -m csoa_nb.train --preset cpu --method csoa [--set key=value ...]
+    python -m csoa_nb.engine.train --preset cpu --method csoa [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -32,31 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
-from csoa_nb.coaug import ClassBalancedBatchSampler, coaug_loss, foreground_background
-from csoa_nb.config import RunConfig
-from csoa_nb.confseg import alpha as alpha_schedule
-from csoa_nb.confseg import confseg_loss
-from csoa_nb.data import (
-    CUB200,
-    ILSVRCLoc,
-    WSOLMetadata,
-    WSOLTransform,
-    check_num_classes,
-    collate_wsol,
-    make_dataset,
-)
-from csoa_nb.data.fingerprint import resolve_root
+from csoa_nb.data import check_num_classes, collate_wsol
 from csoa_nb.data.transforms import make_sample
-from csoa_nb.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
-from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
-from csoa_nb.monitors import collapse_stats, diagnose_collapse
-from csoa_nb.paths import project_path
-from csoa_nb.runs import (
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import build_datasets
+from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
+from csoa_nb.engine.runs import (
     RunResult,
     append_jsonl,
     command_line,
@@ -70,9 +49,11 @@ from csoa_nb.runs import (
     truncate_jsonl,
     write_json,
 )
-
-#: Thetas evaluated at the end of every run, so Table 3 needs no re-evaluation pass.
-FINAL_THETAS = (0.2, 0.3, 0.4)
+from csoa_nb.localize import REPORTED_THETAS
+from csoa_nb.methods.coaug import ClassBalancedBatchSampler
+from csoa_nb.methods.confseg import alpha as alpha_schedule
+from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
+from csoa_nb.monitors import collapse_stats, diagnose_collapse
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -178,31 +159,6 @@ def check_device(config: RunConfig) -> torch.device:
     return device
 
 
-def dataset_root(config: RunConfig) -> Path:
-    """The folder the config's dataset is read from (generating the synthetic one if needed)."""
-    root = project_path(config.data_root)
-    if config.dataset == "synthetic":
-        return make_dataset(root / "synthetic", **config.synthetic_kwargs())
-    return resolve_root(config.dataset, root)
-
-
-def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
-    """Train and test datasets of `config` with the paper's transforms (Sec. 4.1)."""
-    root = dataset_root(config)
-    train_tf = WSOLTransform(True, config.resize_size, config.crop_size)
-    test_tf = WSOLTransform(False, config.resize_size, config.crop_size)
-    kw = {"num_classes": config.num_classes}
-    if config.dataset in ("synthetic", "cub"):
-        return CUB200(root, "train", train_tf, **kw), CUB200(root, "test", test_tf, **kw)
-    if config.dataset == "ilsvrc":
-        return ILSVRCLoc(root, "train", train_tf, **kw), ILSVRCLoc(root, "val", test_tf, **kw)
-    meta = project_path(config.metadata_dir)
-    return (
-        WSOLMetadata(root, meta, "train", train_tf, **kw),
-        WSOLMetadata(root, meta, "test", test_tf, **kw),
-    )
-
-
 def dataset_labels(dataset: Any) -> list[int]:
     """Class labels of every item, without loading images (every reader exposes `labels`)."""
     return [int(v) for v in dataset.labels]
@@ -242,7 +198,7 @@ def resolve_weights(
     embedding = config.embedding_weights if config.uses_coaug else ""
     stage = None
     if "pretrain" in (config.pretrained, embedding):
-        from csoa_nb.pretrain import pretrain
+        from csoa_nb.engine.pretrain import pretrain
 
         stage = str(pretrain(config, progress=progress, log=log))
     backbone = stage if config.pretrained == "pretrain" else (config.pretrained or None)
@@ -273,7 +229,7 @@ def build_optimizer(
     config: RunConfig, model: CSoANet
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.ExponentialLR]:
     """SGD with momentum and weight decay, lr x lr_decay each epoch (Sec. 4.1)."""
-    head_params = [p for n, p in model.named_parameters() if n.startswith(("head_", "w_"))]
+    head_params = [p for n, p in model.named_parameters() if n.startswith("head_")]
     head_ids = {id(p) for p in head_params}
     body_params = [p for p in model.parameters() if id(p) not in head_ids]
     groups = [
@@ -295,32 +251,9 @@ def method_losses(
     alpha: float,
     embed_net: nn.Module | None,
 ) -> dict[str, torch.Tensor]:
-    """Every loss term of `config.method` for one batch, plus their weighted sum `total`."""
-    if config.two_heads:
-        total, terms = confseg_loss(out, labels, alpha if config.uses_inner_loss else 0.0)
-        terms = dict(terms)
-        if not config.uses_inner_loss:
-            terms.pop("inner", None)
-    else:
-        total = F.cross_entropy(out.logits_last, labels)
-        terms = {"cls_last": total}
-    if config.uses_coaug:
-        if embed_net is None:
-            raise ValueError(f"method {config.method!r} needs the embedding network W_E")
-        fg_in, bg_in, mask_bg_in = foreground_background(
-            images, out.cam_last, labels, background=config.coaug_background
-        )
-        embedded = embed_net(torch.cat([fg_in, bg_in, mask_bg_in]))
-        fg, bg, mask_bg = embedded.chunk(3)
-        loss_d, d_terms = coaug_loss(
-            fg, bg, mask_bg, labels, gamma=config.gamma, delta=config.delta
-        )
-        terms["coaug"] = loss_d
-        terms["d_cam"] = d_terms["d_cam"]
-        terms["d_back"] = d_terms["d_back"]
-        total = total + config.coaug_weight * alpha * loss_d
-    terms["total"] = total
-    return terms
+    """Every loss term of `config.method` for one batch, plus their weighted sum `total` (the
+    method's `losses` in the registry, `csoa_nb.methods`)."""
+    return config.method_spec.losses(config, out, images, labels, alpha, embed_net)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -359,9 +292,9 @@ def train(
 
     Everything that can be checked is checked before any work (device, data, classes, batch
     size), and pretraining (cached) runs before the run folder exists, so bad settings leave no
-    run folder. The run folder is locked (`csoa_nb.runs.run_lock`): a twin command waits, then
-    loads the finished run. `stop_after_epoch` ends the call after that epoch's checkpoint, as a
-    kill would (the next call resumes). `log` receives one line per epoch (default: print).
+    run folder. The run folder is locked (`csoa_nb.engine.runs.run_lock`): a twin command waits,
+    then loads the finished run. `stop_after_epoch` ends the call after that epoch's checkpoint,
+    as a kill would (the next call resumes). `log` receives one line per epoch (default: print).
     """
     say = log or print
     finished = find_run(config)
@@ -427,6 +360,7 @@ def _train_locked(
         num_workers=config.num_workers,
         worker_init_fn=_worker_init,
     )
+    test_reader = test_set
     if config.dataset == "synthetic":
         test_set = SeededItems(test_set, config.seed, cache=True)
     val_count = min(config.val_images, len(test_set))
@@ -524,12 +458,12 @@ def _train_locked(
 
     maps = collect_maps(model, test_set, config, device=device)
     if config.ten_crop:  # class scores averaged over 10 crops (Sec. 4.1)
-        maps["probs"] = ten_crop_probs(model, config, device=device)
-    thetas = (config.theta, *(t for t in FINAL_THETAS if t != config.theta))
+        maps["probs"] = ten_crop_probs(model, test_reader, config, device=device)
+    thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
     metrics = score_maps(maps, config, thetas=thetas, full=True)
     metrics.update(collapse_stats(maps["cam_last"]))
     save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
-    save_torch(run_dir / "cams.pt", sample_cams(model, test_set, config, device=device))
+    save_torch(run_dir / "cams.pt", sample_cams(model, test_set, device=device))
     wall = elapsed_before + time.perf_counter() - started
     write_json(
         run_dir / "results.json",
@@ -597,7 +531,7 @@ def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.train", description=__doc__)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--method", default=None)
     parser.add_argument("--seed", type=int, default=None)
