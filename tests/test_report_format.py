@@ -144,10 +144,11 @@ def test_printable_hides_paths_and_wraps(monkeypatch, tmp_path):
 
 
 def test_printable_command_breaks_before_options():
-    command = "python -m csoa_nb.engine.train --preset paper --method csoa --set data_root=/data"
-    assert printable_command(command, width=40) == "\n".join([
-        "python -m csoa_nb.engine.train --preset paper \\",  # 38 characters and " \\"
+    command = ("python -m csoa_nb.engine.train --preset paper --method csoa "
+               "--set data_root=/data/CUB_200_2011")
+    assert printable_command(command, width=48) == "\n".join([
+        "python -m csoa_nb.engine.train --preset paper \\",  # 46 characters and " \\"
         "    --method csoa \\",
-        "    --set data_root=/data",
+        "    --set data_root=/data/CUB_200_2011",
     ])
     assert printable_command("ls -l", width=40) == "ls -l"
