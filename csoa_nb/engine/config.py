@@ -15,13 +15,13 @@ pretraining stage (`csoa_nb.engine.pretrain`), standing in for ImageNet weights.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from csoa_nb import methods as method_registry
+from csoa_nb.cache import stable_hash
 from csoa_nb.checks import check_choice, check_run_theta
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
@@ -299,9 +299,9 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        """12 hex digits of sha256 over the canonical JSON of the hashed fields."""
-        blob = json.dumps(self.hashed_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """12 hex digits of sha256 over the canonical JSON of the hashed fields
+        (`csoa_nb.cache.stable_hash`)."""
+        return stable_hash(self.hashed_fields())
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Arguments of `csoa_nb.data.synthetic.make_dataset` for this config's benchmark."""

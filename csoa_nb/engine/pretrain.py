@@ -20,8 +20,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from csoa_nb.cache import find_cached, stable_hash
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.runs import run_lock, save_torch, write_json
@@ -65,17 +64,14 @@ def pretrain_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def pretrain_hash(config: RunConfig) -> str:
-    blob = json.dumps(pretrain_settings(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_hash(pretrain_settings(config))
 
 
 def find_pretrained(config: RunConfig) -> Path | None:
-    name = f"pretrain-{pretrain_hash(config)}"
-    for base in (config.output_dir, *config.results_dirs):
-        candidate = project_path(base) / name / "weights.pt"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The weights file of `config`'s pretraining stage under `output_dir` or `results_dirs`."""
+    bases = (project_path(base) for base in (config.output_dir, *config.results_dirs))
+    found = find_cached(f"pretrain-{pretrain_hash(config)}", bases, "weights.pt")
+    return None if found is None else found / "weights.pt"
 
 
 def pretrain(

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from csoa_nb.cache import find_cached
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.paths import project_path
 
@@ -78,11 +79,8 @@ def run_dir_for(config: RunConfig) -> Path:
 
 def find_run(config: RunConfig) -> Path | None:
     """The folder of a finished run with this config's hash, or None."""
-    for base in (config.output_dir, *config.results_dirs):
-        candidate = project_path(base) / config.hash
-        if (candidate / "results.json").is_file():
-            return candidate
-    return None
+    bases = (project_path(base) for base in (config.output_dir, *config.results_dirs))
+    return find_cached(config.hash, bases, "results.json")
 
 
 _FIX = "move the run folder away (or delete it) to retrain the run"

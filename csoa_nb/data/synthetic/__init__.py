@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from csoa_nb.cache import stable_hash
 from csoa_nb.data.common import DataError, abspath, mask_box
 
 #: Bumped whenever the rendering changes, so cached datasets are regenerated (it is hashed).
@@ -470,9 +471,9 @@ def dataset_spec(
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    """First 12 hex digits of sha256 over the canonical JSON of `spec`."""
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """First 12 hex digits of sha256 over the canonical JSON of `spec`
+    (`csoa_nb.cache.stable_hash`)."""
+    return stable_hash(spec)
 
 
 def _is_complete(folder: Path, digest: str) -> bool:
