@@ -17,8 +17,9 @@ import torch
 import csoa_nb.engine.train as train_module
 from csoa_nb.engine.config import METHODS, RunConfig
 from csoa_nb.engine.evaluate import reevaluate
+from csoa_nb.engine.loop import NonFiniteLossError
 from csoa_nb.engine.runs import CheckpointError, load_checkpoint
-from csoa_nb.engine.train import NonFiniteLossError, RunInterrupted, train
+from csoa_nb.engine.train import RunInterrupted, train
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json", "eval_maps.pt",
              "cams.pt")

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from csoa_nb.cache import find_cached, stable_hash
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.loop import NonFiniteLossError, run_epoch
 from csoa_nb.engine.runs import run_lock, save_torch, write_json
 from csoa_nb.models import CSoANet, EmbeddingNet
 from csoa_nb.paths import project_path
@@ -167,27 +167,30 @@ def _pretrain_with(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.pretrain_lr, total_steps=total_steps, pct_start=0.2
     )
+    def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
+            embed_head(embed_net(images)), labels
+        )
+        return {"total": loss}, 0, 0
+
     for epoch in range(config.pretrain_epochs):
         network.train()
         embed_net.train()
-        running = 0.0
-        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}",
-                   disable=not progress, leave=False)
-        for batch in bar:
-            images = batch["image"].to(device)
-            labels = batch["label"].to(device)
-            loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
-                embed_head(embed_net(images)), labels
+
+        def nonfinite(index: int, name: str, value: torch.Tensor, epoch: int = epoch) -> Exception:
+            return NonFiniteLossError(
+                f"pretraining loss is {value.item()} at epoch {epoch + 1}, batch {index + 1}; "
+                "nothing was saved. Lower pretrain_lr (--set pretrain_lr=...)"
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
+
+        totals = run_epoch(
+            loader, step, optimizer, nonfinite=nonfinite, scheduler=scheduler,
+            desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}", progress=progress,
+        )
         say(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
-              f"loss {running / len(loader):.4f}")
+            f"loss {totals.sums['total'] / len(loader):.4f}")
 
     accuracy = _accuracy(network, embed_net, embed_head, test_set, device)
     info = {

@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,19 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from tqdm.auto import tqdm
 
 from csoa_nb.data import check_num_classes, collate_wsol
 from csoa_nb.data.transforms import make_sample
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets
 from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
+from csoa_nb.engine.loop import (
+    NonFiniteLossError,
+    rng_state,
+    run_epoch,
+    seed_everything,
+    set_rng_state,
+)
 from csoa_nb.engine.runs import (
     RunResult,
     append_jsonl,
@@ -56,22 +63,11 @@ from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
 from csoa_nb.monitors import collapse_stats, diagnose_collapse
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the last good checkpoint is kept."""
-
-
 class RunInterrupted(RuntimeError):
     """`train(..., stop_after_epoch=k)` stopped after epoch k's checkpoint, as a kill would."""
 
 
 # ----------------------------------------------------------------------------- building blocks
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -256,30 +252,6 @@ def method_losses(
     return config.method_spec.losses(config, out, images, labels, alpha, embed_net)
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": _to_lists(random.getstate()),
-    }
-
-
-def _to_lists(value: Any) -> Any:
-    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _to_tuples(value: Any) -> Any:
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(_to_tuples(state["python"]))
-
-
 # ----------------------------------------------------------------------------------- training
 def train(
     config: RunConfig,
@@ -332,20 +304,46 @@ def _make_folder(folder: Path, run_dir: Path) -> None:
         ) from error
 
 
-def _train_locked(
+@dataclass
+class RunState:
+    """A run being trained: what `setup_run` builds and the later steps use and update."""
+
+    config: RunConfig
+    device: torch.device
+    run_dir: Path
+    model: CSoANet
+    embed_net: EmbeddingNet | None
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.ExponentialLR
+    sampler: ClassBalancedBatchSampler
+    loader: DataLoader
+    test_reader: Dataset  # the test split's reader, as `build_datasets` made it
+    test_set: Dataset  # what the maps are collected from (the reader, cached for synthetic)
+    val_set: Dataset | None  # the first `val_images` test images, or None
+    started: float  # time.perf_counter() when `train` began
+    start_epoch: int = 0
+    elapsed_before: float = 0.0  # seconds spent before the last resume
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+
+def setup_run(
     config: RunConfig,
     device: torch.device,
     datasets: tuple[Dataset, Dataset],
     sampler: ClassBalancedBatchSampler,
     weights: tuple[str | None, str | None],
     run_dir: Path,
-    *,
-    progress: bool,
-    stop_after_epoch: int | None,
-    say: Callable[[str], None],
     started: float,
-) -> RunResult:
-    """The body of `train`, holding the run folder's lock."""
+) -> RunState:
+    """Seed the run, build its networks, optimizer and loaders (nothing is read from disk but
+    the weights)."""
     train_set, test_set = datasets
     # The run's own random stream starts here, after the data and the (cached or not)
     # pretraining, so neither can shift it; augmentation draws from per-item generators.
@@ -365,106 +363,115 @@ def _train_locked(
         test_set = SeededItems(test_set, config.seed, cache=True)
     val_count = min(config.val_images, len(test_set))
     val_set = Subset(test_set, range(val_count)) if val_count else None
+    return RunState(
+        config=config, device=device, run_dir=run_dir, model=model, embed_net=embed_net,
+        optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
+        test_reader=test_reader, test_set=test_set, val_set=val_set, started=started,
+    )
 
-    checkpoint_path = run_dir / "checkpoint.pt"
-    metrics_path = run_dir / "metrics.jsonl"
-    start_epoch = 0
-    elapsed_before = 0.0
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        truncate_jsonl(metrics_path, start_epoch)
-        say(f"[{config.hash}] resuming after epoch {start_epoch} from {checkpoint_path}")
+
+def resume_run(state: RunState, say: Callable[[str], None]) -> None:
+    """Continue from the run folder's checkpoint (model, optimizer, scheduler, RNG, history up
+    to its epoch), or start the run's files afresh (`config.json`, an empty history)."""
+    config = state.config
+    if state.checkpoint_path.exists():
+        saved = load_checkpoint(state.checkpoint_path, config)
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        state.start_epoch = int(saved["epoch"])
+        state.elapsed_before = float(saved.get("elapsed_s", 0.0))
+        truncate_jsonl(state.metrics_path, state.start_epoch)
+        say(f"[{config.hash}] resuming after epoch {state.start_epoch} from "
+            f"{state.checkpoint_path}")
     else:
-        metrics_path.unlink(missing_ok=True)
-        write_json(run_dir / "config.json", config.to_record())
+        state.metrics_path.unlink(missing_ok=True)
+        write_json(state.run_dir / "config.json", config.to_record())
 
+
+def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any]:
+    """Epoch `epoch` (0-based): the method's steps (`csoa_nb.engine.loop.run_epoch`), the lr
+    decay, and validation. Returns the epoch's record for `metrics.jsonl`."""
+    config, device, model = state.config, state.device, state.model
+    epoch_started = time.perf_counter()
+    state.sampler.set_epoch(epoch)
+    model.train()
     use_amp = config.amp and device.type == "cuda"
-    steps = len(sampler)
-    for epoch in range(start_epoch, config.epochs):
-        epoch_started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
-        bar = tqdm(
-            loader,
-            total=steps,
-            desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for step, batch in enumerate(bar):
-            images = batch["image"].to(device)
-            labels = batch["label"].to(device)
-            alpha = alpha_schedule(epoch + step / steps, config.epochs, config.alpha_ramp)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = model(images)
-                terms = method_losses(config, out, images, labels, alpha, embed_net)
-            for name, value in terms.items():
-                if not torch.isfinite(value).all():
-                    raise NonFiniteLossError(
-                        f"epoch {epoch + 1}, batch {step + 1}: loss term {name!r} is "
-                        f"{value.item()}; training stopped, the last good checkpoint "
-                        f"({checkpoint_path if checkpoint_path.exists() else 'none yet'}) is "
-                        "kept. Lower lr or check the data."
-                    )
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            correct += int((out.logits_last.argmax(1) == labels).sum())
-            seen += len(labels)
-            bar.set_postfix(loss=f"{terms['total'].item():.3f}", alpha=f"{alpha:.2f}")
-        lr_now = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lr_now,
-            "alpha": alpha_schedule(epoch + 1, config.epochs, config.alpha_ramp),
-            "train_acc": 100.0 * correct / max(seen, 1),
-            **{f"loss_{k}": v / steps for k, v in sums.items()},
-        }
-        if val_set is not None:
-            val_maps = collect_maps(model, val_set, config, device=device)
-            val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
-            val.update(collapse_stats(val_maps["cam_last"]))
-            record.update({f"val_{k}": v for k, v in val.items()})
-        record["epoch_time_s"] = time.perf_counter() - epoch_started
-        append_jsonl(metrics_path, record)
-        save_torch(
-            checkpoint_path,
-            {
-                "config_hash": config.hash,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "elapsed_s": elapsed_before + time.perf_counter() - started,
-            },
-        )
-        say(_epoch_line(config, record))
-        for line in collapse_lines(config, record):
-            say(line)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
-            raise RunInterrupted(f"stopped after epoch {epoch + 1}; call train() again to resume")
+    steps = len(state.sampler)
 
-    maps = collect_maps(model, test_set, config, device=device)
+    def alpha_at(index: int) -> float:
+        return alpha_schedule(epoch + index / steps, config.epochs, config.alpha_ramp)
+
+    def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            out = model(images)
+            terms = method_losses(config, out, images, labels, alpha_at(index), state.embed_net)
+        return terms, int((out.logits_last.argmax(1) == labels).sum()), len(labels)
+
+    def nonfinite(index: int, name: str, value: torch.Tensor) -> Exception:
+        kept = state.checkpoint_path if state.checkpoint_path.exists() else "none yet"
+        return NonFiniteLossError(
+            f"epoch {epoch + 1}, batch {index + 1}: loss term {name!r} is {value.item()}; "
+            f"training stopped, the last good checkpoint ({kept}) is kept. Lower lr or check "
+            "the data."
+        )
+
+    totals = run_epoch(
+        state.loader, step, state.optimizer, nonfinite=nonfinite, total=steps,
+        desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress,
+        postfix=lambda index, terms: {"loss": f"{terms['total'].item():.3f}",
+                                      "alpha": f"{alpha_at(index):.2f}"},
+    )
+    lr_now = state.optimizer.param_groups[0]["lr"]
+    state.scheduler.step()
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr_now,
+        "alpha": alpha_schedule(epoch + 1, config.epochs, config.alpha_ramp),
+        "train_acc": 100.0 * totals.correct / max(totals.seen, 1),
+        **{f"loss_{k}": v / steps for k, v in totals.sums.items()},
+    }
+    if state.val_set is not None:
+        val_maps = collect_maps(model, state.val_set, config, device=device)
+        val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
+        val.update(collapse_stats(val_maps["cam_last"]))
+        record.update({f"val_{k}": v for k, v in val.items()})
+    record["epoch_time_s"] = time.perf_counter() - epoch_started
+    return record
+
+
+def save_checkpoint(state: RunState, epochs_done: int) -> None:
+    """Everything a resumed run needs after `epochs_done` epochs (atomic)."""
+    save_torch(
+        state.checkpoint_path,
+        {
+            "config_hash": state.config.hash,
+            "epoch": epochs_done,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "rng": rng_state(),
+            "elapsed_s": state.elapsed_before + time.perf_counter() - state.started,
+        },
+    )
+
+
+def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
+    """The final evaluation on the whole test split (every reported theta), the saved maps and
+    CAM sample, and `results.json`, written last: the run is finished once it exists."""
+    config, device, model, run_dir = state.config, state.device, state.model, state.run_dir
+    maps = collect_maps(model, state.test_set, config, device=device)
     if config.ten_crop:  # class scores averaged over 10 crops (Sec. 4.1)
-        maps["probs"] = ten_crop_probs(model, test_reader, config, device=device)
+        maps["probs"] = ten_crop_probs(model, state.test_reader, config, device=device)
     thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
     metrics = score_maps(maps, config, thetas=thetas, full=True)
     metrics.update(collapse_stats(maps["cam_last"]))
     save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
-    save_torch(run_dir / "cams.pt", sample_cams(model, test_set, device=device))
-    wall = elapsed_before + time.perf_counter() - started
+    save_torch(run_dir / "cams.pt", sample_cams(model, state.test_set, device=device))
+    wall = state.elapsed_before + time.perf_counter() - state.started
     write_json(
         run_dir / "results.json",
         {
@@ -483,6 +490,35 @@ def _train_locked(
     result = load_run(run_dir, cached=False)
     result.wall_time_s = wall
     return result
+
+
+def _train_locked(
+    config: RunConfig,
+    device: torch.device,
+    datasets: tuple[Dataset, Dataset],
+    sampler: ClassBalancedBatchSampler,
+    weights: tuple[str | None, str | None],
+    run_dir: Path,
+    *,
+    progress: bool,
+    stop_after_epoch: int | None,
+    say: Callable[[str], None],
+    started: float,
+) -> RunResult:
+    """The body of `train`, holding the run folder's lock: setup, resume, the epochs (each
+    logged and checkpointed), finalize."""
+    state = setup_run(config, device, datasets, sampler, weights, run_dir, started)
+    resume_run(state, say)
+    for epoch in range(state.start_epoch, config.epochs):
+        record = train_epoch(state, epoch, progress=progress)
+        append_jsonl(state.metrics_path, record)
+        save_checkpoint(state, epoch + 1)
+        say(_epoch_line(config, record))
+        for line in collapse_lines(config, record):
+            say(line)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
+            raise RunInterrupted(f"stopped after epoch {epoch + 1}; call train() again to resume")
+    return finalize_run(state, say)
 
 
 #: Longest line the trainer logs: a notebook's text column holds about 90 characters.
