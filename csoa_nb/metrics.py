@@ -1,5 +1,9 @@
 """Evaluation of CSoA: the paper's localisation errors and two threshold-free metrics.
 
+(Over 500 lines: the paper's errors, MaxBoxAccV2, PxAP, 10-crop scores and the evaluator
+that accumulates them batch by batch share their input checks and IoU code; about half is the
+validation and documentation of each metric's exact protocol.)
+
 Paper protocol (Kou et al., WACV 2021, Sec. 4.1-4.2): classification scores are the softmax
 scores averaged over 10 crops (``ten_crop_logits``, after Zhou et al., CVPR 2016); a box is
 correct when its IoU with a ground-truth box is >= 0.5 (the ILSVRC rule of Russakovsky et al.,

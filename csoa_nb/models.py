@@ -1,5 +1,9 @@
 """Networks of CSoA: split backbones, the CAM classifiers W_F / W_L and the embedding W_E.
 
+(Over 500 lines: three backbones split into the five blocks that W_F may follow, each with its
+weight loading and checks, and the two heads that read them; one file keeps the block contract
+in one place.)
+
 Paper: Kou et al., "Improve CAM with Auto-adapted Segmentation and Co-supervised
 Augmentation", WACV 2021.
 

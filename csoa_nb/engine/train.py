@@ -1,5 +1,9 @@
 """The trainer shared by every chapter and the command line.
 
+(About 500 lines: the run's building blocks, the steps of a run as separate functions (setup,
+resume, epoch, checkpoint, finalize) around the shared loop of `csoa_nb.engine.loop`, the
+epoch log and the CLI.)
+
 `train(config)` builds the data, the two-CAM network and (for CoAug) the embedding network W_E,
 optimises the loss of `config.method`, checkpoints every epoch, evaluates on the test split and
 writes the run folder described in `csoa_nb.engine.runs`. A finished run with the same config
@@ -16,24 +20,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.data import check_num_classes, collate_wsol
-from csoa_nb.data.transforms import make_sample
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.datasets import build_datasets
+from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets, worker_init
 from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
 from csoa_nb.engine.loop import (
     NonFiniteLossError,
@@ -68,77 +69,6 @@ class RunInterrupted(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- building blocks
-def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of item `index`'s augmentation in `epoch` of a run with `seed` (32 bits)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-class SeededItems(Dataset):
-    """A reader whose items are drawn reproducibly, whatever the loader's worker count.
-
-    Keys are `(index, epoch)` pairs (from `EpochBatches`) or plain indices (epoch 0). Item
-    `index`'s random crop and flip in `epoch` come from torch's generator seeded with
-    `sample_seed(seed, epoch, index)` inside `torch.random.fork_rng`, so they depend on
-    neither the process that loads it nor what was drawn before, and a resumed run draws the
-    same augmentations as an uninterrupted one. `cache=True` keeps the decoded images in memory
-    (the reader's `load_raw`; the synthetic benchmark's ~1,500 small images take ~20 MB), so
-    JPEG decoding happens once, not every epoch; the items are the same either way.
-    """
-
-    def __init__(self, dataset: Any, seed: int, *, cache: bool = False) -> None:
-        self.dataset = dataset
-        self.seed = int(seed)
-        self.cache = cache and hasattr(dataset, "load_raw")
-        self._raw: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str) -> Any:  # labels, num_classes, has_masks, transform, ...
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def _item(self, index: int) -> dict[str, Any]:
-        if not self.cache:
-            return self.dataset[index]
-        raw = self._raw.get(index)
-        if raw is None:
-            raw = self._raw[index] = self.dataset.load_raw(index)
-        return make_sample(self.dataset.transform, *raw, self.dataset.labels[index], index)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: `torch.manual_seed` would also seed (lazily, recording a
-            # traceback each time) every accelerator's generator, 1-2 ms an item; the
-            # transforms draw from the CPU generator alone, so the items are the same
-            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
-            return self._item(index)
-
-
-class EpochBatches(Sampler[list[tuple[int, int]]]):
-    """`ClassBalancedBatchSampler`'s batches as `(index, epoch)` keys for `SeededItems`."""
-
-    def __init__(self, sampler: ClassBalancedBatchSampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch = self.sampler.epoch
-        for batch in self.sampler:
-            yield [(index, epoch) for index in batch]
-
-
 def check_device(config: RunConfig) -> torch.device:
     """`config.device` as a torch device, refused up front when this machine lacks it."""
     try:
@@ -356,7 +286,7 @@ def setup_run(
         batch_sampler=EpochBatches(sampler),
         collate_fn=collate_wsol,
         num_workers=config.num_workers,
-        worker_init_fn=_worker_init,
+        worker_init_fn=worker_init,
     )
     test_reader = test_set
     if config.dataset == "synthetic":

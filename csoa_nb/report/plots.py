@@ -1,5 +1,9 @@
-"""Every figure of the book. Each function returns a `matplotlib.figure.Figure`; captions and
-the prose that reads them are the notebook's job.
+"""The book's figures of data, maps and training, and its house style. Each function returns a
+`matplotlib.figure.Figure`; captions and the prose that reads them are the notebook's job.
+Figures of results (our runs beside the paper's) are `csoa_nb.report.charts`'s.
+
+(Over 500 lines: one function per figure of chapters 01-05, each a few dozen lines of layout,
+plus the house style that every figure of the book, charts too, goes through.)
 
 Figures of maps take the CAM sample a run saves (`RunResult.cams()`, described in
 `csoa_nb.report.views`); the numbers they draw (binary maps, union, box, IoU, confidence mask,

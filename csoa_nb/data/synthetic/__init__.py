@@ -1,5 +1,8 @@
 """The offline benchmark: a synthetic WSOL dataset written in the CUB-200-2011 on-disk format.
 
+(Over 500 lines: the renderer, its class designs and the crash-safe writer with its cache
+folder handling; its command line is `__main__.py`.)
+
 Why it is a real WSOL problem: every object is a LARGE body whose shape, colour and texture are
 shared by all classes, plus a SMALL class-discriminative part (a coloured, patterned shape with
 `part_fraction` of the object's area) near one end of the body's major axis. A classifier only
