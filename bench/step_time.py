@@ -67,7 +67,7 @@ def make_setup(label: str, config: RunConfig, batch_size: int) -> Setup:
 
 
 def cpu_setup() -> Setup:
-    config = RunConfig.preset("cpu")  # vgg_slim, slim_width 8, 64 px crops, batch 48
+    config = RunConfig.from_preset("cpu")  # vgg_slim, slim_width 8, 64 px crops, batch 48
     return make_setup(
         f"vgg_slim (w={config.slim_width}) {config.crop_size} px, batch {config.batch_size}",
         config,
@@ -76,7 +76,7 @@ def cpu_setup() -> Setup:
 
 
 def vgg16_setup(batch_size: int) -> Setup:
-    config = RunConfig.preset(
+    config = RunConfig.from_preset(
         "paper", device="cpu", num_workers=0, batch_size=batch_size, classes_per_batch=2
     )
     return make_setup(

@@ -75,7 +75,7 @@ def quiet(_: str) -> None:
 
 
 def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.preset(
+    return RunConfig.from_preset(
         "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
     )
 
@@ -259,7 +259,7 @@ def test_papermill_wrong_type_parameter(tmp_path):
     chapter = nbformat.v4.new_notebook(metadata=intro.metadata, cells=[
         parameters,
         nbformat.v4.new_code_cell(
-            "config = RunConfig.preset(preset, seed=seed, device=device, "
+            "config = RunConfig.from_preset(preset, seed=seed, device=device, "
             "data_root=data_root, output_dir=output_dir)"
         ),
     ])

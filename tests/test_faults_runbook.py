@@ -207,7 +207,9 @@ def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
     `with_masks` also saves the test masks in `eval_maps.pt` (train does not), so that PxAP
     needs no dataset.
     """
-    config = RunConfig.preset("smoke", method="cam", output_dir=str(output_dir), results_dirs=())
+    config = RunConfig.from_preset(
+        "smoke", method="cam", output_dir=str(output_dir), results_dirs=()
+    )
     assert config.theta == 0.3 and config.data_root == "data"
     run_dir = output_dir / config.hash
     run_dir.mkdir(parents=True)

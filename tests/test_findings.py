@@ -69,7 +69,7 @@ class FakeRun:
     def __init__(self):
         from csoa_nb.engine.config import RunConfig
 
-        self.config = RunConfig.preset("smoke", method="csoa", num_classes=2,
+        self.config = RunConfig.from_preset("smoke", method="csoa", num_classes=2,
                                        classes_per_batch=2, theta=0.5)
 
     def eval_maps(self):

@@ -269,7 +269,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = pytest.importorskip("csoa_nb.engine.config")
-    kwargs = config.RunConfig.preset("smoke").synthetic_kwargs()
+    kwargs = config.RunConfig.from_preset("smoke").synthetic_kwargs()
     path = synthetic_cli(["--root", str(tmp_path), "--preset", "smoke"])
     assert path == make_dataset(tmp_path, **kwargs)
     assert len(CUB200(path, "train")) == kwargs["num_classes"] * kwargs["images_per_class"]

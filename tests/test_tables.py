@@ -106,9 +106,9 @@ def test_table2_rows_are_named_like_the_paper(frame):
 
 
 def test_labels():
-    assert vocabulary.ours_label(RunConfig.preset("cpu"), 3) == (
+    assert vocabulary.ours_label(RunConfig.from_preset("cpu"), 3) == (
         "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds")
-    assert vocabulary.ours_label(RunConfig.preset("paper", device="cpu"), [0], "scratch") == (
+    assert vocabulary.ours_label(RunConfig.from_preset("paper", device="cpu"), [0], "scratch") == (
         "ours, preset paper, CUB-200-2011, VGG16, 1 seed, from scratch")
     assert vocabulary.paper_row_map(1)["VGGnet-CSoA"] == "CSoA (as written)"
     assert vocabulary.column_label("top1_loc_err@0.2") == "Top-1 loc. err (θ 0.2)"
@@ -235,7 +235,7 @@ class FakeRun(RunResult):
 
 
 def test_theta_frame_reads_saved_thetas_and_computes_the_others():
-    config = RunConfig.preset("smoke", method="cam")
+    config = RunConfig.from_preset("smoke", method="cam")
     saved = {f"{m}@0.3": 12.5 for m in tables.THETA_METRICS}
     run = FakeRun(config=config, run_dir=Path("unused"), metrics=saved)
     out = tables.theta_frame([run], thetas=(0.3, 0.4, 0.5))
@@ -321,7 +321,7 @@ def test_plot_methods_colours_methods_by_method(frame):
 
 
 def test_settings_table():
-    table = tables.settings_table(RunConfig.preset("paper", device="cpu"))
+    table = tables.settings_table(RunConfig.from_preset("paper", device="cpu"))
     assert table.loc["batch_size", "value"] == "48"
     assert "48" in table.loc["batch_size", "Sec. 4.1"]
 
@@ -340,7 +340,7 @@ def test_cli_command_rebuilds_the_same_config():
 
     from csoa_nb.engine.train import config_from_args, parse_args
 
-    config = RunConfig.preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
+    config = RunConfig.from_preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
                               seed=2)
     line = tables.cli_command(config)
     assert line.startswith(

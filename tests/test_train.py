@@ -31,7 +31,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.preset(
+    return RunConfig.from_preset(
         "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
     )
 

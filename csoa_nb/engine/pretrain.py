@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="assignments", action="append", default=[])
     args = parser.parse_args(argv)
     try:
-        config = RunConfig.preset(args.preset).with_overrides(args.assignments)
+        config = RunConfig.from_preset(args.preset, **RunConfig.parse_assignments(args.assignments))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     print(pretrain(config))

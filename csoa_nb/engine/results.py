@@ -26,17 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.config import PRESET_SPECS, RunConfig
 from csoa_nb.engine.runs import RunResult
 from csoa_nb.methods import ROWS, row_key
 from csoa_nb.paths import project_path
 
-#: Seeds per preset: three for the real experiments, one for the smoke test.
-SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0,)}
-#: Seeds of the headline rows (`HEADLINE_ROWS`, fine-tuned regime): five, so that the paired
-#: confidence intervals of the differences are narrow enough to read.
-HEADLINE_SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "cpu": (0, 1, 2, 3, 4), "paper": (0,)}
-#: The rows that get `HEADLINE_SEEDS` in the fine-tuned regime.
+#: The rows that get their preset's `headline_seeds` in the fine-tuned regime.
 HEADLINE_ROWS = ("cam", "confseg", "coaug", "csoa", "coaug_fix", "csoa_fix")
 #: Regimes: fine-tuned from our pretraining (the paper's protocol) or from scratch. W_E comes
 #: from the pretraining stage in both (the paper's W_E is always ImageNet-pretrained).
@@ -44,7 +39,7 @@ REGIMES: dict[str, dict[str, Any]] = {
     "pretrained": {"pretrained": "pretrain"},
     "scratch": {"pretrained": "", "embedding_weights": "pretrain"},
 }
-#: The regimes the Table 1 sweep runs: both (from scratch with `SEEDS`, three per row).
+#: The regimes the Table 1 sweep runs: both (from scratch with the preset's `seeds`, three per row).
 SWEPT_REGIMES = tuple(REGIMES)
 #: Table 2: the block W_F is appended after (W_L is after block 5), for both readings of Eq. 10.
 TABLE2_BLOCKS = (3, 4, 5)
@@ -71,10 +66,10 @@ def sweep_configs(
     those of `REGIMES` that Table 1 runs)."""
     if name not in SWEEPS:
         raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}")
-    seeds = SEEDS[preset]
+    seeds = PRESET_SPECS[preset].seeds
 
     def make(row: str, **fields: Any) -> RunConfig:
-        return RunConfig.preset(preset, **ROWS[row].config_fields, **fields, **overrides)
+        return RunConfig.from_preset(preset, **ROWS[row].config_fields, **fields, **overrides)
 
     if name == "calibration":
         return [
@@ -89,7 +84,7 @@ def sweep_configs(
             for regime_name, regime in chosen.items()
             for row in ROWS
             for s in (
-                HEADLINE_SEEDS[preset]
+                PRESET_SPECS[preset].headline_seeds
                 if regime_name == "pretrained" and row in HEADLINE_ROWS
                 else seeds
             )

@@ -513,16 +513,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with --method, --seed and every --set applied (a --set wins); the preset's
+    variant for a --set dataset (the paper's ILSVRC) comes first."""
     overrides: dict[str, Any] = {}
     if args.method is not None:
         overrides["method"] = args.method
     if args.seed is not None:
         overrides["seed"] = args.seed
-    for item in args.assignments:  # the dataset chooses preset defaults (paper: CUB or ILSVRC)
-        key, _, value = item.partition("=")
-        if key == "dataset":
-            overrides["dataset"] = value
-    return RunConfig.preset(args.preset, **overrides).with_overrides(args.assignments)
+    overrides.update(RunConfig.parse_assignments(args.assignments))
+    return RunConfig.from_preset(args.preset, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -395,7 +395,7 @@ def cli_command(config: RunConfig) -> str:
     """The `python -m csoa_nb.engine.train` line that trains `config`: its preset and method, plus a
     `--set` for every field that differs from the plain preset (device, data_root included).
     """
-    base = RunConfig.preset(config.preset)
+    base = RunConfig.from_preset(config.preset)
     parts = [
         "python -m csoa_nb.engine.train", f"--preset {config.preset}", f"--method {config.method}"
     ]

@@ -17,7 +17,7 @@ from csoa_nb.data.synthetic import FAMILIES, Difficulty, make_dataset
 from csoa_nb.engine.config import PRESETS, RunConfig
 
 #: The presets whose data set is this benchmark.
-SYNTHETIC_PRESETS = tuple(p for p in PRESETS if RunConfig.preset(p).dataset == "synthetic")
+SYNTHETIC_PRESETS = tuple(p for p in PRESETS if RunConfig.from_preset(p).dataset == "synthetic")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "difficulty": Difficulty(),
     }
     if args.preset is not None:
-        kwargs.update(RunConfig.preset(args.preset).synthetic_kwargs())
+        kwargs.update(RunConfig.from_preset(args.preset).synthetic_kwargs())
     for key in ("num_classes", "images_per_class", "test_per_class", "image_size", "seed"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
