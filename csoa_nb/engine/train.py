@@ -219,10 +219,9 @@ def train(
             return load_run(finished)
         for stale in remove_stale_tmp(run_dir):
             say(f"[{config.hash}] removed {stale.name}, left by a killed process")
-        return _train_locked(
-            config, device, (train_set, test_set), sampler, weights, run_dir,
-            progress=progress, stop_after_epoch=stop_after_epoch, say=say, started=started,
-        )
+        state = setup_run(config, device, (train_set, test_set), sampler, weights, run_dir,
+                          started)
+        return run_training(state, progress=progress, stop_after_epoch=stop_after_epoch, say=say)
 
 
 def _make_folder(folder: Path, run_dir: Path) -> None:
@@ -422,22 +421,16 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
     return result
 
 
-def _train_locked(
-    config: RunConfig,
-    device: torch.device,
-    datasets: tuple[Dataset, Dataset],
-    sampler: ClassBalancedBatchSampler,
-    weights: tuple[str | None, str | None],
-    run_dir: Path,
+def run_training(
+    state: RunState,
     *,
     progress: bool,
     stop_after_epoch: int | None,
     say: Callable[[str], None],
-    started: float,
 ) -> RunResult:
-    """The body of `train`, holding the run folder's lock: setup, resume, the epochs (each
-    logged and checkpointed), finalize."""
-    state = setup_run(config, device, datasets, sampler, weights, run_dir, started)
+    """The body of `train` after `setup_run`, holding the run folder's lock: resume, the epochs
+    (each logged and checkpointed), finalize."""
+    config = state.config
     resume_run(state, say)
     for epoch in range(state.start_epoch, config.epochs):
         record = train_epoch(state, epoch, progress=progress)
