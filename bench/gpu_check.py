@@ -11,13 +11,13 @@ Three modes, each printing `RESULT ...` lines that bench/gpu_check.sh collects:
   rank, each rank one whole 12-class x 4-image group (as DistributedClassBalancedBatchSampler
   gives), W_E replicated and frozen, not wrapped; images/s over all ranks and a check that the
   replicas' parameters are still bit-identical after the steps. Until the trainer is wired to
-  DDP (DDP_PLAN.md) this is the model's DDP step, not `python -m csoa_nb.train`.
+  DDP (DDP_PLAN.md) this is the model's DDP step, not `python -m csoa_nb.engine.train`.
 * `--dry-run` (with either): CPU, the slim backbone, 64 px, batch 8, 3 steps: the whole
   script in seconds, the same report format.
 
-A training step is the trainer's: forward under autocast, `csoa_nb.train.method_losses` of
+A training step is the trainer's: forward under autocast, `csoa_nb.engine.train.method_losses` of
 method `csoa` at alpha = 1, with Eq. 5 and Eq. 12 (`confseg_loss`, `coaug_loss`) in float32
-through `csoa_nb.distributed.fp32_region` as DDP_PLAN.md wires them, backward, SGD step.
+through `csoa_nb.engine.distributed.fp32_region` as DDP_PLAN.md wires them, backward, SGD step.
 The data are random tensors already on the device, with class-balanced labels: the check
 measures the GPU and the network, not JPEG decoding (the loader's speed depends on the data
 set's disk and CPU workers, not on the GPU; the synthetic generator would spend most of a
@@ -41,11 +41,9 @@ try:
 except ImportError:  # `python bench/gpu_check.py`
     import _common  # type: ignore # noqa: F401
 
-from csoa_nb import train as trainer
-from csoa_nb.coaug import coaug_loss
-from csoa_nb.config import RunConfig
-from csoa_nb.confseg import confseg_loss
-from csoa_nb.distributed import (
+from csoa_nb.engine import train as trainer
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.distributed import (
     Amp,
     barrier,
     cleanup,
@@ -53,6 +51,7 @@ from csoa_nb.distributed import (
     init_distributed,
     make_amp,
 )
+from csoa_nb.methods import csoa
 
 #: Relative tolerance of the CUDA-vs-CPU loss (float32 both, TF32 off): the two differ only
 #: in the order of float32 sums inside convolutions (~1e-6 relative after 13 layers).
@@ -72,16 +71,16 @@ class Setup:
 
 def setups(dry_run: bool, backbones: list[str], batch: int, size: int) -> list[Setup]:
     """The `paper` preset's networks (VGG16 on CUB, Inception-v3 on ILSVRC), or the dry run's
-    slim one, as csoa_nb.train builds them."""
+    slim one, as csoa_nb.engine.train builds them."""
     if dry_run:
-        config = RunConfig.preset("cpu", method="csoa").replace(
+        config = RunConfig.from_preset("cpu", method="csoa").replace(
             batch_size=batch, classes_per_batch=4, crop_size=size, resize_size=size, device="cpu"
         )
         return [Setup("vgg_slim", config, batch)]
     out = []
     for backbone in backbones:
         dataset = "ilsvrc" if backbone == "inception_v3" else "cub"
-        config = RunConfig.preset("paper", method="csoa", dataset=dataset)
+        config = RunConfig.from_preset("paper", method="csoa", dataset=dataset)
         config = config.replace(batch_size=batch, crop_size=size,
                                 resize_size=max(size, config.resize_size))
         if config.backbone != backbone:
@@ -93,9 +92,9 @@ def setups(dry_run: bool, backbones: list[str], batch: int, size: int) -> list[S
 
 @contextmanager
 def fp32_losses() -> Iterator[None]:
-    """`csoa_nb.train.method_losses` with Eq. 5/6 and Eq. 12 in float32 (`fp32_region`)."""
-    with mock.patch.object(trainer, "confseg_loss", fp32_region(confseg_loss)), \
-            mock.patch.object(trainer, "coaug_loss", fp32_region(coaug_loss)):
+    """`csoa_nb.engine.train.method_losses` with Eq. 5/6 and Eq. 12 in float32 (`fp32_region`)."""
+    with mock.patch.object(csoa, "confseg_loss", fp32_region(csoa.confseg_loss)), \
+            mock.patch.object(csoa, "coaug_loss", fp32_region(csoa.coaug_loss)):
         yield
 
 

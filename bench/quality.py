@@ -1,6 +1,6 @@
 """Localization quality of cam, confseg, coaug and csoa over seeds, from the run cache.
 
-Reads the runs of sweep "table1" (`csoa_nb.results.sweep_configs`) of a preset, the paper's
+Reads the runs of sweep "table1" (`csoa_nb.engine.results.sweep_configs`) of a preset, the paper's
 protocol by default (fine-tuned from the pretraining stage), and prints per method the mean,
 standard deviation and range over seeds of top-1 localization error, GT-known localization
 error (both at the config's theta, in %, lower is better) and MaxBoxAccV2 (Choe et al. 2020,
@@ -25,18 +25,13 @@ try:
 except ModuleNotFoundError:  # run as `python bench/quality.py`
     from _common import REPO_ROOT, format_table, print_machine, set_threads  # type: ignore
 
-from csoa_nb.config import PRESETS
-from csoa_nb.results import (
-    REGIMES,
-    TABLE1_METHODS,
-    regime_of,
-    row_key,
-    runs_frame,
-    sweep_configs,
-)
-from csoa_nb.runs import RunResult, find_run, load_run
+from csoa_nb.engine.config import PRESETS
+from csoa_nb.engine.results import REGIMES, regime_of, runs_frame, sweep_configs
+from csoa_nb.engine.runs import RunResult, find_run, load_run
+from csoa_nb.methods import ROWS, row_key
 
-#: Table rows (`results.ROWS`): "_fix" is our reading of Eq. 10 (chapter 04), not the paper's.
+#: Table rows (`csoa_nb.methods.ROWS`): "_fix" is our reading of Eq. 10 (chapter 04), not the
+#: paper's.
 METHODS = ("cam", "confseg", "coaug", "csoa", "coaug_fix", "csoa_fix")
 #: (column of results.json metrics, label, better)
 METRICS = (
@@ -63,7 +58,7 @@ def collect(
         elif only_cached:
             missing.append(f"{config.hash} {row_key(config)} seed {config.seed}")
         else:
-            from csoa_nb.train import train
+            from csoa_nb.engine.train import train
 
             found.append(train(config, progress=False))
     return found, missing
@@ -92,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu", choices=PRESETS)
     parser.add_argument("--regime", default="pretrained", choices=tuple(REGIMES))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=TABLE1_METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=tuple(ROWS))
     parser.add_argument("--only-cached", action="store_true",
                         help="skip runs that are not finished (never train)")
     parser.add_argument("--quick", action="store_true", help="the same as --only-cached")

@@ -1,7 +1,7 @@
 """Time one training step of cam, confseg, coaug and csoa on the same backbone and batch.
 
-A step is what `csoa_nb.train.train` does per batch: forward, every loss term of the method
-(`csoa_nb.train.method_losses`, alpha = 1 as after the ramp), backward, SGD step. The model,
+A step is what `csoa_nb.engine.train.train` does per batch: forward, every loss term of the method
+(`csoa_nb.engine.train.method_losses`, alpha = 1 as after the ramp), backward, SGD step. The model,
 embedding W_E and optimizer come from the engine's own builders, so the loss code timed here is
 the code that trains. Methods are timed round-robin (the order rotates every round) so that a
 change in machine load hits every method alike. Each sample is the CPU time of this process
@@ -38,8 +38,8 @@ try:
 except ModuleNotFoundError:  # run as `python bench/step_time.py`
     from _common import format_table, median_iqr, print_machine, set_threads  # type: ignore
 
-from csoa_nb.config import RunConfig
-from csoa_nb.train import build_embedding, build_model, build_optimizer, method_losses
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.train import build_embedding, build_model, build_optimizer, method_losses
 
 METHODS = ("cam", "confseg", "coaug", "csoa")
 TARGET_RATIO = 1.6  # csoa / cam, time per step
@@ -67,7 +67,7 @@ def make_setup(label: str, config: RunConfig, batch_size: int) -> Setup:
 
 
 def cpu_setup() -> Setup:
-    config = RunConfig.preset("cpu")  # vgg_slim, slim_width 8, 64 px crops, batch 48
+    config = RunConfig.from_preset("cpu")  # vgg_slim, slim_width 8, 64 px crops, batch 48
     return make_setup(
         f"vgg_slim (w={config.slim_width}) {config.crop_size} px, batch {config.batch_size}",
         config,
@@ -76,7 +76,7 @@ def cpu_setup() -> Setup:
 
 
 def vgg16_setup(batch_size: int) -> Setup:
-    config = RunConfig.preset(
+    config = RunConfig.from_preset(
         "paper", device="cpu", num_workers=0, batch_size=batch_size, classes_per_batch=2
     )
     return make_setup(

@@ -5,7 +5,7 @@ module scores *fixed* maps, no training: for every test image, candidates built 
 ground truth (the mask, the box, the inverted mask, a dilated mask), the two maps that localize
 nothing (S = 1 everywhere; an all-negative CAM, S = 0 after Eq. 8's ReLU/max) and the maps of
 trained runs. Each is put through Eq. 8-12 exactly as in training
-(`csoa_nb.coaug.foreground_background`, a frozen W_E, `coaug_loss` with the mean reduction),
+(`csoa_nb.methods.coaug.foreground_background`, a frozen W_E, `coaug_loss` with the mean reduction),
 over class-balanced batches of the test set (Sec. 4.1), under both readings of Eq. 10's
 Mask_hat: "paper" (Eq. 3, as written) and "below_mean" (our extension).
 
@@ -23,8 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csoa_nb.coaug import BACKGROUNDS, ClassBalancedBatchSampler, coaug_loss, foreground_background
 from csoa_nb.data import collate_wsol
+from csoa_nb.methods.coaug import (
+    BACKGROUNDS,
+    ClassBalancedBatchSampler,
+    coaug_loss,
+    foreground_background,
+)
 
 #: Candidate maps, in the order the chapter shows them.
 CANDIDATES = ("S = 0 (all negative)", "S = 1 everywhere", "inverted mask", "dilated mask",

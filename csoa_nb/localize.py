@@ -45,79 +45,33 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from csoa_nb.checks import as_tensor, check_map, check_size, check_theta
+
 __all__ = [
     "normalize_cam",
     "upsample_cam",
     "binarize",
     "fuse_cams",
     "slice_components",
+    "largest_per_slice",
     "largest_component_box",
     "component_boxes",
     "csoa_box",
 ]
 
+#: The thetas every run is scored at and the book reports (Table 3 of the paper).
+REPORTED_THETAS = (0.2, 0.3, 0.4)
+
 _NO_BOXES = (np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 # ----------------------------------------------------------------------------- validation
-def _as_tensor(x: object, name: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    raise ValueError(f"{name} must be a torch.Tensor (or numpy array); got {type(x).__name__}")
-
-
-def _check_map(
-    x: object, name: str, *, ndim: int | None = None, min_ndim: int | None = None
-) -> Tensor:
-    """Tensor with the required rank, numeric, no NaN/inf; ints/bools become float32."""
-    t = _as_tensor(x, name)
-    if ndim is not None and t.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dims; got shape {tuple(t.shape)}")
-    if min_ndim is not None and t.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dims (..., h, w); got shape {tuple(t.shape)}"
-        )
-    if t.is_complex():
-        raise ValueError(f"{name} must be real-valued; got dtype {t.dtype}")
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.float()  # ints, bools, float16, bfloat16: computed in float32
-    # a sum is NaN/inf whenever a value is (and rarely by overflow): the cheap test first
-    if t.numel() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
-        bad = "NaN" if torch.isnan(t).any() else "inf"
-        raise ValueError(f"{name} contains {bad} values; check the model output / input data")
-    if t.shape[-2:].numel() == 0 and t.ndim >= 2:
-        raise ValueError(f"{name} has an empty spatial size {tuple(t.shape[-2:])}")
-    return t
-
-
-def _check_theta(theta: object, name: str = "theta") -> float:
-    if isinstance(theta, bool) or not isinstance(theta, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number in [0, 1]; got {theta!r}")
-    value = float(theta)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1] (Eq. 13 threshold ratio); got {theta!r}")
-    return value
-
-
-def _check_size(size: object, name: str = "size") -> tuple[int, int]:
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-        or not all(int(s) > 0 for s in size)
-    ):
-        raise ValueError(f"{name} must be a pair of positive ints (H, W); got {size!r}")
-    return int(size[0]), int(size[1])
-
-
 def _check_cam_pair(cam_last: object, cam_feature: object) -> tuple[Tensor, Tensor | None]:
     """``S_L`` and (optional) ``S_F`` as ``B x h x w`` float maps with one batch size."""
-    cam_last = _check_map(cam_last, "cam_last", ndim=3)
+    cam_last = check_map(cam_last, "cam_last", ndim=3)
     if cam_feature is None:
         return cam_last, None
-    cam_feature = _check_map(cam_feature, "cam_feature", ndim=3)
+    cam_feature = check_map(cam_feature, "cam_feature", ndim=3)
     if cam_feature.shape[0] != cam_last.shape[0]:
         raise ValueError(
             f"cam_last and cam_feature must have the same batch size; got "
@@ -127,7 +81,7 @@ def _check_cam_pair(cam_last: object, cam_feature: object) -> tuple[Tensor, Tens
 
 
 def _check_binary(binary: object, name: str, ndims: tuple[int, ...]) -> Tensor:
-    t = _as_tensor(binary, name)
+    t = as_tensor(binary, name)
     if t.dtype != torch.bool:
         raise ValueError(
             f"{name} must be a bool tensor (e.g. the output of binarize); got dtype {t.dtype}"
@@ -154,7 +108,7 @@ def normalize_cam(cam: Tensor) -> Tensor:
     Raises:
         ValueError: ``cam`` is not a tensor, has fewer than 2 dims, or contains NaN/inf.
     """
-    cam = _check_map(cam, "cam", min_ndim=2)
+    cam = check_map(cam, "cam", min_ndim=2)
     lo = cam.amin(dim=(-2, -1), keepdim=True)
     hi = cam.amax(dim=(-2, -1), keepdim=True)
     span = hi - lo
@@ -178,8 +132,8 @@ def upsample_cam(cam: Tensor, size: tuple[int, int]) -> Tensor:
     Raises:
         ValueError: wrong number of dims, NaN/inf values, or a bad ``size``.
     """
-    cam = _check_map(cam, "cam", ndim=3)
-    size = _check_size(size)
+    cam = check_map(cam, "cam", ndim=3)
+    size = check_size(size)
     if tuple(cam.shape[-2:]) == size:
         return cam.clone()
     maps = cam.detach().cpu().numpy()
@@ -213,8 +167,8 @@ def binarize(cam: Tensor, theta: float) -> Tensor:
     Raises:
         ValueError: ``theta`` outside ``[0, 1]``; ``cam`` with < 2 dims or NaN/inf.
     """
-    theta = _check_theta(theta)
-    cam = _check_map(cam, "cam", min_ndim=2)
+    theta = check_theta(theta)
+    cam = check_map(cam, "cam", min_ndim=2)
     return cam > theta * cam.amax(dim=(-2, -1), keepdim=True)
 
 
@@ -245,7 +199,7 @@ def fuse_cams(cam_last: Tensor, cam_feature: Tensor | None, size: tuple[int, int
         ValueError: wrong dims, batch mismatch, NaN/inf, bad size.
     """
     cam_last, cam_feature = _check_cam_pair(cam_last, cam_feature)
-    size = _check_size(size)
+    size = check_size(size)
     fused = normalize_cam(upsample_cam(cam_last, size))
     if cam_feature is not None:
         other = normalize_cam(upsample_cam(cam_feature, size)).to(fused)
@@ -349,7 +303,7 @@ def slice_components(binary: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarra
     return boxes, slice_index, np.concatenate([a for _, a in parts])
 
 
-def _largest_per_slice(slice_index: np.ndarray, area: np.ndarray, n_slices: int) -> np.ndarray:
+def largest_per_slice(slice_index: np.ndarray, area: np.ndarray, n_slices: int) -> np.ndarray:
     """Index (into the component list) of each slice's largest component, -1 if none.
 
     Ties go to the component listed first (smallest label)."""
@@ -460,8 +414,8 @@ def csoa_box(
     Raises:
         ValueError: bad theta, shapes, NaN/inf or size.
     """
-    theta = _check_theta(theta)
-    image_size = _check_size(image_size, "image_size")
+    theta = check_theta(theta)
+    image_size = check_size(image_size, "image_size")
     cam_last, cam_feature = _check_cam_pair(cam_last, cam_feature)
     maps = [cam_last] if cam_feature is None else [cam_last, cam_feature.to(cam_last.dtype)]
     arrays = [m.detach().cpu().numpy() for m in maps]

@@ -1,5 +1,9 @@
 """Evaluation of CSoA: the paper's localisation errors and two threshold-free metrics.
 
+(Over 500 lines: the paper's errors, MaxBoxAccV2, PxAP, 10-crop scores and the evaluator
+that accumulates them batch by batch share their input checks and IoU code; about half is the
+validation and documentation of each metric's exact protocol.)
+
 Paper protocol (Kou et al., WACV 2021, Sec. 4.1-4.2): classification scores are the softmax
 scores averaged over 10 crops (``ten_crop_logits``, after Zhou et al., CVPR 2016); a box is
 correct when its IoU with a ground-truth box is >= 0.5 (the ILSVRC rule of Russakovsky et al.,
@@ -28,13 +32,11 @@ import torchvision.transforms.functional as TF
 from torch import Tensor
 from torchvision.ops import box_iou as _tv_box_iou
 
+from csoa_nb.checks import as_tensor, check_map, check_theta
 from csoa_nb.localize import (
-    _as_tensor,
-    _check_map,
-    _check_theta,
-    _largest_per_slice,
     binarize,
     largest_component_box,
+    largest_per_slice,
     slice_components,
 )
 
@@ -69,7 +71,7 @@ LOC_ERROR_KEYS = (
 
 # ----------------------------------------------------------------------------- validation
 def _check_boxes(boxes: object, name: str, *, allow_1d: bool = False) -> Tensor:
-    t = _as_tensor(boxes, name)
+    t = as_tensor(boxes, name)
     if allow_1d and t.ndim == 1:
         t = t[None]
     if t.ndim != 2 or t.shape[1] != 4:
@@ -99,7 +101,7 @@ def _check_box_list(gt_boxes: object, n: int, name: str = "gt_boxes") -> list[Te
 
 
 def _check_unit_maps(loc_maps: object, name: str = "loc_maps") -> Tensor:
-    t = _check_map(loc_maps, name, ndim=3)
+    t = check_map(loc_maps, name, ndim=3)
     if t.numel() and (t.min() < 0 or t.max() > 1):
         raise ValueError(
             f"{name} must be normalised to [0, 1] (use csoa_nb.localize.fuse_cams or "
@@ -109,7 +111,7 @@ def _check_unit_maps(loc_maps: object, name: str = "loc_maps") -> Tensor:
 
 
 def _check_masks(gt_masks: object, shape: torch.Size, name: str = "gt_masks") -> Tensor:
-    t = _as_tensor(gt_masks, name)
+    t = as_tensor(gt_masks, name)
     if t.ndim == 4 and t.shape[1] == 1:  # B x 1 x H x W as collated by collate_wsol
         t = t[:, 0]
     if t.shape != shape:
@@ -193,14 +195,14 @@ def max_iou(pred: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:
 # ----------------------------------------------------------------------------- paper errors
 def _topk_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Validated top-1 / top-5 correctness flags (bool, N each)."""
-    logits = _as_tensor(logits, "logits")
+    logits = as_tensor(logits, "logits")
     if logits.ndim != 2 or logits.shape[1] == 0:
         raise ValueError(f"logits must have shape N x C (C >= 1); got {tuple(logits.shape)}")
     if not logits.is_floating_point():
         logits = logits.double()
     if not torch.isfinite(logits).all():
         raise ValueError("logits contains NaN/inf values; check the model output")
-    labels = _as_tensor(labels, "labels")
+    labels = as_tensor(labels, "labels")
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
             f"labels must have shape ({logits.shape[0]},) to match logits; "
@@ -219,7 +221,7 @@ def _topk_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _check_iou_vector(iou: object, n: int, name: str = "iou") -> Tensor:
-    t = _as_tensor(iou, name)
+    t = as_tensor(iou, name)
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},); got {tuple(t.shape)}")
     t = t.double().cpu()
@@ -384,7 +386,7 @@ class MaxBoxAccV2:
             comp_iou = _pair_iou(boxes[:, None, :].astype(np.float64), gt[None]).max(axis=1)
             np.maximum.at(best, slice_index, comp_iou)
         else:
-            pick = _largest_per_slice(slice_index, area, n_thr)
+            pick = largest_per_slice(slice_index, area, n_thr)
             has = pick >= 0
             chosen = boxes[pick[has]].astype(np.float64)
             best[has] = _pair_iou(chosen[:, None, :], gt[None]).max(axis=1)
@@ -579,7 +581,7 @@ def ten_crop_logits(model: Callable[[Tensor], Tensor], images: Tensor, crop_size
         ValueError: bad image shape, NaN, crop larger than the image, or a model output that
             is not a ``B x C`` tensor.
     """
-    images = _check_map(images, "images", ndim=4)
+    images = check_map(images, "images", ndim=4)
     if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)):
         raise ValueError(f"crop_size must be a positive int; got {crop_size!r}")
     h, w = images.shape[-2:]
@@ -641,7 +643,7 @@ class LocalizationEvaluator:
         thetas = [theta] if not isinstance(theta, (Sequence, np.ndarray)) else list(theta)
         if not thetas:
             raise ValueError("theta must be a number or a non-empty sequence of numbers")
-        self.thetas = [_check_theta(t) for t in thetas]
+        self.thetas = [check_theta(t) for t in thetas]
         if len({f"{t:g}" for t in self.thetas}) != len(self.thetas):
             raise ValueError(f"theta values must be distinct; got {thetas}")
         self.iou_threshold = _check_iou_threshold(iou_threshold)

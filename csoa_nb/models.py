@@ -1,5 +1,9 @@
 """Networks of CSoA: split backbones, the CAM classifiers W_F / W_L and the embedding W_E.
 
+(Over 500 lines: three backbones split into the five blocks that W_F may follow, each with its
+weight loading and checks, and the two heads that read them; one file keeps the block contract
+in one place.)
+
 Paper: Kou et al., "Improve CAM with Auto-adapted Segmentation and Co-supervised
 Augmentation", WACV 2021.
 
@@ -28,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from csoa_nb.checks import check_choice
 
 BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
 EMBEDDINGS = ("alexnet", "slim")
@@ -79,14 +85,9 @@ class CSoAOutput(NamedTuple):
 # validation helpers and weight files
 
 
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
 def backbone_channels(name: str, slim_width: int = 16) -> tuple[int, int, int, int, int]:
     """Output channels of the five blocks of backbone ``name`` (``slim_width`` for vgg_slim)."""
-    _check_choice(name, BACKBONES, "backbone")
+    check_choice("backbone", name, BACKBONES)
     if name == "vgg16":
         return _VGG16_CHANNELS
     if name == "inception_v3":
@@ -102,7 +103,7 @@ def backbone_strides(name: str) -> tuple[int, int, int, int, int]:
     For inception_v3 the strides are nominal: its unpadded convolutions shave a few pixels,
     e.g. a 299 px input gives 17 x 17 maps after blocks 4-5 rather than 299 / 16.
     """
-    _check_choice(name, BACKBONES, "backbone")
+    check_choice("backbone", name, BACKBONES)
     return _STRIDES[name]
 
 
@@ -167,7 +168,9 @@ def _resolve_weights(weights: object, net: str) -> Path:
                 f"{_hub_checkpoint_dir()})"
             )
         else:
-            hint = "write it with the pretraining step (csoa_nb.pretrain) or pass weights=None"
+            hint = (
+                "write it with the pretraining step (csoa_nb.engine.pretrain) or pass weights=None"
+            )
         raise FileNotFoundError(f"weights file for {net} not found at {path}: {hint}")
     return path
 
@@ -289,7 +292,7 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, slim_width: int = 16) -> None:
         super().__init__()
-        _check_choice(name, BACKBONES, "backbone")
+        check_choice("backbone", name, BACKBONES)
         self.name = name
         self.channels = backbone_channels(name, slim_width)
         self.strides = backbone_strides(name)
@@ -450,7 +453,7 @@ class CSoANet(nn.Module):
         slim_width: int = 16,
     ) -> None:
         super().__init__()
-        _check_choice(backbone, BACKBONES, "backbone")
+        check_choice("backbone", backbone, BACKBONES)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         if (isinstance(feature_block, bool) or not isinstance(feature_block, int)
@@ -504,7 +507,7 @@ class EmbeddingNet(nn.Module):
     def __init__(self, kind: str = "alexnet", weights: str | Path | None = None,
                  slim_width: int = 16) -> None:
         super().__init__()
-        _check_choice(kind, EMBEDDINGS, "embedding")
+        check_choice("embedding", kind, EMBEDDINGS)
         self.kind = kind
         self.frozen = False
         if kind == "alexnet":

@@ -9,7 +9,7 @@ like an "inverted" map. Three numbers tell these apart, per epoch and for the fi
 - `cam_nonpositive`: share of raw true-class CAM pixels <= 0 (all-negative collapse: ~1);
 - `fg_saturated`: share of pixels where S = relu(S_L^c) / max relu(S_L^c) exceeds 0.5
   (saturation: most of the image);
-- `box_mass_ratio` (`csoa_nb.evaluate.box_mass_ratio`): map mass inside the ground-truth box
+- `box_mass_ratio` (`csoa_nb.engine.evaluate.box_mass_ratio`): map mass inside the ground-truth box
   over the box's share of the image (< 1: the map prefers the background: inverted).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from csoa_nb.coaug import foreground_map
+from csoa_nb.methods.coaug import foreground_map
 
 #: Where each collapse is declared: (monitor, comparison, limit).
 ALL_NEGATIVE_LIMIT = 0.95  # cam_nonpositive >= this

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from csoa_nb.distributed import (
+from csoa_nb.engine.distributed import (
     DistributedClassBalancedBatchSampler,
     barrier,
     cleanup,

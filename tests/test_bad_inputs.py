@@ -60,12 +60,14 @@ import nbformat
 import pytest
 import torch
 
-import csoa_nb.train as train_module
-from csoa_nb import evaluate, runbook
-from csoa_nb.config import RunConfig
+import csoa_nb.engine.train as train_module
 from csoa_nb.data import DataError
-from csoa_nb.runs import LOCK_NAME, CheckpointError, load_checkpoint
-from csoa_nb.train import NonFiniteLossError, RunInterrupted, build_model, train
+from csoa_nb.engine import evaluate
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.loop import NonFiniteLossError
+from csoa_nb.engine.runs import LOCK_NAME, CheckpointError, load_checkpoint
+from csoa_nb.engine.train import RunInterrupted, build_model, train
+from csoa_nb.report import runbook
 
 
 def quiet(_: str) -> None:
@@ -73,7 +75,7 @@ def quiet(_: str) -> None:
 
 
 def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.preset(
+    return RunConfig.from_preset(
         "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
     )
 
@@ -257,7 +259,7 @@ def test_papermill_wrong_type_parameter(tmp_path):
     chapter = nbformat.v4.new_notebook(metadata=intro.metadata, cells=[
         parameters,
         nbformat.v4.new_code_cell(
-            "config = RunConfig.preset(preset, seed=seed, device=device, "
+            "config = RunConfig.from_preset(preset, seed=seed, device=device, "
             "data_root=data_root, output_dir=output_dir)"
         ),
     ])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fixtures_data import square_objects
 
-from csoa_nb.coaug import (
+from csoa_nb.methods.coaug import (
     ClassBalancedBatchSampler,
     background_mask,
     class_map,

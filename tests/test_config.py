@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csoa_nb.config import METHODS, PRESETS, RunConfig
-from csoa_nb.train import build_model, build_optimizer
+from csoa_nb.engine.config import METHODS, PRESETS, RunConfig
+from csoa_nb.engine.train import build_model, build_optimizer
 
 
 def test_presets_build_and_label_themselves():
     for name in PRESETS:
-        assert RunConfig.preset(name).preset == name
+        assert RunConfig.from_preset(name).preset == name
 
 
 @pytest.mark.parametrize(
@@ -27,16 +27,16 @@ def test_presets_build_and_label_themselves():
 )
 def test_bad_settings_name_the_valid_choices(changes, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        RunConfig.preset("cpu", **changes)
+        RunConfig.from_preset("cpu", **changes)
 
 
 def test_unknown_preset_lists_presets():
     with pytest.raises(ValueError, match="valid choices: smoke, cpu, paper"):
-        RunConfig.preset("gpu")
+        RunConfig.from_preset("gpu")
 
 
 def test_hash_ignores_where_and_how_but_not_what():
-    base = RunConfig.preset("cpu")
+    base = RunConfig.from_preset("cpu")
     assert base.replace(device="cuda", output_dir="elsewhere", num_workers=4).hash == base.hash
     assert base.replace(seed=1).hash != base.hash
     assert base.replace(theta=0.2).hash != base.hash
@@ -44,34 +44,36 @@ def test_hash_ignores_where_and_how_but_not_what():
 
 
 def test_json_round_trip_is_exact():
-    config = RunConfig.preset("smoke", method="coaug", seed=3)
+    config = RunConfig.from_preset("smoke", method="coaug", seed=3)
     assert RunConfig.from_dict(config.to_dict()) == config
     assert RunConfig.from_dict(config.to_dict()).hash == config.hash
 
 
 def test_cli_style_overrides_parse_by_field_type():
-    config = RunConfig.preset("cpu").with_overrides(["epochs=3", "theta=0.25", "ten_crop=true"])
+    config = RunConfig.from_preset("cpu").with_overrides(
+        ["epochs=3", "theta=0.25", "ten_crop=true"]
+    )
     assert (config.epochs, config.theta, config.ten_crop) == (3, 0.25, True)
     with pytest.raises(ValueError, match="expected a value of type int"):
-        RunConfig.preset("cpu").with_overrides(["epochs=three"])
+        RunConfig.from_preset("cpu").with_overrides(["epochs=three"])
     with pytest.raises(ValueError, match="key one of"):
-        RunConfig.preset("cpu").with_overrides(["nonsense=1"])
+        RunConfig.from_preset("cpu").with_overrides(["nonsense=1"])
 
 
 def test_method_parts_cover_every_method():
     for method in METHODS:
-        config = RunConfig.preset("smoke", method=method)
+        config = RunConfig.from_preset("smoke", method=method)
         assert isinstance(config.two_heads, bool)
-    assert not RunConfig.preset("smoke", method="cam").two_heads
-    assert RunConfig.preset("smoke", method="csoa").uses_coaug
+    assert not RunConfig.from_preset("smoke", method="cam").two_heads
+    assert RunConfig.from_preset("smoke", method="csoa").uses_coaug
 
 
 def test_paper_preset_is_section_4_1():
-    config = RunConfig.preset("paper", device="cpu")
+    config = RunConfig.from_preset("paper", device="cpu")
     assert (config.backbone, config.embedding, config.feature_block) == ("vgg16", "alexnet", 4)
     assert (config.batch_size, config.classes_per_batch) == (48, 12)
     assert config.ten_crop and config.crop_size == 224 and config.num_classes == 200
-    ilsvrc = RunConfig.preset("paper", dataset="ilsvrc", device="cpu")
+    ilsvrc = RunConfig.from_preset("paper", dataset="ilsvrc", device="cpu")
     assert (ilsvrc.backbone, ilsvrc.num_classes) == ("inception_v3", 1000)
     # inspect the built optimizer and schedule (weights=None: nothing is loaded)
     model = build_model(config, weights=None)
@@ -110,16 +112,16 @@ def test_relative_paths_mean_the_project_root_from_any_subfolder(tmp_path, monke
 )
 def test_wrong_parameter_types_are_named(field, value):
     with pytest.raises(ValueError, match=f"{field} must be of type"):
-        RunConfig.preset("smoke", **{field: value})
+        RunConfig.from_preset("smoke", **{field: value})
 
 
 def test_a_float_field_accepts_an_int():
-    config = RunConfig.preset("smoke", theta=0.5, lr=1)
+    config = RunConfig.from_preset("smoke", theta=0.5, lr=1)
     assert isinstance(config.lr, float) and config.hash == config.replace(lr=1.0).hash
 
 
 def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
-    from csoa_nb.train import config_from_args, parse_args
+    from csoa_nb.engine.train import config_from_args, parse_args
 
     config = config_from_args(parse_args(["--preset", "paper", "--set", "dataset=ilsvrc"]))
     assert (config.dataset, config.backbone, config.num_classes) == ("ilsvrc", "inception_v3", 1000)
@@ -131,4 +133,24 @@ def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
 )
 def test_out_of_range_settings_fail_early(field, value):
     with pytest.raises(ValueError, match=field):
-        RunConfig.preset("smoke", **{field: value})
+        RunConfig.from_preset("smoke", **{field: value})
+
+
+def test_from_preset_variant_seeds_and_cli_precedence():
+    """The paper preset's ILSVRC variant comes with `dataset="ilsvrc"`, whether given in code or
+    as a --set (no pre-scan of the CLI); a --set wins over --method; seeds live with presets."""
+    from csoa_nb.engine.config import PRESET_SPECS
+    from csoa_nb.engine.train import config_from_args, parse_args
+
+    ilsvrc = RunConfig.from_preset("paper", dataset="ilsvrc", device="cpu")
+    assert (ilsvrc.backbone, ilsvrc.num_classes, ilsvrc.epochs) == ("inception_v3", 1000, 20)
+    assert RunConfig.from_preset("paper", device="cpu").backbone == "vgg16"
+    args = parse_args(["--preset", "paper", "--method", "cam", "--set", "dataset=ilsvrc",
+                       "--set", "method=csoa", "--set", "device=cpu"])
+    config = config_from_args(args)
+    assert (config.method, config.backbone, config.preset) == ("csoa", "inception_v3", "paper")
+    assert config.hash == RunConfig.from_preset(
+        "paper", method="csoa", dataset="ilsvrc", device="cpu"
+    ).hash
+    assert PRESET_SPECS["cpu"].seeds == (0, 1, 2)
+    assert PRESET_SPECS["cpu"].headline_seeds == (0, 1, 2, 3, 4)

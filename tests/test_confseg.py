@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csoa_nb.confseg import (
+from csoa_nb.methods.confseg import (
     alpha,
     class_map,
     confidence_mask,

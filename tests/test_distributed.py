@@ -1,4 +1,4 @@
-"""csoa_nb.distributed: the class-balanced sampler split across ranks, sharded evaluation,
+"""csoa_nb.engine.distributed: the class-balanced sampler split across ranks, sharded evaluation,
 the torchrun environment, bf16 autocast with float32 losses, and bench/gpu_check.sh's dry run.
 
 Two tests start real processes: `torchrun --nproc_per_node=2` over tests/dist_worker.py (gloo
@@ -19,8 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from csoa_nb.coaug import ClassBalancedBatchSampler, coaug_loss
-from csoa_nb.distributed import (
+from csoa_nb.engine.distributed import (
     DistEnv,
     DistributedClassBalancedBatchSampler,
     autocast_context,
@@ -31,6 +30,7 @@ from csoa_nb.distributed import (
     read_env,
     shard_indices,
 )
+from csoa_nb.methods.coaug import ClassBalancedBatchSampler, coaug_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

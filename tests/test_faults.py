@@ -27,12 +27,12 @@ import pytest
 import torch
 from fixtures_data import build_cub, build_metadata
 
-import csoa_nb.runs as runs_module
-from csoa_nb.config import RunConfig
+import csoa_nb.engine.runs as runs_module
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.pretrain import find_pretrained, pretrain
+from csoa_nb.engine.runs import RunStoreError, find_run, load_run, run_lock, save_torch
+from csoa_nb.engine.train import RunInterrupted, train
 from csoa_nb.paths import project_root
-from csoa_nb.pretrain import find_pretrained, pretrain
-from csoa_nb.runs import RunStoreError, find_run, load_run, run_lock, save_torch
-from csoa_nb.train import RunInterrupted, train
 
 
 def quiet(_: str) -> None:
@@ -40,7 +40,7 @@ def quiet(_: str) -> None:
 
 
 def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.preset(
+    return RunConfig.from_preset(
         "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
     )
 
@@ -54,7 +54,7 @@ def data_root(tmp_path_factory) -> Path:
 def test_data_identity_is_in_the_hash(tmp_path):
     """Item 1: a changed data set is another run; a moved one is the same run."""
     cub = build_cub(tmp_path / "a")
-    config = RunConfig.preset("cpu", dataset="cub", num_classes=2, classes_per_batch=2,
+    config = RunConfig.from_preset("cpu", dataset="cub", num_classes=2, classes_per_batch=2,
                               batch_size=2, data_root=str(cub))
     moved = tmp_path / "b" / "CUB"
     shutil.copytree(cub, moved)
@@ -86,7 +86,7 @@ def test_synthetic_generator_version_is_in_the_hash(monkeypatch):
     """Item 1: the synthetic benchmark is identified by its spec hash, generator included."""
     import csoa_nb.data.synthetic as synthetic
 
-    config = RunConfig.preset("cpu")
+    config = RunConfig.from_preset("cpu")
     before = config.hash
     monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "999")
     assert config.hash != before
@@ -154,8 +154,8 @@ def test_second_command_waits_for_the_lock(data_root, tmp_path):
 # ---------------------------------------------------------------------------------- 9: theta
 def test_theta_is_rounded_to_one_run():
     """Item 9: 0.1 * 3 = 0.30000000000000004 is the run of theta 0.3 (and its keys)."""
-    odd = RunConfig.preset("cpu", theta=0.1 * 3)
-    assert odd.theta == 0.3 and odd.hash == RunConfig.preset("cpu", theta=0.3).hash
+    odd = RunConfig.from_preset("cpu", theta=0.1 * 3)
+    assert odd.theta == 0.3 and odd.hash == RunConfig.from_preset("cpu", theta=0.3).hash
 
 
 # ------------------------------------------------------------------------ 10-12: the run store
@@ -260,9 +260,9 @@ def test_bad_config_values_are_refused():
     """Item 13: seed out of numpy's range and an empty test split fail at once."""
     for seed in (-1, 2**32):
         with pytest.raises(ValueError, match=r"seed must lie in 0\.\."):
-            RunConfig.preset("smoke", seed=seed)
+            RunConfig.from_preset("smoke", seed=seed)
     with pytest.raises(ValueError, match="test_per_class must be >= 1"):
-        RunConfig.preset("smoke", test_per_class=0)
+        RunConfig.from_preset("smoke", test_per_class=0)
 
 
 def test_missing_class_in_train_split_is_named(tmp_path):
@@ -273,7 +273,7 @@ def test_missing_class_in_train_split_is_named(tmp_path):
                   .splitlines())
     rows = [line.split() for line in split.read_text().splitlines()]
     split.write_text("".join(f"{i} {'0' if labels[i] == '2' else flag}\n" for i, flag in rows))
-    config = RunConfig.preset("smoke", dataset="cub", num_classes=2, classes_per_batch=1,
+    config = RunConfig.from_preset("smoke", dataset="cub", num_classes=2, classes_per_batch=1,
                               batch_size=2, data_root=str(cub), pretrained="",
                               output_dir=str(tmp_path / "out"), results_dirs=())
     with pytest.raises(ValueError, match=r"1 of 2 classes have no training image.*indices 1"):
@@ -326,10 +326,9 @@ def test_find_run_of_a_finished_twin(data_root, tmp_path):
 
 def test_command_line_names_no_machine_folder(monkeypatch):
     """Item 19: results.json's command names the module, not where the checkout lies."""
-    from csoa_nb import runs
-
+    from csoa_nb.engine import runs
     package = Path(runs.__file__).resolve().parent
     monkeypatch.setattr(sys, "argv", [str(package / "results.py"), "make", "--preset", "cpu"])
-    assert runs.command_line().endswith(" -m csoa_nb.results make --preset cpu")
+    assert runs.command_line().endswith(" -m csoa_nb.engine.results make --preset cpu")
     monkeypatch.setattr(sys, "argv", ["/elsewhere/tool.py", "--x"])
     assert runs.command_line().endswith(" tool.py --x")

@@ -1,7 +1,8 @@
 """Regression tests for issue 13 ("run-store integrity"), items 5, 7 and 14.
 
 Item 5: the runbook never overwrites the book's sources nor deletes a folder it did not make.
-Item 7: `python -m csoa_nb.evaluate` gives each metric key the meaning it has in `results.json`.
+Item 7: `python -m csoa_nb.engine.evaluate` gives each metric key the meaning it has in
+`results.json`.
 Item 14: `evaluate` on a bad run folder, outside a checkout, or with a bad `--json` destination
 fails clearly and early, and writes nothing it should not.
 
@@ -21,9 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from csoa_nb import evaluate, runbook
-from csoa_nb.config import RunConfig
-from csoa_nb.runs import save_torch, write_json
+from csoa_nb.engine import evaluate
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.runs import save_torch, write_json
+from csoa_nb.report import runbook
 
 
 def snapshot(root: Path) -> dict[Path, bytes]:
@@ -200,12 +202,14 @@ def hand_maps(with_masks: bool) -> dict:
 
 
 def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
-    """A run folder as `csoa_nb.train.train` leaves it (config theta 0.3, data_root 'data').
+    """A run folder as `csoa_nb.engine.train.train` leaves it (config theta 0.3, data_root 'data').
 
     `with_masks` also saves the test masks in `eval_maps.pt` (train does not), so that PxAP
     needs no dataset.
     """
-    config = RunConfig.preset("smoke", method="cam", output_dir=str(output_dir), results_dirs=())
+    config = RunConfig.from_preset(
+        "smoke", method="cam", output_dir=str(output_dir), results_dirs=()
+    )
     assert config.theta == 0.3 and config.data_root == "data"
     run_dir = output_dir / config.hash
     run_dir.mkdir(parents=True)

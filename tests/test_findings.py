@@ -1,11 +1,11 @@
-"""The claims table (csoa_nb.findings) on hand-built runs whose differences are known."""
+"""The claims table (csoa_nb.report.findings) on hand-built runs whose differences are known."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from csoa_nb import findings
+from csoa_nb.report import findings
 
 
 def frame() -> pd.DataFrame:
@@ -67,9 +67,9 @@ class FakeRun:
     the y_L-only scores and S_L alone differ from the averaged scores and the union."""
 
     def __init__(self):
-        from csoa_nb.config import RunConfig
+        from csoa_nb.engine.config import RunConfig
 
-        self.config = RunConfig.preset("smoke", method="csoa", num_classes=2,
+        self.config = RunConfig.from_preset("smoke", method="csoa", num_classes=2,
                                        classes_per_batch=2, theta=0.5)
 
     def eval_maps(self):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csoa_nb.config import RunConfig
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.train import collapse_lines
 from csoa_nb.monitors import collapse_stats, diagnose_collapse
-from csoa_nb.train import collapse_lines
 
 
 def test_collapse_stats_by_hand():
@@ -38,8 +38,8 @@ def test_each_collapse_is_named():
 def test_warning_lines_only_for_coaug_methods():
     record = {"epoch": 3, "val_cam_nonpositive": 1.0, "val_fg_saturated": 0.0,
               "val_box_mass_ratio": 0.5}
-    coaug = RunConfig.preset("smoke", method="coaug")
+    coaug = RunConfig.from_preset("smoke", method="coaug")
     (line,) = collapse_lines(coaug, record)
     assert line.startswith(f"[{coaug.hash}] WARNING coaug epoch 3: all-negative map")
     assert all(len(row) <= 88 for row in line.splitlines()) and "\n" in line
-    assert collapse_lines(RunConfig.preset("smoke", method="cam"), record) == []
+    assert collapse_lines(RunConfig.from_preset("smoke", method="cam"), record) == []

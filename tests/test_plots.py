@@ -11,9 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from test_widgets import make_cams
 
-from csoa_nb import plots
 from csoa_nb.data.synthetic import Difficulty
-from csoa_nb.results import METHOD_LABELS
+from csoa_nb.report import plots
 
 matplotlib.use("Agg")
 
@@ -105,21 +104,6 @@ def test_training_curves():
         plots.training_curves(history(), terms=("coaug",))
 
 
-def test_method_bars_orders_and_labels_methods():
-    frame = pd.DataFrame({
-        "method": ["csoa", "cam", "csoa", "cam"],
-        "regime": ["pretrained"] * 4,
-        "seed": [0, 0, 1, 1],
-        "gt_known_loc_err": [30.0, 50.0, 34.0, 54.0],
-    })
-    fig = plots.method_bars(frame, "gt_known_loc_err")
-    assert n_axes(fig) == 1
-    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert ticks == [METHOD_LABELS["cam"], METHOD_LABELS["csoa"]]
-    with pytest.raises(ValueError, match="no column"):
-        plots.method_bars(frame, "pxap")
-
-
 # ---------------------------------------------------------------------------- house style
 def _frame() -> pd.DataFrame:
     return pd.DataFrame({"method": ["csoa", "cam"] * 2, "regime": ["pretrained"] * 4,
@@ -137,7 +121,6 @@ FIGURES = {
     "confseg_steps": (lambda: plots.confseg_steps(make_cams(), 0), True),
     "coaug_inputs": (lambda: plots.coaug_inputs(make_cams(), [0, 1, 0, 1]), True),
     "training_curves": (lambda: plots.training_curves(history()), False),
-    "method_bars": (lambda: plots.method_bars(_frame(), "gt_known_loc_err"), False),
 }
 
 
@@ -181,7 +164,7 @@ def test_house_style(name):
 
 
 def test_fit_to_column_restyles_a_foreign_figure():
-    fig = Figure(figsize=(11.0, 3.0), dpi=72)  # e.g. a two-panel figure of csoa_nb.tables
+    fig = Figure(figsize=(11.0, 3.0), dpi=72)  # e.g. a two-panel figure of csoa_nb.report.tables
     ax = fig.subplots()
     ax.set_title("small", fontsize=6)
     ax.legend(handles=ax.plot([0, 1], label="line"), fontsize="small")  # 0.833 * 10 pt

@@ -1,4 +1,4 @@
-"""csoa_nb.report_format: captioned tables with units, rounding and no bare 0..n index."""
+"""csoa_nb.report.report_format: captioned tables with units, rounding and no bare 0..n index."""
 
 import math
 from pathlib import Path
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from csoa_nb.paths import project_root
-from csoa_nb.report_format import (
+from csoa_nb.report.report_format import (
     MISSING,
     display_path,
     format_frame,
@@ -144,10 +144,11 @@ def test_printable_hides_paths_and_wraps(monkeypatch, tmp_path):
 
 
 def test_printable_command_breaks_before_options():
-    command = "python -m csoa_nb.train --preset paper --method csoa --set data_root=/data"
-    assert printable_command(command, width=40) == "\n".join([
-        "python -m csoa_nb.train --preset paper \\",  # 38 characters and " \\"
+    command = ("python -m csoa_nb.engine.train --preset paper --method csoa "
+               "--set data_root=/data/CUB_200_2011")
+    assert printable_command(command, width=48) == "\n".join([
+        "python -m csoa_nb.engine.train --preset paper \\",  # 46 characters and " \\"
         "    --method csoa \\",
-        "    --set data_root=/data",
+        "    --set data_root=/data/CUB_200_2011",
     ])
     assert printable_command("ls -l", width=40) == "ls -l"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from csoa_nb.config import RunConfig
-from csoa_nb.pretrain import pretrain_hash
-from csoa_nb.results import RESULTS_DIR, ROWS, all_configs, row_key, sweep_configs
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.pretrain import pretrain_hash
+from csoa_nb.engine.results import RESULTS_DIR, all_configs, sweep_configs
+from csoa_nb.methods import ROWS, row_key
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / RESULTS_DIR
@@ -61,7 +62,7 @@ def test_every_cpu_run_the_book_needs_is_committed():
 
 def test_finished_runs_never_trains(tmp_path):
     """A page that only reads a sweep (`finished_runs`) never trains a missing run."""
-    from csoa_nb.results import finished_runs
+    from csoa_nb.engine.results import finished_runs
 
     runs = finished_runs("diagnosis", "smoke", output_dir=str(tmp_path), results_dirs=())
     assert runs == [] and list(tmp_path.iterdir()) == []

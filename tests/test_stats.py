@@ -1,4 +1,5 @@
-"""Confidence intervals of differences between methods (csoa_nb.stats), on hand-worked cases."""
+"""Confidence intervals of differences between methods (csoa_nb.report.stats), on hand-worked
+cases."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from csoa_nb.stats import difference, mean_interval
+from csoa_nb.report.stats import difference, mean_interval
 
 T_975_2 = 4.302652729749464  # Student's t, 97.5 % quantile, 2 degrees of freedom
 

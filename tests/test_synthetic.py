@@ -16,6 +16,7 @@ from PIL import Image
 
 from csoa_nb.data import CUB200, DataError, Difficulty, make_dataset
 from csoa_nb.data import synthetic as syn
+from csoa_nb.data.synthetic.__main__ import main as synthetic_cli
 
 SMALL = dict(num_classes=4, images_per_class=6, image_size=48, test_per_class=3)
 
@@ -181,7 +182,7 @@ def test_occlusion_only_in_train(tmp_path: Path) -> None:
 
 
 def test_classes_differ_only_by_the_part() -> None:
-    d = Difficulty(clutter=0.0, num_distractors=0)
+    d = Difficulty(clutter=0.0, num_distractors=0, body_class_evidence=0.0)
     a = syn.render_sample(d, 64, 0, 11)
     b = syn.render_sample(d, 64, 1, 11)
     # same geometry and body; the part's colour differs
@@ -259,24 +260,24 @@ def test_invalid_arguments(tmp_path: Path) -> None:
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--root", str(tmp_path), "--num-classes", "2", "--images-per-class", "2"]
-    path = syn.main([*argv, "--image-size", "32", "--seed", "1"])
+    path = synthetic_cli([*argv, "--image-size", "32", "--seed", "1"])
     assert capsys.readouterr().out.strip() == str(path)
     assert len(CUB200(path, "train")) == 4 and len(CUB200(path, "test")) == 2
     with pytest.raises(SystemExit, match="num_classes"):
-        syn.main([*argv[:2], "--num-classes", "1"])
+        synthetic_cli([*argv[:2], "--num-classes", "1"])
 
 
 def test_cli_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = pytest.importorskip("csoa_nb.config")
-    kwargs = config.RunConfig.preset("smoke").synthetic_kwargs()
-    path = syn.main(["--root", str(tmp_path), "--preset", "smoke"])
+    config = pytest.importorskip("csoa_nb.engine.config")
+    kwargs = config.RunConfig.from_preset("smoke").synthetic_kwargs()
+    path = synthetic_cli(["--root", str(tmp_path), "--preset", "smoke"])
     assert path == make_dataset(tmp_path, **kwargs)
     assert len(CUB200(path, "train")) == kwargs["num_classes"] * kwargs["images_per_class"]
 
 
 def test_cli_as_module(tmp_path: Path) -> None:
     """`python -m csoa_nb.data.synthetic` (the module runs as __main__: one Difficulty class)."""
-    pytest.importorskip("csoa_nb.config")
+    pytest.importorskip("csoa_nb.engine.config")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-W", "error::RuntimeWarning", "-m", "csoa_nb.data.synthetic"]
     done = subprocess.run(

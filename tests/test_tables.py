@@ -13,9 +13,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from csoa_nb import tables
-from csoa_nb.config import RunConfig
-from csoa_nb.runs import RunResult
+from csoa_nb import methods
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.runs import RunResult
+from csoa_nb.report import charts, prose, tables, vocabulary
 
 # method, regime, seed, top1_loc, top5_loc, top1_cls, top5_cls, maxboxacc_v2, pxap, gt_known
 RUNS = [
@@ -105,13 +106,14 @@ def test_table2_rows_are_named_like_the_paper(frame):
 
 
 def test_labels():
-    assert tables.ours_label(RunConfig.preset("cpu"), 3) == (
+    assert vocabulary.ours_label(RunConfig.from_preset("cpu"), 3) == (
         "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds")
-    assert tables.ours_label(RunConfig.preset("paper", device="cpu"), [0], "scratch") == (
+    assert vocabulary.ours_label(RunConfig.from_preset("paper", device="cpu"), [0], "scratch") == (
         "ours, preset paper, CUB-200-2011, VGG16, 1 seed, from scratch")
-    assert tables.paper_row_map(1)["VGGnet-CSoA"] == "CSoA (as written)"
-    assert tables.column_label("top1_loc_err@0.2") == "Top-1 loc. err (θ 0.2)"
-    assert tables.higher_is_better("pxap") and not tables.higher_is_better("top1_loc_err@0.2")
+    assert vocabulary.paper_row_map(1)["VGGnet-CSoA"] == "CSoA (as written)"
+    assert vocabulary.column_label("top1_loc_err@0.2") == "Top-1 loc. err (θ 0.2)"
+    assert vocabulary.higher_is_better("pxap")
+    assert not vocabulary.higher_is_better("top1_loc_err@0.2")
 
 
 def _paper() -> pd.DataFrame:
@@ -125,7 +127,7 @@ def _paper() -> pd.DataFrame:
 
 def test_side_by_side_aligned(table1_frame):
     ours = tables.ours_table1(table1_frame, "pretrained", metrics=["top1_loc_err"])
-    out = tables.side_by_side(_paper(), ours, "ours, test", row_map=tables.paper_row_map(1))
+    out = tables.side_by_side(_paper(), ours, "ours, test", row_map=vocabulary.paper_row_map(1))
     assert out.columns.names == ["source", None]
     assert list(out.columns) == [("paper, test", "paper row"),
                                  ("paper, test", "Top-1 loc. err"),
@@ -135,7 +137,7 @@ def test_side_by_side_aligned(table1_frame):
     assert list(out.index) == ["VGGnet-DANet", "CAM (base)", "CSoA (as written)", "ConfSeg"]
     assert out.loc["CAM (base)", ("paper, test", "paper row")] == "VGGnet-base"
     assert out.loc["CAM (base)", ("paper, test", "Top-1 loc. err")] == "53.42"
-    assert out.loc["CAM (base)", ("paper, test", "Top-5 loc. err")] == tables.MISSING
+    assert out.loc["CAM (base)", ("paper, test", "Top-5 loc. err")] == vocabulary.MISSING
     assert out.loc["CSoA (as written)", ("ours, test", "Top-1 loc. err")] == "41.00 ± 1.00"
     assert out.loc["VGGnet-DANet", ("ours, test", "Top-1 loc. err")] == ""
     assert out.loc["ConfSeg", ("paper, test", "Top-1 loc. err")] == ""
@@ -162,7 +164,7 @@ def test_ranking_table_and_summary(table1_frame):
     # PxAP (higher better): confseg 41, cam 31, csoa 30
     assert ranks["PxAP"].to_dict() == {"CAM (base)": 2, "ConfSeg": 1,
                                            "CSoA (as written)": 3}
-    text = tables.ranking_summary(ranks)
+    text = prose.ranking_summary(ranks)
     assert text.startswith(
         "By Top-1 loc. err, best first: CSoA (as written), ConfSeg, CAM (base).")
     assert "By MaxBoxAccV2 the ranking is the same." in text
@@ -181,13 +183,13 @@ def test_ties_share_the_better_rank():
 def test_compare_with_a_confidence_interval(table1_frame):
     # csoa - cam per seed: 40-50, 41-52, 42-54 = -10, -11, -12: mean -11, sd 1; 95 % CI
     # -11 -+ t(0.975, 2) / sqrt(3) = -11 -+ 2.484 = [-13.48, -8.52], excludes 0
-    text = tables.compare(table1_frame, "csoa", "cam", "top1_loc_err", regime="pretrained")
+    text = prose.compare(table1_frame, "csoa", "cam", "top1_loc_err", regime="pretrained")
     assert text == (
         "The top-1 loc. error of CSoA (as written) is lower (better) than that of CAM (base) by "
         "11.00 points (CSoA (as written) 41.00 ± 1.00, CAM (base) 52.00 ± 2.00): the difference "
         "is shown, its 95 % CI is [-13.48, -8.52] points (paired t over 3 seeds).")
     # confseg - cam: -5, -2, +1: mean -2, sd 3; CI -2 -+ 4.303 * 3 / sqrt(3) = [-9.45, +5.45]
-    result = tables.compare_runs(table1_frame, "confseg", "cam", "top1_loc_err",
+    result = prose.compare_runs(table1_frame, "confseg", "cam", "top1_loc_err",
                                  regime="pretrained")
     assert result.difference == pytest.approx(-2.0)
     assert (result.diff.low, result.diff.high) == pytest.approx((-9.4524, 5.4524), abs=1e-4)
@@ -197,7 +199,7 @@ def test_compare_with_a_confidence_interval(table1_frame):
     assert "do not show a difference, its 95 % CI [-9.45, +5.45] points (paired t over 3 seeds) " \
         "contains 0." in str(result)
     # higher is better for MaxBoxAccV2: cam 62 vs csoa 71 is lower and worse
-    text = tables.compare(table1_frame, "cam", "csoa", "max_box_acc_v2", regime="pretrained")
+    text = prose.compare(table1_frame, "cam", "csoa", "max_box_acc_v2", regime="pretrained")
     assert text.startswith(
         "The MaxBoxAccV2 of CAM (base) is lower (worse) than that of CSoA (as written) by 9.00 "
         "points")
@@ -205,18 +207,18 @@ def test_compare_with_a_confidence_interval(table1_frame):
 
 def test_compare_with_one_seed_makes_no_claim(table1_frame):
     one = table1_frame[table1_frame.seed == 0]
-    result = tables.compare_runs(one, "csoa", "cam", "top1_loc_err", regime="pretrained")
+    result = prose.compare_runs(one, "csoa", "cam", "top1_loc_err", regime="pretrained")
     assert result.shown is None and not result.a_better_shown
     assert "(CSoA (as written) 40.00, CAM (base) 50.00): a single seed" in str(result)
 
 
 def test_table1_findings(table1_frame):
-    text = tables.table1_findings(table1_frame, "pretrained")
+    text = prose.table1_findings(table1_frame, "pretrained")
     assert text.splitlines()[0] == (
         "- Best first by top-1 loc. error: CSoA (as written) 41.00, ConfSeg 50.00, "
         "CAM (base) 52.00.")
     assert "CSoA (as written) beats the base CAM in these runs (95 % interval" in text
-    one = tables.table1_findings(table1_frame[table1_frame.seed == 0], "pretrained")
+    one = prose.table1_findings(table1_frame[table1_frame.seed == 0], "pretrained")
     assert "**CSoA (as written) does not beat the base CAM in these runs** (a single seed" in one
 
 
@@ -233,7 +235,7 @@ class FakeRun(RunResult):
 
 
 def test_theta_frame_reads_saved_thetas_and_computes_the_others():
-    config = RunConfig.preset("smoke", method="cam")
+    config = RunConfig.from_preset("smoke", method="cam")
     saved = {f"{m}@0.3": 12.5 for m in tables.THETA_METRICS}
     run = FakeRun(config=config, run_dir=Path("unused"), metrics=saved)
     out = tables.theta_frame([run], thetas=(0.3, 0.4, 0.5))
@@ -259,8 +261,7 @@ def _check_figure(fig) -> None:
     smaller than `plots.MIN_FONT_PT` (the "small" legends and titles are lifted)."""
     from matplotlib.text import Text
 
-    from csoa_nb import plots
-
+    from csoa_nb.report import plots
     assert isinstance(fig, Figure)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -271,38 +272,37 @@ def _check_figure(fig) -> None:
 
 
 def test_figures(frame, table1_frame):
-    _check_figure(tables.plot_methods(table1_frame, ["top1_loc_err", "max_box_acc_v2"]))
-    _check_figure(tables.plot_methods(frame, "top1_loc_err", rows="feature_block", hue=None,
+    _check_figure(charts.plot_methods(table1_frame, ["top1_loc_err", "max_box_acc_v2"]))
+    _check_figure(charts.plot_methods(frame, "top1_loc_err", rows="feature_block", hue=None,
                                       method="csoa"))
     ours = tables.ours_table1(table1_frame, "pretrained")
-    _check_figure(tables.plot_paper_vs_ours(_paper(), ours, "Top-5 loc. err",
+    _check_figure(charts.plot_paper_vs_ours(_paper(), ours, "Top-5 loc. err",
                                             ours_label="ours, test", highlight=["VGGnet-CSoA"]))
-    _check_figure(tables.plot_paper_vs_ours(_paper(), None, "Top-1 loc. err"))
+    _check_figure(charts.plot_paper_vs_ours(_paper(), None, "Top-1 loc. err"))
     ranks = tables.ranking_table(table1_frame, ["top1_loc_err", "pxap"], regime="pretrained")
-    _check_figure(tables.plot_ranks(ranks))
+    _check_figure(charts.plot_ranks(ranks))
     thetas = pd.DataFrame({"method": ["cam"] * 4, "regime": ["pretrained"] * 4,
                            "seed": [0, 1, 0, 1], "theta": [0.2, 0.2, 0.3, 0.3],
                            "top1_loc_err": [50.0, 52.0, 40.0, 44.0]})
     paper3 = pd.DataFrame({"Top-1 loc. err": [39.13, 37.69]},
                           index=pd.Index([0.2, 0.3], name="Theta"))
-    _check_figure(tables.plot_theta(thetas, paper=paper3, marked=0.3))
+    _check_figure(charts.plot_theta(thetas, paper=paper3, marked=0.3))
 
 
 def test_column_width_is_the_house_styles():
-    from csoa_nb import plots
-
-    assert tables.COLUMN_WIDTH_IN == plots.COLUMN_WIDTH_IN
+    from csoa_nb.report import plots
+    assert charts.COLUMN_WIDTH_IN == plots.COLUMN_WIDTH_IN
 
 
 def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
     # 3 methods need 0.75 * 3 + 1 = 3.25 in a panel: two fit the 6.9 in column side by side.
-    fig = tables.plot_methods(table1_frame, ["top1_loc_err", "max_box_acc_v2"])
+    fig = charts.plot_methods(table1_frame, ["top1_loc_err", "max_box_acc_v2"])
     first, second = (ax.get_position() for ax in fig.axes)
     assert first.y0 == pytest.approx(second.y0) and first.x1 < second.x0
     # 7 methods need 6.25 in: one panel a row, sharing the x axis, labels on the last only.
-    many = pd.concat([table1_frame.assign(method=key) for key in tables.TABLE1_METHODS])
+    many = pd.concat([table1_frame.assign(method=key) for key in methods.ROWS])
     many = many.drop_duplicates(["method", "regime", "seed"])
-    fig = tables.plot_methods(many, ["top1_loc_err", "max_box_acc_v2"])
+    fig = charts.plot_methods(many, ["top1_loc_err", "max_box_acc_v2"])
     top, bottom = fig.axes
     assert top.get_position().y0 > bottom.get_position().y1
     assert not any(label.get_visible() for label in top.get_xticklabels())
@@ -312,16 +312,16 @@ def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
 def test_plot_methods_colours_methods_by_method(frame):
     csoa = frame[frame.method == "csoa"]
     two = pd.concat([csoa, csoa.assign(method="csoa_fix", hash=csoa.hash + "fix")])
-    fig = tables.plot_methods(two, "top1_loc_err", rows="feature_block", hue="method")
+    fig = charts.plot_methods(two, "top1_loc_err", rows="feature_block", hue="method")
     handles, labels = fig.axes[0].get_legend_handles_labels()
     colours = {label: handle.lines[0].get_color()
                for handle, label in zip(handles, labels, strict=True)}
-    assert colours == {"CSoA (as written)": tables.METHOD_COLORS["csoa"],
-                       "CSoA, Eq. 10 fix (ours)": tables.METHOD_COLORS["csoa_fix"]}
+    assert colours == {"CSoA (as written)": methods.ROWS["csoa"].color,
+                       "CSoA, Eq. 10 fix (ours)": methods.ROWS["csoa_fix"].color}
 
 
 def test_settings_table():
-    table = tables.settings_table(RunConfig.preset("paper", device="cpu"))
+    table = tables.settings_table(RunConfig.from_preset("paper", device="cpu"))
     assert table.loc["batch_size", "value"] == "48"
     assert "48" in table.loc["batch_size", "Sec. 4.1"]
 
@@ -331,19 +331,21 @@ def test_formatted_keeps_the_papers_precision_and_dashes():
                          index=["GoogLeNet-GAP", "GoogLeNet-SPG"])
     out = tables.formatted(paper)
     assert out.loc["GoogLeNet-GAP", "Top-1 cls. err"] == "35.0"
-    assert out.loc["GoogLeNet-SPG", "Top-1 cls. err"] == tables.MISSING
+    assert out.loc["GoogLeNet-SPG", "Top-1 cls. err"] == vocabulary.MISSING
     assert tables.formatted(paper, 2).loc["GoogLeNet-GAP", "Top-1 cls. err"] == "35.00"
 
 
 def test_cli_command_rebuilds_the_same_config():
     import shlex
 
-    from csoa_nb.train import config_from_args, parse_args
+    from csoa_nb.engine.train import config_from_args, parse_args
 
-    config = RunConfig.preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
+    config = RunConfig.from_preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
                               seed=2)
     line = tables.cli_command(config)
-    assert line.startswith("python -m csoa_nb.train --preset paper --method confseg --seed 2")
+    assert line.startswith(
+        "python -m csoa_nb.engine.train --preset paper --method confseg --seed 2"
+    )
     assert "--set dataset=ilsvrc" in line and "--set num_classes=1000" in line
     rebuilt = config_from_args(parse_args(shlex.split(line)[3:]))
     assert rebuilt == config

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import csoa_nb.train as train_module
-from csoa_nb.config import METHODS, RunConfig
-from csoa_nb.evaluate import reevaluate
-from csoa_nb.runs import CheckpointError, load_checkpoint
-from csoa_nb.train import NonFiniteLossError, RunInterrupted, train
+import csoa_nb.engine.train as train_module
+from csoa_nb.engine.config import METHODS, RunConfig
+from csoa_nb.engine.evaluate import reevaluate
+from csoa_nb.engine.loop import NonFiniteLossError
+from csoa_nb.engine.runs import CheckpointError, load_checkpoint
+from csoa_nb.engine.train import RunInterrupted, train
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json", "eval_maps.pt",
              "cams.pt")
@@ -30,7 +31,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.preset(
+    return RunConfig.from_preset(
         "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
     )
 
@@ -87,7 +88,7 @@ def test_sigkill_then_rerun_finishes_identically(data_root, tmp_path, epochs, ki
     config = smoke(data_root, tmp_path / "ref", method="cam", epochs=epochs)
     reference = train(config, progress=False, log=lambda _: None)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "csoa_nb.train", "--preset", "smoke", "--method", "cam",
+    cmd = [sys.executable, "-m", "csoa_nb.engine.train", "--preset", "smoke", "--method", "cam",
            "--no-progress", "--set", f"epochs={epochs}", "--set", f"data_root={data_root}",
            "--set", f"output_dir={out}", "--set", "results_dirs="]
     # the same thread count as the reference: float sums split over threads round differently

@@ -7,18 +7,11 @@ box, mask and loss below can be checked with pen and paper.
 import pytest
 import torch
 
-from csoa_nb import confseg
+from csoa_nb.methods import confseg
 from csoa_nb.models import EmbeddingNet
-from csoa_nb.widgets import (
-    MaskInspector,
-    ThetaExplorer,
-    coaug_batch,
-    coaug_views,
-    confseg_one,
-    localize_one,
-    mask_inspector,
-    theta_explorer,
-)
+from csoa_nb.report import plots, views, widgets
+from csoa_nb.report.views import coaug_batch, coaug_views, confseg_one, localize_one
+from csoa_nb.report.widgets import MaskInspector, ThetaExplorer, mask_inspector, theta_explorer
 
 
 def core_and_ring() -> torch.Tensor:
@@ -192,3 +185,29 @@ def test_coaug_batch_distances():
     assert torch.allclose(out["d_pair"], out["d_pair"].T)
     assert not out["same_class"][0, 1]  # classes 1 and 2: one different-class pair
     assert out["same"] == 0.0 and out["loss"] == pytest.approx(out["diff"])
+
+
+@pytest.mark.parametrize("name", ["localize_one", "confseg_one"])
+def test_widgets_compute_each_image_once_per_change(monkeypatch, name):
+    """A slider move or a new image computes Eq. 13 (or Eq. 2-5) once: the widget hands its
+    result to the figure instead of the figure computing it again."""
+    calls = []
+    original = getattr(views, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args[1:3])
+        return original(*args, **kwargs)
+
+    for module in (widgets, plots):  # every module that holds the name
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, counted)
+    if name == "localize_one":
+        explorer = ThetaExplorer(make_cams(), theta=0.3)
+        calls.clear()
+        explorer.theta_slider.value = 0.5
+        assert calls == [(0, 0.5)]
+    else:
+        inspector = MaskInspector(make_cams())
+        calls.clear()
+        inspector.image_picker.value = 1
+        assert len(calls) == 1

@@ -5,11 +5,10 @@ Every reader returns the sample dict of DESIGN.md; `collate_wsol` batches them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from csoa_nb.data.common import DataError, check_num_classes, collate_wsol, load_image
 from csoa_nb.data.cub import CUB200
 from csoa_nb.data.ilsvrc import ILSVRCLoc
+from csoa_nb.data.synthetic import Difficulty, make_dataset
 from csoa_nb.data.transforms import IMAGENET_MEAN, IMAGENET_STD, WSOLTransform, denormalize
 from csoa_nb.data.wsol_metadata import WSOLMetadata
 
@@ -28,19 +27,3 @@ __all__ = [
     "Difficulty",
     "make_dataset",
 ]
-
-if TYPE_CHECKING:
-    from csoa_nb.data.synthetic import Difficulty, make_dataset
-
-
-def __getattr__(name: str) -> Any:
-    """Import `Difficulty` / `make_dataset` on first use.
-
-    Kept lazy so that `python -m csoa_nb.data.synthetic` does not find its own module already
-    imported by this package (runpy would warn and create two `Difficulty` classes).
-    """
-    if name in ("Difficulty", "make_dataset"):
-        from csoa_nb.data import synthetic
-
-        return getattr(synthetic, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,13 +108,14 @@ def load_mask(path: str | os.PathLike[str], threshold: int = 128) -> Image.Image
     return Image.fromarray(((grey >= threshold) * 255).astype(np.uint8))
 
 
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    """Tight box `(x0, y0, x1, y1)` (x1/y1 exclusive) of a boolean HxW mask; empty -> zeros."""
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box `(x0, y0, x1, y1)` in whole pixels (x1/y1 exclusive) of a boolean HxW mask;
+    empty -> zeros."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
-        return (0.0, 0.0, 0.0, 0.0)
-    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+        return (0, 0, 0, 0)
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def check_boxes_in_image(boxes: torch.Tensor, width: int, height: int, where: str) -> torch.Tensor:

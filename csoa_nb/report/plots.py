@@ -1,9 +1,13 @@
-"""Every figure of the book. Each function returns a `matplotlib.figure.Figure`; captions and
-the prose that reads them are the notebook's job.
+"""The book's figures of data, maps and training, and its house style. Each function returns a
+`matplotlib.figure.Figure`; captions and the prose that reads them are the notebook's job.
+Figures of results (our runs beside the paper's) are `csoa_nb.report.charts`'s.
+
+(Over 500 lines: one function per figure of chapters 01-05, each a few dozen lines of layout,
+plus the house style that every figure of the book, charts too, goes through.)
 
 Figures of maps take the CAM sample a run saves (`RunResult.cams()`, described in
-`csoa_nb.widgets`); the numbers they draw (binary maps, union, box, IoU, confidence mask, inner
-term, CoAug inputs) come from `csoa_nb.widgets.localize_one`, `confseg_one` and
+`csoa_nb.report.views`); the numbers they draw (binary maps, union, box, IoU, confidence mask,
+inner term, CoAug inputs) come from `csoa_nb.report.views.localize_one`, `confseg_one` and
 `coaug_views`, the functions the interactive widgets use too.
 
 Colours: ground-truth boxes green, predicted boxes red (dashed), the class part red in the data
@@ -15,7 +19,7 @@ rc parameters of `BOOK_RC`: fonts of at least `MIN_FONT_PT` points) and returns 
 through `fit_to_column`: at most `COLUMN_WIDTH_IN` inches wide, the width of the book's text
 column, so that a point is a point as displayed, and `FIGURE_DPI` dots per inch for the PNG
 the notebook shows. Multi-panel figures put at most `MAX_PANELS_PER_ROW` panels in a row.
-`fit_to_column` also applies to figures made elsewhere (e.g. `csoa_nb.tables`).
+`fit_to_column` also applies to figures made elsewhere (e.g. `csoa_nb.report.tables`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from matplotlib.ticker import MaxNLocator
 
 from csoa_nb.data.synthetic import Difficulty, render_sample
 from csoa_nb.data.transforms import denormalize
-from csoa_nb.widgets import coaug_views, confseg_one, localize_one
+from csoa_nb.report.views import coaug_views, confseg_one, localize_one
 
 __all__ = [
     "BOOK_RC",
@@ -55,7 +59,6 @@ __all__ = [
     "cam_panel",
     "coaug_inputs",
     "confseg_steps",
-    "method_bars",
     "part_ratio_histogram",
     "show_dataset_items",
     "show_samples",
@@ -334,14 +337,20 @@ def part_ratio_histogram(ratios: np.ndarray, part_fraction: float | None = None)
 # ---------------------------------------------------------------------------- Eq. 13
 @house_style
 def cam_panel(
-    cams: dict[str, Any], index: int, theta: float, class_index: int | None = None
+    cams: dict[str, Any],
+    index: int,
+    theta: float,
+    class_index: int | None = None,
+    *,
+    result: dict[str, Any] | None = None,
 ) -> Figure:
     """Eq. 13 for one image, in reading order (two rows of three): the image with its GT box;
     S_L and S_F over it (one colour bar); the two binary maps (red: S_L only, blue: S_F only,
     magenta: both); their union; the predicted box (red, dashed) against the GT box over the
     union (yellow), with the IoU in the title. One-head models: image, S_L, binary map, box
-    (two rows of two)."""
-    r = localize_one(cams, index, theta, class_index)
+    (two rows of two). `result`: `localize_one(cams, index, theta, class_index)` if the caller
+    has it already (the theta explorer), else computed here."""
+    r = localize_one(cams, index, theta, class_index) if result is None else result
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
     fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3)
@@ -440,14 +449,21 @@ _CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
 
 
 @house_style
-def confseg_steps(cams: dict[str, Any], index: int, class_index: int | None = None) -> Figure:
+def confseg_steps(
+    cams: dict[str, Any],
+    index: int,
+    class_index: int | None = None,
+    *,
+    result: dict[str, Any] | None = None,
+) -> Figure:
     """Eq. 2-5 on one map, at the map's own resolution, in reading order (two rows of three):
     the image; S_L^c with mu1; the confidence mask |S_L^c - mu1| with mu2 (Eq. 2, 4); the
     binary mask (Eq. 3), split by Eq. 7 into confident object (S > xi1, gold) and confident
     background (S < xi2, blue), ambiguous pixels grey; S_F^c on S_L^c's colour scale; the
     Eq. 5 term |S_F^c - S_L^c| * mask with its mean, L_inner. Every continuous map has its
-    colour bar. One-head models stop after the binary mask (two rows of two)."""
-    r = confseg_one(cams, index, class_index)
+    colour bar. One-head models stop after the binary mask (two rows of two). `result`:
+    `confseg_one(cams, index, class_index)` if the caller has it already (the mask inspector)."""
+    r = confseg_one(cams, index, class_index) if result is None else result
     two = r["cam_feature"] is not None
     fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3, height=COLUMN_WIDTH_IN / 3)
     axes = list(grid.ravel())
@@ -583,36 +599,6 @@ def training_curves(
     axes[1].set_ylim(-0.05, 1.05)
     for ax in (*axes, twin):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig
-
-
-@house_style
-def method_bars(
-    frame: pd.DataFrame, metric: str, by: str = "method", hue: str | None = "regime"
-) -> Figure:
-    """Bars of `metric`'s mean per `by` (and `hue`), error bars = standard deviation over the
-    seeds, one dot per run. Methods are labelled and ordered as `results.METHOD_LABELS`."""
-    from csoa_nb.results import METHOD_LABELS
-
-    if metric not in frame:
-        raise ValueError(f"frame has no column {metric!r}; it has {list(frame.columns)}")
-    order = None
-    if by == "method":
-        order = [m for m in METHOD_LABELS if m in set(frame[by])]
-    if hue is not None and (hue not in frame or frame[hue].nunique() < 2):
-        hue = None
-    groups = frame[by].nunique()
-    fig, ax = plt.subplots(figsize=(min(COLUMN_WIDTH_IN, 1.4 * groups + 2.5), 3.4),
-                           layout="constrained")
-    sns.barplot(frame, x=by, y=metric, hue=hue, order=order, errorbar="sd", capsize=0.15,
-                ax=ax, alpha=0.85)
-    dots = {"palette": {h: "k" for h in frame[hue].unique()}} if hue else {"color": "k"}
-    sns.stripplot(frame, x=by, y=metric, hue=hue, order=order, dodge=hue is not None,
-                  size=3.5, legend=False, ax=ax, **dots)
-    if order is not None:
-        ax.set_xticks(range(len(order)), [METHOD_LABELS[m] for m in order], rotation=20,
-                      ha="right")
-    ax.set_xlabel("")
     return fig
 
 

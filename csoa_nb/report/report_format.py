@@ -10,7 +10,8 @@ notebook cell with it (or pass it to `IPython.display.display`). It carries two 
   (``nb_render_markdown_format: myst``, ``nb_mime_priority_overrides``).
 
 Numbers are rounded to ``precision`` decimals (integers stay integers), missing values print
-as "–" (as in `csoa_nb.tables`), strings (e.g. "37.7 ± 1.2" from `tables.ours_table`) are kept.
+as "–" (as in `csoa_nb.report.tables`), strings (e.g. "37.7 ± 1.2" from `tables.ours_table`) are
+kept.
 A default ``RangeIndex`` is dropped; any other index becomes the first column(s).
 
 `display_path(path)` prints a path without the building machine's folders (relative to the
@@ -48,7 +49,7 @@ __all__ = [
 #: Longest line of printed output (tests/test_built_html.py checks the book against it).
 LINE_WIDTH = 88
 
-#: How a missing value prints (the paper's dash, as in `csoa_nb.tables.MISSING`).
+#: How a missing value prints (the paper's dash, as in `csoa_nb.report.tables.MISSING`).
 MISSING = "–"
 #: A cell that reads as a number (alignment): "12.3", "-4", "37.7 ± 1.2", "45%", "1,024", "–".
 _NUMERIC_TEXT = re.compile(

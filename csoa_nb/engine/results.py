@@ -1,11 +1,11 @@
 """The book's experiments as named sweeps, their committed results, and their tables.
 
 Every table chapter asks this module for a sweep (`sweep_configs("table1", preset)`), trains or
-loads each run through `csoa_nb.train.train` (the run cache), and summarises the runs as a
+loads each run through `csoa_nb.engine.train.train` (the run cache), and summarises the runs as a
 DataFrame (mean and spread over seeds). Multi-seed sweeps of the `cpu` preset do not fit CI's
 budget, so they live in the committed folder `results/runs/<hash>/`, made by::
 
-    make results            # = python -m csoa_nb.results make --preset cpu --jobs 2
+    make results            # = python -m csoa_nb.engine.results make --preset cpu --jobs 2
 
 which trains only the runs that are missing, two at a time (one thread each). `make book` then
 reads them. `tests/test_results.py` checks that the committed runs are exactly the current
@@ -26,29 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from csoa_nb.config import RunConfig
+from csoa_nb.engine.config import PRESET_SPECS, RunConfig
+from csoa_nb.engine.runs import RunResult
+from csoa_nb.methods import ROWS, row_key
 from csoa_nb.paths import project_path
-from csoa_nb.runs import RunResult
 
-#: Seeds per preset: three for the real experiments, one for the smoke test.
-SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0,)}
-#: Seeds of the headline rows (`HEADLINE_ROWS`, fine-tuned regime): five, so that the paired
-#: confidence intervals of the differences are narrow enough to read.
-HEADLINE_SEEDS: dict[str, tuple[int, ...]] = {"smoke": (0,), "cpu": (0, 1, 2, 3, 4), "paper": (0,)}
-#: The rows of the method tables: key -> the RunConfig fields that make it. "_fix" rows are
-#: our extension (Eq. 10's background below the map's mean, chapter 04), not the paper's.
-ROWS: dict[str, dict[str, Any]] = {
-    "cam": {"method": "cam"},
-    "twohead": {"method": "twohead"},
-    "confseg": {"method": "confseg"},
-    "coaug": {"method": "coaug", "coaug_background": "paper"},
-    "csoa": {"method": "csoa", "coaug_background": "paper"},
-    "coaug_fix": {"method": "coaug", "coaug_background": "below_mean"},
-    "csoa_fix": {"method": "csoa", "coaug_background": "below_mean"},
-}
-#: Table 1's rows (plus the "two heads and the union, no inner loss" ablation and our fix).
-TABLE1_METHODS = tuple(ROWS)
-#: The rows that get `HEADLINE_SEEDS` in the fine-tuned regime.
+#: The rows that get their preset's `headline_seeds` in the fine-tuned regime.
 HEADLINE_ROWS = ("cam", "confseg", "coaug", "csoa", "coaug_fix", "csoa_fix")
 #: Regimes: fine-tuned from our pretraining (the paper's protocol) or from scratch. W_E comes
 #: from the pretraining stage in both (the paper's W_E is always ImageNet-pretrained).
@@ -56,7 +39,7 @@ REGIMES: dict[str, dict[str, Any]] = {
     "pretrained": {"pretrained": "pretrain"},
     "scratch": {"pretrained": "", "embedding_weights": "pretrain"},
 }
-#: The regimes the Table 1 sweep runs: both (from scratch with `SEEDS`, three per row).
+#: The regimes the Table 1 sweep runs: both (from scratch with the preset's `seeds`, three per row).
 SWEPT_REGIMES = tuple(REGIMES)
 #: Table 2: the block W_F is appended after (W_L is after block 5), for both readings of Eq. 10.
 TABLE2_BLOCKS = (3, 4, 5)
@@ -68,30 +51,13 @@ CALIBRATION_GRID = {"body_class_evidence": (0.0, 0.3, 0.6), "part_occlusion": (0
 #: What costs CSoA (with our fix) its classification accuracy (chapter 05): the 10x learning
 #: rate of the new heads (cpu preset), changed alone. The other candidates need no extra run:
 #: averaging the two heads' scores is re-scored from the saved maps
-#: (`csoa_nb.findings.head_ablation`), and L_D's share is CoAug against CAM in Table 1.
+#: (`csoa_nb.report.findings.head_ablation`), and L_D's share is CoAug against CAM in Table 1.
 DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "head_lr_x1": {"head_lr_mult": 1.0},
 }
 #: The sweeps `make results` trains and the book reads (in this order).
 SWEEPS = ("table1", "calibration", "table2", "diagnosis")
 RESULTS_DIR = "results/runs"
-
-METHOD_LABELS = {
-    "cam": "CAM (base)",
-    "twohead": "two heads + union, no inner loss",
-    "confseg": "ConfSeg",
-    "coaug": "CoAug (as written)",
-    "csoa": "CSoA (as written)",
-    "coaug_fix": "CoAug, Eq. 10 fix (ours)",
-    "csoa_fix": "CSoA, Eq. 10 fix (ours)",
-}
-
-
-def row_key(config: RunConfig) -> str:
-    """The table row of a run: its method, with "_fix" for our reading of Eq. 10."""
-    fixed = config.uses_coaug and config.coaug_background == "below_mean"
-    return config.method + ("_fix" if fixed else "")
-
 
 def sweep_configs(
     name: str, preset: str, *, regimes: tuple[str, ...] = SWEPT_REGIMES, **overrides: Any
@@ -100,10 +66,10 @@ def sweep_configs(
     those of `REGIMES` that Table 1 runs)."""
     if name not in SWEEPS:
         raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}")
-    seeds = SEEDS[preset]
+    seeds = PRESET_SPECS[preset].seeds
 
     def make(row: str, **fields: Any) -> RunConfig:
-        return RunConfig.preset(preset, **ROWS[row], **fields, **overrides)
+        return RunConfig.from_preset(preset, **ROWS[row].config_fields, **fields, **overrides)
 
     if name == "calibration":
         return [
@@ -116,9 +82,9 @@ def sweep_configs(
         return [
             make(row, seed=s, **regime)
             for regime_name, regime in chosen.items()
-            for row in TABLE1_METHODS
+            for row in ROWS
             for s in (
-                HEADLINE_SEEDS[preset]
+                PRESET_SPECS[preset].headline_seeds
                 if regime_name == "pretrained" and row in HEADLINE_ROWS
                 else seeds
             )
@@ -155,7 +121,7 @@ def run_sweep(
 ) -> list[RunResult]:
     """Train or load every run of a sweep (sequentially, in this process). `quiet`: no epoch
     lines and no collapse warnings (a page that only reads the results)."""
-    from csoa_nb.train import train
+    from csoa_nb.engine.train import train
 
     configs = sweep_configs(name, preset, **overrides)
     if not quiet:
@@ -167,7 +133,7 @@ def run_sweep(
 
 def finished_runs(name: str, preset: str, **overrides: Any) -> list[RunResult]:
     """The runs of sweep `name` that are already finished (loaded, never trained)."""
-    from csoa_nb.runs import find_run, load_run
+    from csoa_nb.engine.runs import find_run, load_run
 
     found = (find_run(c) for c in sweep_configs(name, preset, **overrides))
     return [load_run(path) for path in found if path is not None]
@@ -231,7 +197,7 @@ def save_table(frame: pd.DataFrame, name: str, preset: str, root: str | Path = "
 def _train_in_worker(config_dict: dict[str, Any]) -> tuple[str, float]:
     import torch
 
-    from csoa_nb.train import train
+    from csoa_nb.engine.train import train
 
     torch.set_num_threads(1)
     config = RunConfig.from_dict(config_dict)
@@ -242,9 +208,9 @@ def _train_in_worker(config_dict: dict[str, Any]) -> tuple[str, float]:
 
 def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> list[str]:
     """Train every missing run of every sweep into `output_dir`; returns the hashes trained."""
-    from csoa_nb.pretrain import pretrain
-    from csoa_nb.runs import find_run
-    from csoa_nb.train import dataset_root
+    from csoa_nb.engine.datasets import dataset_root
+    from csoa_nb.engine.pretrain import pretrain
+    from csoa_nb.engine.runs import find_run
 
     configs = [c.replace(output_dir=output_dir) for c in all_configs(preset)]
     missing = [c for c in configs if find_run(c) is None]
@@ -279,7 +245,7 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.results", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.results", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make", help="train every missing run of the book's sweeps")
     make.add_argument("--preset", default="cpu")
@@ -293,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         make_results(args.preset, args.jobs, args.output_dir)
         print(f"done in {time.perf_counter() - started:.0f} s")
         return 0
-    from csoa_nb.runs import find_run
+    from csoa_nb.engine.runs import find_run
 
     for config in all_configs(args.preset):
         where = find_run(config)

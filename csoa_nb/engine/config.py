@@ -9,42 +9,35 @@ The `paper` preset is Section 4.1 of the paper: SGD, lr 0.001, momentum 0.9, wei
 lr x 0.95 each epoch, batch 48 with at most 12 classes, ImageNet-pretrained VGG16 (or
 InceptionV3), AlexNet embedding network W_E, 10-crop classification. The `cpu` preset runs the
 same recipe on the offline synthetic benchmark with the slim backbone, fine-tuned from our own
-pretraining stage (`csoa_nb.pretrain`), standing in for ImageNet weights.
+pretraining stage (`csoa_nb.engine.pretrain`), standing in for ImageNet weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from csoa_nb import methods as method_registry
+from csoa_nb.cache import stable_hash
+from csoa_nb.checks import check_choice, check_run_theta
+from csoa_nb.data.fingerprint import data_fingerprint
+from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
+from csoa_nb.methods.coaug import BACKGROUNDS as COAUG_BACKGROUNDS
+from csoa_nb.models import BACKBONES, EMBEDDINGS
 from csoa_nb.paths import project_path
 
-PRESETS = ("smoke", "cpu", "paper")
 DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
-METHODS = ("cam", "twohead", "confseg", "coaug", "csoa")
-#: Readings of Eq. 10's confident background Mask_hat (csoa_nb.coaug.BACKGROUNDS): "paper" is
-#: Eq. 3 as written; "below_mean" is our extension (pixels below the map's mean, [S < mu_1]).
-COAUG_BACKGROUNDS = ("paper", "below_mean")
+#: The trainable methods (`csoa_nb.methods`, the registry).
+METHODS = tuple(method_registry.METHODS)
 #: The largest seed numpy and torch both accept.
 MAX_SEED = 2**32 - 1
 #: theta is stored rounded to this many decimals: 0.30000000000000004 is the run of 0.3.
 THETA_DECIMALS = 4
-BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
-EMBEDDINGS = ("alexnet", "slim")
-
-#: What each method trains (Table 1 of the paper, plus the "twohead" ablation):
-#: two CAM heads?  the inner loss of Eq. 5?  the CoAug loss of Eq. 12?
-METHOD_PARTS: dict[str, tuple[bool, bool, bool]] = {
-    "cam": (False, False, False),  # the paper's "VGGnet-base": one classifier W_L
-    "twohead": (True, False, False),  # W_F and W_L and the union of Eq. 13, no inner loss
-    "confseg": (True, True, False),  # Eq. 6
-    "coaug": (False, False, True),  # W_L + Eq. 12 ("no modification inside the model")
-    "csoa": (True, True, True),  # Eq. 6 + Eq. 12
-}
+#: The synthetic benchmark's difficulty by default (`Difficulty`'s defaults: the calibrated point).
+_BENCHMARK = Difficulty()
 
 #: Fields that do not change what a run computes; they are left out of `RunConfig.hash`.
 UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
@@ -67,12 +60,12 @@ class RunConfig:
     test_per_class: int = 40  # synthetic: test images per class
     synthetic_size: int = 72  # synthetic: generated image side in pixels
     # synthetic difficulty (csoa_nb.data.synthetic.Difficulty), frozen by the calibration sweep
-    # (csoa_nb.results, "calibration"; chapter 01) so that plain CAM lands mid-range
-    part_fraction: float = 0.05
-    body_class_evidence: float = 0.3
-    part_occlusion: float = 0.0
-    num_distractors: int = 2
-    clutter: float = 0.5
+    # (csoa_nb.engine.results, "calibration"; chapter 01) so that plain CAM lands mid-range
+    part_fraction: float = _BENCHMARK.part_fraction
+    body_class_evidence: float = _BENCHMARK.body_class_evidence
+    part_occlusion: float = _BENCHMARK.part_occlusion
+    num_distractors: int = _BENCHMARK.num_distractors
+    clutter: float = _BENCHMARK.clutter
     resize_size: int = 72
     crop_size: int = 64
     # --- model ------------------------------------------------------------------------------
@@ -127,12 +120,12 @@ class RunConfig:
     def validate(self) -> None:
         """Raise one ValueError per bad setting, naming the valid choices."""
         self._check_types()
-        _choice("preset", self.preset, PRESETS)
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("method", self.method, METHODS)
-        _choice("backbone", self.backbone, BACKBONES)
-        _choice("embedding", self.embedding, EMBEDDINGS)
-        _choice("coaug_background", self.coaug_background, COAUG_BACKGROUNDS)
+        check_choice("preset", self.preset, PRESETS)
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("method", self.method, METHODS)
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("embedding", self.embedding, EMBEDDINGS)
+        check_choice("coaug_background", self.coaug_background, COAUG_BACKGROUNDS)
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must lie in 0..{MAX_SEED} (numpy's range), got {self.seed}")
         if self.dataset == "synthetic" and (self.test_per_class < 1 or self.images_per_class < 1):
@@ -140,8 +133,7 @@ class RunConfig:
                 "images_per_class and test_per_class must be >= 1 for the synthetic benchmark, "
                 f"got {self.images_per_class} and {self.test_per_class}"
             )
-        if not 0.0 < self.theta < 1.0:
-            raise ValueError(f"theta must lie in (0, 1) (Eq. 13), got {self.theta}")
+        check_run_theta(self.theta)
         if self.classes_per_batch < 1 or self.batch_size % self.classes_per_batch:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of classes_per_batch "
@@ -203,29 +195,32 @@ class RunConfig:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def preset_config(cls, name: str, **overrides: Any) -> RunConfig:
-        """The preset `name` (one of PRESETS) with `overrides` applied."""
-        _choice("preset", name, PRESETS)
-        base: dict[str, Any] = dict(_PRESETS[name])
-        if name == "paper" and overrides.get("dataset") == "ilsvrc":
-            base.update(_PAPER_ILSVRC)
+    def from_preset(cls, name: str, **overrides: Any) -> RunConfig:
+        """The preset `name` (one of PRESETS; see `PRESET_SPECS`) with `overrides` applied; a
+        preset's variant for the overridden `dataset` (the paper's ILSVRC) comes in between."""
+        check_choice("preset", name, PRESETS)
+        spec = PRESET_SPECS[name]
+        base: dict[str, Any] = dict(spec.settings)
+        base.update(spec.by_dataset.get(overrides.get("dataset", ""), {}))
         base.update(overrides)
         return cls(preset=name, **base)
 
-    # `RunConfig.preset(...)` reads naturally in notebooks; the field `preset` holds the label,
-    # so the constructor lives under a second name and is exposed through a descriptor below.
+    @property
+    def method_spec(self) -> method_registry.MethodSpec:
+        """The registry's entry of `method` (`csoa_nb.methods`)."""
+        return method_registry.METHODS[self.method]
 
     @property
     def two_heads(self) -> bool:
-        return METHOD_PARTS[self.method][0]
+        return self.method_spec.parts.two_heads
 
     @property
     def uses_inner_loss(self) -> bool:
-        return METHOD_PARTS[self.method][1]
+        return self.method_spec.parts.inner_loss
 
     @property
     def uses_coaug(self) -> bool:
-        return METHOD_PARTS[self.method][2]
+        return self.method_spec.parts.coaug
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with `changes` applied (validated)."""
@@ -293,9 +288,6 @@ class RunConfig:
     def data_identity(self) -> str:
         """What the run's data is, independent of where it lies (`csoa_nb.data.fingerprint`):
         the synthetic benchmark's spec hash, or a fingerprint of a real data set's lists."""
-        from csoa_nb.data.fingerprint import data_fingerprint
-        from csoa_nb.data.synthetic import dataset_spec, spec_hash
-
         if self.dataset == "synthetic":
             kwargs = self.synthetic_kwargs()
             return "synthetic-" + spec_hash(dataset_spec(**kwargs))
@@ -304,14 +296,12 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        """12 hex digits of sha256 over the canonical JSON of the hashed fields."""
-        blob = json.dumps(self.hashed_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """12 hex digits of sha256 over the canonical JSON of the hashed fields
+        (`csoa_nb.cache.stable_hash`)."""
+        return stable_hash(self.hashed_fields())
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Arguments of `csoa_nb.data.synthetic.make_dataset` for this config's benchmark."""
-        from csoa_nb.data.synthetic import Difficulty
-
         return {
             "num_classes": self.num_classes,
             "images_per_class": self.images_per_class,
@@ -327,18 +317,25 @@ class RunConfig:
             ),
         }
 
-    def with_overrides(self, assignments: list[str]) -> RunConfig:
-        """Apply `key=value` strings (the CLI's `--set`), parsing values by the field's type."""
-        types = {f.name: f.type for f in fields(self)}
+    @classmethod
+    def parse_assignments(cls, assignments: list[str]) -> dict[str, Any]:
+        """`key=value` strings (the CLI's `--set`) as fields, each value parsed by the type of
+        the field's default."""
+        defaults = {f.name: f.default for f in fields(cls)}
+        defaults["results_dirs"] = ()
         changes: dict[str, Any] = {}
         for item in assignments:
             key, sep, raw = item.partition("=")
-            if not sep or key not in types:
+            if not sep or key not in defaults:
                 raise ValueError(
-                    f"--set expects key=value with key one of {sorted(types)}, got {item!r}"
+                    f"--set expects key=value with key one of {sorted(defaults)}, got {item!r}"
                 )
-            changes[key] = _parse_value(raw, getattr(self, key), key)
-        return self.replace(**changes)
+            changes[key] = _parse_value(raw, defaults[key], key)
+        return changes
+
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
+        """Apply `key=value` strings (the CLI's `--set`), parsing values by the field's type."""
+        return self.replace(**self.parse_assignments(assignments))
 
 
 def _parse_value(raw: str, current: Any, key: str) -> Any:
@@ -360,21 +357,7 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
     return raw
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
-
-
-class _PresetConstructor:
-    """Makes `RunConfig.preset("cpu", seed=1)` work beside the `preset` field."""
-
-    def __get__(self, instance: RunConfig | None, owner: type[RunConfig]) -> Any:
-        if instance is None:
-            return owner.preset_config
-        return instance.__dict__["preset"]
-
-
-_PRESETS: dict[str, dict[str, Any]] = {
+_SETTINGS: dict[str, dict[str, Any]] = {
     # seconds: exercises every code path (pretraining too) on a tiny benchmark
     "smoke": dict(
         num_classes=4,
@@ -428,4 +411,26 @@ _PAPER_ILSVRC: dict[str, Any] = dict(
     epochs=20,  # not stated in the paper
 )
 
-RunConfig.preset = _PresetConstructor()  # type: ignore[assignment,method-assign]
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point for runs: its `RunConfig` settings, the seeds its sweeps use
+    (`csoa_nb.engine.results`), and its variants by data set (fields that replace the
+    settings when a run overrides `dataset` with that key)."""
+
+    settings: dict[str, Any]
+    seeds: tuple[int, ...]
+    headline_seeds: tuple[int, ...]  # the headline rows of Table 1 (narrower paired CIs)
+    by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: The presets (README, "Presets"): three seeds per row for the real experiments (five for the
+#: headline rows of the cpu preset), one for the smoke test.
+PRESET_SPECS: dict[str, Preset] = {
+    "smoke": Preset(_SETTINGS["smoke"], seeds=(0,), headline_seeds=(0,)),
+    "cpu": Preset(_SETTINGS["cpu"], seeds=(0, 1, 2), headline_seeds=(0, 1, 2, 3, 4)),
+    "paper": Preset(_SETTINGS["paper"], seeds=(0,), headline_seeds=(0,),
+                    by_dataset={"ilsvrc": _PAPER_ILSVRC}),
+}
+#: The preset names.
+PRESETS = tuple(PRESET_SPECS)

@@ -1,5 +1,8 @@
 """The offline benchmark: a synthetic WSOL dataset written in the CUB-200-2011 on-disk format.
 
+(Over 500 lines: the renderer, its class designs and the crash-safe writer with its cache
+folder handling; its command line is `__main__.py`.)
+
 Why it is a real WSOL problem: every object is a LARGE body whose shape, colour and texture are
 shared by all classes, plus a SMALL class-discriminative part (a coloured, patterned shape with
 `part_fraction` of the object's area) near one end of the body's major axis. A classifier only
@@ -29,7 +32,6 @@ is deterministic and independent of generation order. CLI::
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import dataclasses
 import hashlib
@@ -50,12 +52,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from csoa_nb.data.common import DataError, abspath
+from csoa_nb.cache import stable_hash
+from csoa_nb.data.common import DataError, abspath, mask_box
 
 #: Bumped whenever the rendering changes, so cached datasets are regenerated (it is hashed).
 GENERATOR_VERSION = "1"
 FAMILIES = ("benchmark", "pretrain")
-PRESETS = ("smoke", "cpu")
 SPLITS = ("train", "test")
 JPEG_QUALITY = 95
 
@@ -89,7 +91,9 @@ class Difficulty:
     """
 
     part_fraction: float = 0.05
-    body_class_evidence: float = 0.0
+    # 0.3: the calibrated benchmark (csoa_nb.engine.results "calibration", chapter 01), the
+    # default of every run (csoa_nb.engine.config.RunConfig reads these defaults)
+    body_class_evidence: float = 0.3
     part_occlusion: float = 0.0
     num_distractors: int = 2
     clutter: float = 0.5
@@ -398,20 +402,11 @@ def _render(
         "image": image,
         "mask": mask,
         "part_mask": part,
-        "box": _tight_box(mask),
-        "part_box": _tight_box(part),
+        "box": mask_box(mask),
+        "part_box": mask_box(part),
         "occluded": occluded,
         "class_index": class_index,
     }
-
-
-def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """`(x0, y0, x1, y1)` with x1/y1 exclusive; zeros for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return (0, 0, 0, 0)
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def render_sample(
@@ -444,15 +439,6 @@ def split_id(family: str, split: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # The dataset on disk
 # ---------------------------------------------------------------------------------------------
-def _as_difficulty(value: Any) -> Difficulty:
-    """`value` as a `Difficulty` of this module (also accepts one from a reloaded module)."""
-    if isinstance(value, Difficulty):
-        return value
-    if dataclasses.is_dataclass(value) and type(value).__name__ == "Difficulty":
-        return Difficulty(**dataclasses.asdict(value))
-    raise ValueError(f"difficulty must be a Difficulty, got {type(value).__name__}")
-
-
 def dataset_spec(
     num_classes: int,
     images_per_class: int,
@@ -474,7 +460,8 @@ def dataset_spec(
         test_per_class = images_per_class // 2
     if int(test_per_class) != test_per_class or test_per_class < 0:
         raise ValueError(f"test_per_class must be an integer >= 0, got {test_per_class!r}")
-    difficulty = _as_difficulty(difficulty)
+    if not isinstance(difficulty, Difficulty):
+        raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
     return {
         "generator_version": GENERATOR_VERSION,
         "num_classes": int(num_classes),
@@ -487,9 +474,9 @@ def dataset_spec(
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    """First 12 hex digits of sha256 over the canonical JSON of `spec`."""
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """First 12 hex digits of sha256 over the canonical JSON of `spec`
+    (`csoa_nb.cache.stable_hash`)."""
+    return stable_hash(spec)
 
 
 def _is_complete(folder: Path, digest: str) -> bool:
@@ -599,7 +586,8 @@ def make_dataset(
             are never occluded.
         difficulty: the `Difficulty` knobs, including the design `family`.
     """
-    difficulty = _as_difficulty(difficulty)
+    if not isinstance(difficulty, Difficulty):
+        raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
     spec = dataset_spec(num_classes, images_per_class, image_size, seed, test_per_class, difficulty)
     digest = spec_hash(spec)
     root_path = abspath(root)
@@ -707,63 +695,3 @@ def part_area_ratios(root: str | os.PathLike[str]) -> np.ndarray:
         mask = np.asarray(Image.open(folder / "masks" / stem)) >= 128
         ratios.append(part.sum() / max(int(mask.sum()), 1))
     return np.asarray(ratios, dtype=np.float64)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m csoa_nb.data.synthetic",
-        description="Write the synthetic WSOL benchmark (CUB-200-2011 format) and print its path.",
-    )
-    parser.add_argument("--root", required=True, help="parent folder of the dataset")
-    parser.add_argument(
-        "--preset",
-        choices=PRESETS,
-        default=None,
-        help="take sizes and difficulty from csoa_nb.config's preset",
-    )
-    parser.add_argument("--num-classes", type=int, default=None)
-    parser.add_argument("--images-per-class", type=int, default=None)
-    parser.add_argument("--test-per-class", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--family", choices=FAMILIES, default=None)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
-    """CLI entry point; explicit options override the preset's values. Returns the path."""
-    args = _parser().parse_args(argv)
-    kwargs: dict[str, Any] = {
-        "num_classes": 10,
-        "images_per_class": 150,
-        "test_per_class": None,
-        "image_size": 64,
-        "seed": 0,
-        "difficulty": Difficulty(),
-    }
-    if args.preset is not None:
-        from csoa_nb.config import RunConfig  # lazy: config imports this module
-
-        kwargs.update(RunConfig.preset(args.preset).synthetic_kwargs())
-    for key in ("num_classes", "images_per_class", "test_per_class", "image_size", "seed"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
-    if args.family is not None:
-        kwargs["difficulty"] = dataclasses.replace(kwargs["difficulty"], family=args.family)
-    try:
-        path = make_dataset(args.root, **kwargs)
-    except (DataError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(path)
-    return path
-
-
-if __name__ == "__main__":
-    # run the canonical module's main, so that `Difficulty` objects built by csoa_nb.config
-    # (which imports csoa_nb.data.synthetic) are instances of the class make_dataset checks
-    from csoa_nb.data.synthetic import main as _main
-
-    _main()

@@ -9,7 +9,7 @@ error whatever its box, and when it is right its box is the ground-truth class's
 
 The maps are saved with the run (`eval_maps.pt`), so another theta costs no retraining::
 
-    python -m csoa_nb.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
+    python -m csoa_nb.engine.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
 
 Each key has one meaning, in `results.json` and here alike: `top1_loc_err`, `gt_known_loc_err`,
 ... (no suffix) and `gt_known_loc_acc@iouN` are at the run's own theta (`config.theta`), and
@@ -21,6 +21,7 @@ folder (see `reevaluate`).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Callable
@@ -31,13 +32,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from csoa_nb.config import RunConfig
+from csoa_nb.checks import check_run_theta
 from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
-from csoa_nb.localize import fuse_cams
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import build_datasets
+from csoa_nb.engine.runs import write_json
+from csoa_nb.localize import REPORTED_THETAS, fuse_cams
+from csoa_nb.methods.confseg import class_map
 from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
 from csoa_nb.models import CSoAOutput
 from csoa_nb.paths import project_root
-from csoa_nb.runs import write_json
 
 #: Images kept in `cams.pt` for figures and widgets.
 SAMPLE_COUNT = 16
@@ -49,12 +53,6 @@ def class_probabilities(out: CSoAOutput) -> torch.Tensor:
     if out.logits_feature is not None:
         probs = (probs + out.logits_feature.softmax(1)) / 2
     return probs
-
-
-def _gt_maps(cam: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
-    if cam is None:
-        return None
-    return cam[torch.arange(len(labels), device=cam.device), labels]
 
 
 @torch.no_grad()
@@ -85,8 +83,8 @@ def collect_maps(
         labels = batch["label"].to(device)
         out = model(images)
         image_size = (int(images.shape[-2]), int(images.shape[-1]))
-        parts["cam_last"].append(_gt_maps(out.cam_last, labels).half().cpu())
-        feature = _gt_maps(out.cam_feature, labels)
+        parts["cam_last"].append(class_map(out.cam_last, labels).half().cpu())
+        feature = None if out.cam_feature is None else class_map(out.cam_feature, labels)
         parts["cam_feature"].append(None if feature is None else feature.half().cpu())
         parts["probs"].append(class_probabilities(out).float().cpu())
         parts["probs_last"].append(out.logits_last.softmax(1).float().cpu())
@@ -171,7 +169,6 @@ def _is_number(value: Any) -> bool:
 def sample_cams(
     model: nn.Module,
     dataset: Dataset,
-    config: RunConfig,
     *,
     device: torch.device | str = "cpu",
     count: int = SAMPLE_COUNT,
@@ -192,18 +189,16 @@ def sample_cams(
         "cam_last": out.cam_last.float().cpu(),
         "cam_feature": None if out.cam_feature is None else out.cam_feature.float().cpu(),
         "probs": class_probabilities(out).float().cpu(),
-        "theta": config.theta,
     }
 
 
 @torch.no_grad()
 def ten_crop_probs(
-    model: nn.Module, config: RunConfig, *, device: torch.device | str = "cpu"
+    model: nn.Module, test_set: Dataset, config: RunConfig, *, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """10-crop class scores of the test split (Sec. 4.1, following Zhou et al. 2016)."""
-    from csoa_nb.train import build_datasets
-
-    _, test_set = build_datasets(config)
+    """10-crop class scores of the reader `test_set` (Sec. 4.1, following Zhou et al. 2016):
+    a copy of it reads the images resized, not cropped, and the ten crops come from those."""
+    test_set = copy.copy(test_set)
     test_set.transform = WSOLTransform(False, config.resize_size, config.resize_size)
     loader = DataLoader(test_set, batch_size=32, shuffle=False, collate_fn=collate_wsol)
     model.eval()
@@ -220,20 +215,20 @@ def ten_crop_probs(
 def check_run_folder(run_dir: Path) -> None:
     """Raise `ValueError` naming what is missing unless `run_dir` is a finished run with maps.
 
-    A finished run folder (`csoa_nb.runs`) holds `config.json`, `results.json` and
+    A finished run folder (`csoa_nb.engine.runs`) holds `config.json`, `results.json` and
     `eval_maps.pt`; the message tells a non-folder, a non-run folder, an unfinished run and a
     run without saved maps apart, and what to do about each.
     """
     if not run_dir.is_dir():
         raise ValueError(
             f"{run_dir} is not a folder: pass a run folder <output_dir>/<hash>/ written by "
-            "`python -m csoa_nb.train`, e.g. one under runs/ or results/runs/"
+            "`python -m csoa_nb.engine.train`, e.g. one under runs/ or results/runs/"
         )
     if not (run_dir / "config.json").is_file():
         raise ValueError(
             f"{run_dir} is not a run folder (it has no config.json): pass a folder "
-            "<output_dir>/<hash>/ written by `python -m csoa_nb.train`, e.g. one under runs/ "
-            "or results/runs/"
+            "<output_dir>/<hash>/ written by `python -m csoa_nb.engine.train`, e.g. one under "
+            "runs/ or results/runs/"
         )
     if not (run_dir / "results.json").is_file():
         raise ValueError(
@@ -312,8 +307,6 @@ def reevaluate(
     Raises:
         ValueError: `run_dir` is not a finished run folder with `eval_maps.pt`.
     """
-    from csoa_nb.train import build_datasets
-
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
     config = RunConfig.from_json(run_dir / "config.json")
@@ -381,12 +374,12 @@ def check_json_destination(path: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m csoa_nb.evaluate",
+        prog="python -m csoa_nb.engine.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir")
-    parser.add_argument("--theta", type=float, nargs="+", default=[0.2, 0.3, 0.4])
+    parser.add_argument("--theta", type=float, nargs="+", default=list(REPORTED_THETAS))
     parser.add_argument("--json", default=None, help="also write the metrics to this file")
     parser.add_argument(
         "--data-root",
@@ -396,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     for theta in args.theta:
-        if not 0.0 < theta < 1.0:
-            raise SystemExit(f"error: theta must lie in (0, 1), got {theta}")
+        try:
+            check_run_theta(theta)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
     json_path = check_json_destination(args.json) if args.json else None
     try:
         check_run_folder(Path(args.run_dir))

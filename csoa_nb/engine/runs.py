@@ -36,7 +36,8 @@ from typing import Any
 
 import torch
 
-from csoa_nb.config import RunConfig
+from csoa_nb.cache import find_cached
+from csoa_nb.engine.config import RunConfig
 from csoa_nb.paths import project_path
 
 
@@ -78,11 +79,8 @@ def run_dir_for(config: RunConfig) -> Path:
 
 def find_run(config: RunConfig) -> Path | None:
     """The folder of a finished run with this config's hash, or None."""
-    for base in (config.output_dir, *config.results_dirs):
-        candidate = project_path(base) / config.hash
-        if (candidate / "results.json").is_file():
-            return candidate
-    return None
+    bases = (project_path(base) for base in (config.output_dir, *config.results_dirs))
+    return find_cached(config.hash, bases, "results.json")
 
 
 _FIX = "move the run folder away (or delete it) to retrain the run"
@@ -94,7 +92,7 @@ def read_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict[str, An
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise RunStoreError(f"{path} does not exist: {path.parent} is not a finished run "
-                            "(train it with `python -m csoa_nb.train`)") from None
+                            "(train it with `python -m csoa_nb.engine.train`)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RunStoreError(f"{path} is not a readable {what} ({error}); {_FIX}") from None
     missing = [k for k in keys if not isinstance(data, dict) or k not in data]
@@ -292,9 +290,11 @@ def command_line() -> str:
     module of this package run with `-m` is written `python -m csoa_nb.<module>`, another
     script relative to the project, anything else by its file name."""
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     try:
         module = script.resolve().relative_to(package.parent).with_suffix("")
+        if module.name == "__main__":  # python -m csoa_nb.<subpackage>
+            module = module.parent
         head = ["-m", ".".join(module.parts)] if module.parts[0] == package.name else [
             module.with_suffix(script.suffix).as_posix()]
     except ValueError:

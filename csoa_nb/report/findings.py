@@ -1,9 +1,10 @@
 """The paper's claims, one row each, against our runs: paper / ours (95 % CI) / verdict.
 
 Each `Claim` says "row A has a lower (or higher) `metric` than row B" in some sweep, with the
-paper's own two numbers (`csoa_nb.paper`). `claims_table(frame)` measures every claim on our runs
-(`csoa_nb.results.runs_frame` of the sweeps), as the paired difference A - B over seeds with its
-95 % confidence interval (`csoa_nb.stats.difference`), and writes the verdict from it:
+paper's own two numbers (`csoa_nb.report.paper`). `claims_table(frame)` measures every claim on
+our runs (`csoa_nb.engine.results.runs_frame` of the sweeps), as the paired difference A - B over
+seeds with its 95 % confidence interval (`csoa_nb.report.stats.difference`), and writes the
+verdict from it:
 
 - **reproduced**: the interval excludes 0 on the paper's side;
 - **opposite**: the interval excludes 0 on the other side;
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from csoa_nb.paper import paper_table
-from csoa_nb.results import METHOD_LABELS, row_key
-from csoa_nb.stats import Difference, difference
+from csoa_nb.methods import ROWS, label, row_key
+from csoa_nb.report.paper import paper_table
+from csoa_nb.report.stats import Difference, difference
 
 VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
 
@@ -119,7 +120,7 @@ def verdict(diff: Difference | None, lower: bool = True) -> str:
 
 def _label(claim: Claim, key: str) -> str:
     if claim.by == "method":
-        return METHOD_LABELS.get(key, key)
+        return label(key)
     return f"W_F after block {key}"
 
 
@@ -174,7 +175,7 @@ def head_ablation(results: list) -> pd.DataFrame:
 
     `results`: `RunResult`s (e.g. `results.run_sweep(...)`); runs without S_F are skipped.
     """
-    from csoa_nb.evaluate import score_maps
+    from csoa_nb.engine.evaluate import score_maps
 
     rows = []
     for result in results:
@@ -241,7 +242,7 @@ def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
     each metric, the paired difference row − base over seeds with its 95 % CI (points), and
     whether the row is shown *better*, shown *worse* or *not shown* different (the direction
     of "better" from `tables.higher_is_better`). Rows with one seed get no interval."""
-    from csoa_nb.tables import column_label, higher_is_better
+    from csoa_nb.report.vocabulary import column_label, higher_is_better
 
     chosen = frame[(frame["regime"] == regime) & (frame["feature_block"] == 4)]
     if base not in set(chosen["method"]):
@@ -253,8 +254,8 @@ def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
         return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["seed"].to_numpy())
 
     rows = []
-    for key in [k for k in METHOD_LABELS if k != base and k in set(chosen["method"])]:
-        row = {"row": METHOD_LABELS[key], "seeds": int((chosen["method"] == key).sum())}
+    for key in [k for k in ROWS if k != base and k in set(chosen["method"])]:
+        row = {"row": label(key), "seeds": int((chosen["method"] == key).sum())}
         for metric in metrics:
             diff = difference(by_seed(key, metric), by_seed(base, metric))
             if diff.shown is None:

@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from csoa_nb.coaug import ClassBalancedBatchSampler
+from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 
 __all__ = [
     "AMP_DTYPES",

@@ -14,14 +14,12 @@ file. It is cached by the hash of the settings it depends on, so `make book` pay
 
 Command line::
 
-    python -m csoa_nb.pretrain --preset cpu
+    python -m csoa_nb.engine.pretrain --preset cpu
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from csoa_nb.config import RunConfig
+from csoa_nb.cache import find_cached, stable_hash
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.loop import NonFiniteLossError, run_epoch
+from csoa_nb.engine.runs import run_lock, save_torch, write_json
 from csoa_nb.models import CSoANet, EmbeddingNet
 from csoa_nb.paths import project_path
-from csoa_nb.runs import run_lock, save_torch, write_json
 
 #: The settings a pretrained weights file depends on (and nothing else).
 PRETRAIN_FIELDS = (
@@ -65,17 +64,14 @@ def pretrain_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def pretrain_hash(config: RunConfig) -> str:
-    blob = json.dumps(pretrain_settings(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_hash(pretrain_settings(config))
 
 
 def find_pretrained(config: RunConfig) -> Path | None:
-    name = f"pretrain-{pretrain_hash(config)}"
-    for base in (config.output_dir, *config.results_dirs):
-        candidate = project_path(base) / name / "weights.pt"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The weights file of `config`'s pretraining stage under `output_dir` or `results_dirs`."""
+    bases = (project_path(base) for base in (config.output_dir, *config.results_dirs))
+    found = find_cached(f"pretrain-{pretrain_hash(config)}", bases, "weights.pt")
+    return None if found is None else found / "weights.pt"
 
 
 def pretrain(
@@ -171,27 +167,30 @@ def _pretrain_with(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.pretrain_lr, total_steps=total_steps, pct_start=0.2
     )
+    def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
+            embed_head(embed_net(images)), labels
+        )
+        return {"total": loss}, 0, 0
+
     for epoch in range(config.pretrain_epochs):
         network.train()
         embed_net.train()
-        running = 0.0
-        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}",
-                   disable=not progress, leave=False)
-        for batch in bar:
-            images = batch["image"].to(device)
-            labels = batch["label"].to(device)
-            loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
-                embed_head(embed_net(images)), labels
+
+        def nonfinite(index: int, name: str, value: torch.Tensor, epoch: int = epoch) -> Exception:
+            return NonFiniteLossError(
+                f"pretraining loss is {value.item()} at epoch {epoch + 1}, batch {index + 1}; "
+                "nothing was saved. Lower pretrain_lr (--set pretrain_lr=...)"
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
+
+        totals = run_epoch(
+            loader, step, optimizer, nonfinite=nonfinite, scheduler=scheduler,
+            desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}", progress=progress,
+        )
         say(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
-              f"loss {running / len(loader):.4f}")
+            f"loss {totals.sums['total'] / len(loader):.4f}")
 
     accuracy = _accuracy(network, embed_net, embed_head, test_set, device)
     info = {
@@ -233,12 +232,12 @@ def _accuracy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.pretrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.pretrain", description=__doc__)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--set", dest="assignments", action="append", default=[])
     args = parser.parse_args(argv)
     try:
-        config = RunConfig.preset(args.preset).with_overrides(args.assignments)
+        config = RunConfig.from_preset(args.preset, **RunConfig.parse_assignments(args.assignments))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     print(pretrain(config))

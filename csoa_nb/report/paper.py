@@ -1,7 +1,7 @@
 """The paper's published numbers (Tables 1-6), always labelled as the paper's.
 
 They live in one data file, `paper_tables.json`, transcribed from Kou et al. (WACV 2021); nothing
-in the book types a paper number by hand. Our measured numbers come from `csoa_nb.results`.
+in the book types a paper number by hand. Our measured numbers come from `csoa_nb.engine.results`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TABLES = ("1", "2", "3", "4", "5", "6")
 
 @cache
 def _load() -> dict[str, Any]:
-    text = resources.files("csoa_nb").joinpath("paper_tables.json").read_text()
+    text = resources.files("csoa_nb.report").joinpath("paper_tables.json").read_text()
     return json.loads(text)
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from csoa_nb.confseg import class_map, confidence_mask
+from csoa_nb.methods.confseg import class_map, confidence_mask
 
 REDUCTIONS = ("mean", "sum")
 #: Readings of Eq. 10's Mask_hat (`RunConfig.coaug_background`): "paper" is Eq. 3's binary

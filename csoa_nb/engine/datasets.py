@@ -1,0 +1,122 @@
+"""The data of a run: the folder its dataset is read from, its train / test readers, and the
+reproducible items the training loop draws (`SeededItems`, keyed by `EpochBatches`).
+
+Shared by training (`csoa_nb.engine.train`), evaluation (`csoa_nb.engine.evaluate`, which needs
+the test masks for PxAP) and the sweeps (`csoa_nb.engine.results`, which builds the shared
+inputs first).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
+from csoa_nb.data.fingerprint import resolve_root
+from csoa_nb.data.transforms import make_sample
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.methods.coaug import ClassBalancedBatchSampler
+from csoa_nb.paths import project_path
+
+
+def dataset_root(config: RunConfig) -> Path:
+    """The folder the config's dataset is read from (generating the synthetic one if needed)."""
+    root = project_path(config.data_root)
+    if config.dataset == "synthetic":
+        return make_dataset(root / "synthetic", **config.synthetic_kwargs())
+    return resolve_root(config.dataset, root)
+
+
+def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
+    """Train and test datasets of `config` with the paper's transforms (Sec. 4.1)."""
+    root = dataset_root(config)
+    train_tf = WSOLTransform(True, config.resize_size, config.crop_size)
+    test_tf = WSOLTransform(False, config.resize_size, config.crop_size)
+    kw = {"num_classes": config.num_classes}
+    if config.dataset in ("synthetic", "cub"):
+        return CUB200(root, "train", train_tf, **kw), CUB200(root, "test", test_tf, **kw)
+    if config.dataset == "ilsvrc":
+        return ILSVRCLoc(root, "train", train_tf, **kw), ILSVRCLoc(root, "val", test_tf, **kw)
+    meta = project_path(config.metadata_dir)
+    return (
+        WSOLMetadata(root, meta, "train", train_tf, **kw),
+        WSOLMetadata(root, meta, "test", test_tf, **kw),
+    )
+
+
+def worker_init(worker_id: int) -> None:
+    """A loader worker's numpy and python seeds, from torch's seed of that worker."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item `index`'s augmentation in `epoch` of a run with `seed` (32 bits)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class SeededItems(Dataset):
+    """A reader whose items are drawn reproducibly, whatever the loader's worker count.
+
+    Keys are `(index, epoch)` pairs (from `EpochBatches`) or plain indices (epoch 0). Item
+    `index`'s random crop and flip in `epoch` come from torch's generator seeded with
+    `sample_seed(seed, epoch, index)` inside `torch.random.fork_rng`, so they depend on
+    neither the process that loads it nor what was drawn before, and a resumed run draws the
+    same augmentations as an uninterrupted one. `cache=True` keeps the decoded images in memory
+    (the reader's `load_raw`; the synthetic benchmark's ~1,500 small images take ~20 MB), so
+    JPEG decoding happens once, not every epoch; the items are the same either way.
+    """
+
+    def __init__(self, dataset: Any, seed: int, *, cache: bool = False) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.cache = cache and hasattr(dataset, "load_raw")
+        self._raw: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:  # labels, num_classes, has_masks, transform, ...
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def _item(self, index: int) -> dict[str, Any]:
+        if not self.cache:
+            return self.dataset[index]
+        raw = self._raw.get(index)
+        if raw is None:
+            raw = self._raw[index] = self.dataset.load_raw(index)
+        return make_sample(self.dataset.transform, *raw, self.dataset.labels[index], index)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        with torch.random.fork_rng(devices=[]):
+            # the CPU generator only: `torch.manual_seed` would also seed (lazily, recording a
+            # traceback each time) every accelerator's generator, 1-2 ms an item; the
+            # transforms draw from the CPU generator alone, so the items are the same
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
+            return self._item(index)
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """`ClassBalancedBatchSampler`'s batches as `(index, epoch)` keys for `SeededItems`."""
+
+    def __init__(self, sampler: ClassBalancedBatchSampler) -> None:
+        super().__init__()
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.sampler.epoch
+        for batch in self.sampler:
+            yield [(index, epoch) for index in batch]

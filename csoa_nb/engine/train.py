@@ -1,0 +1,532 @@
+"""The trainer shared by every chapter and the command line.
+
+(About 500 lines: the run's building blocks, the steps of a run as separate functions (setup,
+resume, epoch, checkpoint, finalize) around the shared loop of `csoa_nb.engine.loop`, the
+epoch log and the CLI.)
+
+`train(config)` builds the data, the two-CAM network and (for CoAug) the embedding network W_E,
+optimises the loss of `config.method`, checkpoints every epoch, evaluates on the test split and
+writes the run folder described in `csoa_nb.engine.runs`. A finished run with the same config
+hash is loaded, not retrained; an interrupted one resumes from its last checkpoint.
+
+The loss of each method is its `losses` in the registry (`csoa_nb.methods`).
+
+Command line::
+
+    python -m csoa_nb.engine.train --preset cpu --method csoa [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from csoa_nb.data import check_num_classes, collate_wsol
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets, worker_init
+from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
+from csoa_nb.engine.loop import (
+    NonFiniteLossError,
+    rng_state,
+    run_epoch,
+    seed_everything,
+    set_rng_state,
+)
+from csoa_nb.engine.runs import (
+    RunResult,
+    append_jsonl,
+    command_line,
+    find_run,
+    load_checkpoint,
+    load_run,
+    remove_stale_tmp,
+    run_dir_for,
+    run_lock,
+    save_torch,
+    truncate_jsonl,
+    write_json,
+)
+from csoa_nb.localize import REPORTED_THETAS
+from csoa_nb.methods.coaug import ClassBalancedBatchSampler
+from csoa_nb.methods.confseg import alpha as alpha_schedule
+from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
+from csoa_nb.monitors import collapse_stats, diagnose_collapse
+
+
+class RunInterrupted(RuntimeError):
+    """`train(..., stop_after_epoch=k)` stopped after epoch k's checkpoint, as a kill would."""
+
+
+# ----------------------------------------------------------------------------- building blocks
+def check_device(config: RunConfig) -> torch.device:
+    """`config.device` as a torch device, refused up front when this machine lacks it."""
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"unknown device {config.device!r} ({error}); use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {config.device!r}: this PyTorch sees no CUDA device; use --set device=cpu "
+            "(papermill: -p device cpu) or install a CUDA build of PyTorch"
+        )
+    return device
+
+
+def dataset_labels(dataset: Any) -> list[int]:
+    """Class labels of every item, without loading images (every reader exposes `labels`)."""
+    return [int(v) for v in dataset.labels]
+
+
+def build_sampler(config: RunConfig, train_set: Any) -> ClassBalancedBatchSampler:
+    """Sec. 4.1's class-balanced batches, after checking that the split can fill them: every
+    class has training images and one batch fits in the split."""
+    labels = dataset_labels(train_set)
+    missing = sorted(set(range(config.num_classes)) - set(labels))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(
+            f"{len(missing)} of {config.num_classes} classes have no training image in the "
+            f"{config.dataset} train split (class indices {shown}): fix the split file or the "
+            "class list"
+        )
+    if config.batch_size > len(labels):
+        raise ValueError(
+            f"batch_size ({config.batch_size}) exceeds the {len(labels)} training images of "
+            f"the {config.dataset} dataset: lower batch_size (--set batch_size=N)"
+        )
+    return ClassBalancedBatchSampler(
+        labels, config.batch_size, config.classes_per_batch, seed=config.seed
+    )
+
+
+def resolve_weights(
+    config: RunConfig, *, progress: bool = True, log: Callable[[str], None] | None = None
+) -> tuple[str | None, str | None]:
+    """Backbone and W_E weights: a path/name, our pretraining stage's file, or None (random).
+
+    `embedding_weights=""` follows the backbone (the pretraining stage's W_E when
+    `pretrained="pretrain"`); `embedding_weights="pretrain"` takes the pretraining stage's W_E
+    for a backbone trained from scratch too (the paper's W_E is always pretrained).
+    """
+    embedding = config.embedding_weights if config.uses_coaug else ""
+    stage = None
+    if "pretrain" in (config.pretrained, embedding):
+        from csoa_nb.engine.pretrain import pretrain
+
+        stage = str(pretrain(config, progress=progress, log=log))
+    backbone = stage if config.pretrained == "pretrain" else (config.pretrained or None)
+    if embedding == "pretrain" or (not embedding and config.pretrained == "pretrain"):
+        return backbone, stage
+    return backbone, (embedding or None)
+
+
+def build_model(config: RunConfig, weights: str | None = None) -> CSoANet:
+    return CSoANet(
+        config.backbone,
+        config.num_classes,
+        feature_block=config.feature_block,
+        weights=weights,
+        baseline=not config.two_heads,
+        head_width=config.head_width or None,
+        slim_width=config.slim_width,
+    )
+
+
+def build_embedding(config: RunConfig, weights: str | None = None) -> EmbeddingNet:
+    """W_E of Eq. 8, frozen: CoAug shapes the CAM, not the embedding (see `train`)."""
+    embed_net = EmbeddingNet(config.embedding, weights=weights, slim_width=config.slim_width)
+    return embed_net.freeze()
+
+
+def build_optimizer(
+    config: RunConfig, model: CSoANet
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.ExponentialLR]:
+    """SGD with momentum and weight decay, lr x lr_decay each epoch (Sec. 4.1)."""
+    head_params = [p for n, p in model.named_parameters() if n.startswith("head_")]
+    head_ids = {id(p) for p in head_params}
+    body_params = [p for p in model.parameters() if id(p) not in head_ids]
+    groups = [
+        {"params": body_params, "lr": config.lr},
+        {"params": head_params, "lr": config.lr * config.head_lr_mult},
+    ]
+    optimizer = torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    return optimizer, scheduler
+
+
+def method_losses(
+    config: RunConfig,
+    out: CSoAOutput,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    embed_net: nn.Module | None,
+) -> dict[str, torch.Tensor]:
+    """Every loss term of `config.method` for one batch, plus their weighted sum `total` (the
+    method's `losses` in the registry, `csoa_nb.methods`)."""
+    return config.method_spec.losses(config, out, images, labels, alpha, embed_net)
+
+
+# ----------------------------------------------------------------------------------- training
+def train(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train `config` (or load it if already finished) and return its `RunResult`.
+
+    Everything that can be checked is checked before any work (device, data, classes, batch
+    size), and pretraining (cached) runs before the run folder exists, so bad settings leave no
+    run folder. The run folder is locked (`csoa_nb.engine.runs.run_lock`): a twin command waits,
+    then loads the finished run. `stop_after_epoch` ends the call after that epoch's checkpoint,
+    as a kill would (the next call resumes). `log` receives one line per epoch (default: print).
+    """
+    say = log or print
+    finished = find_run(config)
+    if finished is not None:
+        return load_run(finished)
+    started = time.perf_counter()
+    device = check_device(config)
+    train_set, test_set = build_datasets(config)
+    check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
+    sampler = build_sampler(config, train_set)
+    run_dir = run_dir_for(config)
+    _make_folder(run_dir.parent, run_dir)  # output_dir: checked before pretraining
+    if run_dir.exists() and not run_dir.is_dir():
+        _make_folder(run_dir, run_dir)
+    weights = resolve_weights(config, progress=progress, log=say)
+    _make_folder(run_dir, run_dir)
+    with run_lock(run_dir, say):
+        finished = find_run(config)
+        if finished is not None:  # a twin command finished it while this one waited
+            return load_run(finished)
+        for stale in remove_stale_tmp(run_dir):
+            say(f"[{config.hash}] removed {stale.name}, left by a killed process")
+        state = setup_run(config, device, (train_set, test_set), sampler, weights, run_dir,
+                          started)
+        return run_training(state, progress=progress, stop_after_epoch=stop_after_epoch, say=say)
+
+
+def _make_folder(folder: Path, run_dir: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"cannot create the run folder {run_dir} ({error}); pass a writable output_dir"
+        ) from error
+
+
+@dataclass
+class RunState:
+    """A run being trained: what `setup_run` builds and the later steps use and update."""
+
+    config: RunConfig
+    device: torch.device
+    run_dir: Path
+    model: CSoANet
+    embed_net: EmbeddingNet | None
+    optimizer: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.ExponentialLR
+    sampler: ClassBalancedBatchSampler
+    loader: DataLoader
+    test_reader: Dataset  # the test split's reader, as `build_datasets` made it
+    test_set: Dataset  # what the maps are collected from (the reader, cached for synthetic)
+    val_set: Dataset | None  # the first `val_images` test images, or None
+    started: float  # time.perf_counter() when `train` began
+    start_epoch: int = 0
+    elapsed_before: float = 0.0  # seconds spent before the last resume
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+
+def setup_run(
+    config: RunConfig,
+    device: torch.device,
+    datasets: tuple[Dataset, Dataset],
+    sampler: ClassBalancedBatchSampler,
+    weights: tuple[str | None, str | None],
+    run_dir: Path,
+    started: float,
+) -> RunState:
+    """Seed the run, build its networks, optimizer and loaders (nothing is read from disk but
+    the weights)."""
+    train_set, test_set = datasets
+    # The run's own random stream starts here, after the data and the (cached or not)
+    # pretraining, so neither can shift it; augmentation draws from per-item generators.
+    seed_everything(config.seed)
+    model = build_model(config, weights[0]).to(device)
+    embed_net = build_embedding(config, weights[1]).to(device) if config.uses_coaug else None
+    optimizer, scheduler = build_optimizer(config, model)
+    loader = DataLoader(
+        SeededItems(train_set, config.seed, cache=config.dataset == "synthetic"),
+        batch_sampler=EpochBatches(sampler),
+        collate_fn=collate_wsol,
+        num_workers=config.num_workers,
+        worker_init_fn=worker_init,
+    )
+    test_reader = test_set
+    if config.dataset == "synthetic":
+        test_set = SeededItems(test_set, config.seed, cache=True)
+    val_count = min(config.val_images, len(test_set))
+    val_set = Subset(test_set, range(val_count)) if val_count else None
+    return RunState(
+        config=config, device=device, run_dir=run_dir, model=model, embed_net=embed_net,
+        optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
+        test_reader=test_reader, test_set=test_set, val_set=val_set, started=started,
+    )
+
+
+def resume_run(state: RunState, say: Callable[[str], None]) -> None:
+    """Continue from the run folder's checkpoint (model, optimizer, scheduler, RNG, history up
+    to its epoch), or start the run's files afresh (`config.json`, an empty history)."""
+    config = state.config
+    if state.checkpoint_path.exists():
+        saved = load_checkpoint(state.checkpoint_path, config)
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        state.start_epoch = int(saved["epoch"])
+        state.elapsed_before = float(saved.get("elapsed_s", 0.0))
+        truncate_jsonl(state.metrics_path, state.start_epoch)
+        say(f"[{config.hash}] resuming after epoch {state.start_epoch} from "
+            f"{state.checkpoint_path}")
+    else:
+        state.metrics_path.unlink(missing_ok=True)
+        write_json(state.run_dir / "config.json", config.to_record())
+
+
+def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any]:
+    """Epoch `epoch` (0-based): the method's steps (`csoa_nb.engine.loop.run_epoch`), the lr
+    decay, and validation. Returns the epoch's record for `metrics.jsonl`."""
+    config, device, model = state.config, state.device, state.model
+    epoch_started = time.perf_counter()
+    state.sampler.set_epoch(epoch)
+    model.train()
+    use_amp = config.amp and device.type == "cuda"
+    steps = len(state.sampler)
+
+    def alpha_at(index: int) -> float:
+        return alpha_schedule(epoch + index / steps, config.epochs, config.alpha_ramp)
+
+    def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            out = model(images)
+            terms = method_losses(config, out, images, labels, alpha_at(index), state.embed_net)
+        return terms, int((out.logits_last.argmax(1) == labels).sum()), len(labels)
+
+    def nonfinite(index: int, name: str, value: torch.Tensor) -> Exception:
+        kept = state.checkpoint_path if state.checkpoint_path.exists() else "none yet"
+        return NonFiniteLossError(
+            f"epoch {epoch + 1}, batch {index + 1}: loss term {name!r} is {value.item()}; "
+            f"training stopped, the last good checkpoint ({kept}) is kept. Lower lr or check "
+            "the data."
+        )
+
+    totals = run_epoch(
+        state.loader, step, state.optimizer, nonfinite=nonfinite, total=steps,
+        desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress,
+        postfix=lambda index, terms: {"loss": f"{terms['total'].item():.3f}",
+                                      "alpha": f"{alpha_at(index):.2f}"},
+    )
+    lr_now = state.optimizer.param_groups[0]["lr"]
+    state.scheduler.step()
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr_now,
+        "alpha": alpha_schedule(epoch + 1, config.epochs, config.alpha_ramp),
+        "train_acc": 100.0 * totals.correct / max(totals.seen, 1),
+        **{f"loss_{k}": v / steps for k, v in totals.sums.items()},
+    }
+    if state.val_set is not None:
+        val_maps = collect_maps(model, state.val_set, config, device=device)
+        val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
+        val.update(collapse_stats(val_maps["cam_last"]))
+        record.update({f"val_{k}": v for k, v in val.items()})
+    record["epoch_time_s"] = time.perf_counter() - epoch_started
+    return record
+
+
+def save_checkpoint(state: RunState, epochs_done: int) -> None:
+    """Everything a resumed run needs after `epochs_done` epochs (atomic)."""
+    save_torch(
+        state.checkpoint_path,
+        {
+            "config_hash": state.config.hash,
+            "epoch": epochs_done,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "rng": rng_state(),
+            "elapsed_s": state.elapsed_before + time.perf_counter() - state.started,
+        },
+    )
+
+
+def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
+    """The final evaluation on the whole test split (every reported theta), the saved maps and
+    CAM sample, and `results.json`, written last: the run is finished once it exists."""
+    config, device, model, run_dir = state.config, state.device, state.model, state.run_dir
+    maps = collect_maps(model, state.test_set, config, device=device)
+    if config.ten_crop:  # class scores averaged over 10 crops (Sec. 4.1)
+        maps["probs"] = ten_crop_probs(model, state.test_reader, config, device=device)
+    thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
+    metrics = score_maps(maps, config, thetas=thetas, full=True)
+    metrics.update(collapse_stats(maps["cam_last"]))
+    save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
+    save_torch(run_dir / "cams.pt", sample_cams(model, state.test_set, device=device))
+    wall = state.elapsed_before + time.perf_counter() - state.started
+    write_json(
+        run_dir / "results.json",
+        {
+            "config_hash": config.hash,
+            "data": config.data_identity(),
+            "metrics": metrics,
+            "wall_time_s": wall,
+            "command": command_line(),
+            "torch": torch.__version__,
+            # float sums split over threads round differently: bit-identical re-runs need the
+            # same torch build and thread count (make results: one thread per run)
+            "torch_threads": torch.get_num_threads(),
+        },
+    )
+    say(f"[{config.hash}] done in {wall:.0f} s: {_summary(metrics)}")
+    result = load_run(run_dir, cached=False)
+    result.wall_time_s = wall
+    return result
+
+
+def run_training(
+    state: RunState,
+    *,
+    progress: bool,
+    stop_after_epoch: int | None,
+    say: Callable[[str], None],
+) -> RunResult:
+    """The body of `train` after `setup_run`, holding the run folder's lock: resume, the epochs
+    (each logged and checkpointed), finalize."""
+    config = state.config
+    resume_run(state, say)
+    for epoch in range(state.start_epoch, config.epochs):
+        record = train_epoch(state, epoch, progress=progress)
+        append_jsonl(state.metrics_path, record)
+        save_checkpoint(state, epoch + 1)
+        say(_epoch_line(config, record))
+        for line in collapse_lines(config, record):
+            say(line)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
+            raise RunInterrupted(f"stopped after epoch {epoch + 1}; call train() again to resume")
+    return finalize_run(state, say)
+
+
+#: Longest line the trainer logs: a notebook's text column holds about 90 characters.
+LOG_WIDTH = 88
+
+
+def _epoch_line(config: RunConfig, record: dict[str, Any]) -> str:
+    """One epoch of the log: training on the first line, validation on the second (each at
+    most `LOG_WIDTH` characters)."""
+    parts = [f"loss {record.get('loss_total', math.nan):.4f}"]
+    if config.uses_inner_loss or config.uses_coaug:  # alpha weighs Eq. 5 and Eq. 12 only
+        parts.append(f"alpha {record['alpha']:.2f}")
+    parts.append(f"lr {record['lr']:.1e}")
+    parts.append(f"acc {record['train_acc']:.1f}%")
+    parts.append(f"{record['epoch_time_s']:.1f} s")
+    line = (f"[{config.hash}] {config.method} epoch {record['epoch']}/{config.epochs}: "
+            + ", ".join(parts))
+    if "val_top1_loc_err" in record:
+        line += (
+            f"\n{' ' * 15}val: top-1 loc err {record['val_top1_loc_err']:.1f}% | "
+            f"GT-known {record['val_gt_known_loc_err']:.1f}% | "
+            f"cls err {record['val_top1_cls_err']:.1f}%"
+        )
+    return line
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    names = {"top1_loc_err": "top-1 loc", "gt_known_loc_err": "GT-known",
+             "top1_cls_err": "cls", "max_box_acc_v2": "MaxBoxAccV2"}
+    return ", ".join(f"{name} {metrics[k]:.2f}" for k, name in names.items() if k in metrics)
+
+
+def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
+    """Warning lines for the epoch log when the validation maps of a CoAug method show a
+    collapse (`csoa_nb.monitors`): Eq. 12's degenerate minima (chapter 04). Log lines, not
+    Python warnings, so that a notebook shows no source path of the machine that ran it."""
+    if not config.uses_coaug:
+        return []
+    stats = {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")}
+    return [
+        textwrap.fill(f"[{config.hash}] WARNING {config.method} epoch {record['epoch']}: "
+                      f"{finding}", LOG_WIDTH, subsequent_indent=" " * 15)
+        for finding in diagnose_collapse(stats)
+    ]
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.train", description=__doc__)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--method", default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        help="override any RunConfig field, e.g. --set epochs=3 --set theta=0.2",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bars (the default when stderr is not a terminal: one line per epoch)",
+    )
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with --method, --seed and every --set applied (a --set wins); the preset's
+    variant for a --set dataset (the paper's ILSVRC) comes first."""
+    overrides: dict[str, Any] = {}
+    if args.method is not None:
+        overrides["method"] = args.method
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    overrides.update(RunConfig.parse_assignments(args.assignments))
+    return RunConfig.from_preset(args.preset, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    result = train(config, progress=not args.no_progress and sys.stderr.isatty())
+    print(f"run folder: {result.run_dir}{' (cached)' if result.cached else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Sentences generated from our runs, so that the book's prose never states a result its runs
+did not produce.
+
+`compare(frame, a, b, metric)` writes "The top-1 loc. error of CSoA is lower than that of CAM
+(base) by ..." from the numbers, with a verdict against the seed spread; `table1_findings`
+strings several together; `ranking_summary` says which method ranks first under how many
+metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from csoa_nb.engine.results import mean_std
+from csoa_nb.report.stats import Difference, difference
+from csoa_nb.report.tables import check_metrics, numeric, ours_table, select
+from csoa_nb.report.vocabulary import higher_is_better, metric_prose, prose_label
+
+
+def ranking_summary(ranks: pd.DataFrame, reference: str | None = None) -> str:
+    """A sentence per column of `ranks`: does its ordering agree with the `reference` column's?
+
+    `reference` defaults to the first column (e.g. "Top-1 loc. err").
+    """
+    reference = reference or str(ranks.columns[0])
+    if reference not in ranks.columns:
+        raise ValueError(f"{reference!r} is not a column of the ranking: {list(ranks.columns)}")
+    base = ranks[reference]
+    order = ", ".join(str(k) for k in base.sort_values(kind="stable").index)
+    lines = [f"By {reference}, best first: {order}."]
+    for column in ranks.columns:
+        if column == reference:
+            continue
+        moved = [f"{k} {base[k]} → {ranks[column][k]}" for k in ranks.index
+                 if ranks[column][k] != base[k]]
+        if moved:
+            lines.append(f"By {column} the ranking changes: {'; '.join(moved)}.")
+        else:
+            lines.append(f"By {column} the ranking is the same.")
+    return " ".join(lines)
+
+
+# ---------------------------------------------------------------------------- sentences
+@dataclass(frozen=True)
+class Comparison:
+    """Mean ± std of one metric for two rows of a sweep, and the 95 % confidence interval of
+    their difference (`csoa_nb.report.stats.difference`: paired by seed where the seeds match).
+
+    `shown` is True when the interval of mean_a - mean_b excludes 0, False when it contains
+    it, None with a single seed (no interval).
+    """
+
+    metric: str
+    label_a: str
+    label_b: str
+    mean_a: float
+    std_a: float
+    n_a: int
+    mean_b: float
+    std_b: float
+    n_b: int
+    diff: Difference
+
+    @property
+    def difference(self) -> float:
+        """mean_a - mean_b, in the metric's unit (percentage points)."""
+        return self.mean_a - self.mean_b
+
+    @property
+    def a_is_better(self) -> bool:
+        if higher_is_better(self.metric):
+            return self.difference > 0
+        return self.difference < 0
+
+    @property
+    def shown(self) -> bool | None:
+        return self.diff.shown
+
+    @property
+    def a_better_shown(self) -> bool:
+        """True only when a is better and the 95 % interval of the difference excludes 0."""
+        return bool(self.a_is_better and self.shown)
+
+    @property
+    def verdict(self) -> str:
+        """"better" / "worse" (interval excludes 0), "no difference shown", or "one seed"."""
+        if self.shown is None:
+            return "one seed"
+        if not self.shown:
+            return "no difference shown"
+        return "better" if self.a_is_better else "worse"
+
+    def sentence(self, digits: int = 2) -> str:
+        name = metric_prose(self.metric)
+        unit = "" if self.metric in ("box_mass_ratio", "wall_time_s") else " points"
+        if self.metric == "wall_time_s":
+            unit = " s"
+        d = abs(self.difference)
+        if round(d, digits) == 0:
+            head = f"The {name} of {self.label_a} equals that of {self.label_b}"
+        else:
+            relation = "higher" if self.difference > 0 else "lower"
+            quality = "better" if self.a_is_better else "worse"
+            head = (f"The {name} of {self.label_a} is {relation} ({quality}) than that of "
+                    f"{self.label_b} by {d:.{digits}f}{unit}")
+        detail = (f"{self.label_a} {mean_std(self.mean_a, self.std_a, self.n_a, digits)}, "
+                  f"{self.label_b} {mean_std(self.mean_b, self.std_b, self.n_b, digits)}")
+        if self.shown is None:
+            verdict = ("a single seed, so there is no confidence interval and no difference can "
+                       "be told apart from noise")
+        else:
+            interval = f"{self.diff.interval(digits)}{unit} ({self.diff.how()})"
+            verdict = (f"the difference is shown, its 95 % CI is {interval}" if self.shown else
+                       f"these runs do not show a difference, its 95 % CI {interval} "
+                       "contains 0")
+        return f"{head} ({detail}): {verdict}."
+
+    def __str__(self) -> str:
+        return self.sentence()
+
+
+def compare_runs(
+    frame: pd.DataFrame, a: Any, b: Any, metric: str, *, by: str = "method", **where: Any
+) -> Comparison:
+    """Compare rows `a` and `b` (values of column `by`, e.g. "csoa" and "cam") on `metric`.
+
+    `**where` filters first, e.g. `regime="pretrained"`. Std is the sample std over seeds; the
+    interval pairs the runs by their `seed` column where both rows have the same seeds.
+    """
+    selected = select(frame, **where) if where else frame
+    check_metrics(selected, [metric])
+    stats, series = {}, {}
+    for key in (a, b):
+        rows = selected.loc[selected[by] == key]
+        if rows.empty:
+            raise ValueError(
+                f"no run with {by} = {key!r}{' and ' + str(where) if where else ''}; "
+                f"present: {sorted(selected[by].unique().tolist(), key=str)}"
+            )
+        values = rows[metric].astype(float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        stats[key] = (float(values.mean()), std, len(values))
+        index = rows["seed"] if "seed" in rows and rows["seed"].is_unique else range(len(rows))
+        series[key] = pd.Series(values.to_numpy(), index=list(index))
+    (ma, sa, na), (mb, sb, nb) = stats[a], stats[b]
+    diff = difference(series[a], series[b])
+    return Comparison(metric, prose_label(by, a), prose_label(by, b), ma, sa, na, mb, sb, nb,
+                      diff)
+
+
+def compare(frame: pd.DataFrame, a: Any, b: Any, metric: str, *, by: str = "method",
+            **where: Any) -> str:
+    """E.g. "The top-1 loc. error of CSoA is lower (better) than that of CAM (base) by 3.10
+    points (CSoA 40.20 ± 1.00, CAM (base) 43.30 ± 1.20): the difference is shown, its 95 % CI
+    is [-4.10, -2.10] points (paired t over 3 seeds)."."""
+    return compare_runs(frame, a, b, metric, by=by, **where).sentence()
+
+
+def ordering(frame: pd.DataFrame, metric: str, *, by: str = "method", digits: int = 2,
+             **where: Any) -> str:
+    """The rows ordered by mean `metric`, best first: "CSoA 40.20, ConfSeg 41.00, ..."."""
+    mean = numeric(ours_table(frame, [metric], rows=by, **where)).iloc[:, 0]
+    mean = mean.sort_values(ascending=not higher_is_better(metric), kind="stable")
+    return ", ".join(f"{k} {v:.{digits}f}" for k, v in mean.items())
+
+
+def table1_findings(
+    frame: pd.DataFrame, regime: str = "pretrained", metric: str = "top1_loc_err"
+) -> str:
+    """What Table 1's runs of one regime show, as Markdown bullets written from the numbers.
+
+    CSoA against the base CAM first; then each module against what it adds to, so that a
+    missing gain can be traced: the two-head union without the inner loss against CAM (the
+    union of Eq. 13 alone), ConfSeg against that (the inner loss of Eq. 5), CoAug against CAM
+    (Eq. 12) and CSoA against ConfSeg (CoAug on top of ConfSeg); then the same for our reading
+    of Eq. 10 (the "_fix" rows) where the frame has them. Each verdict is the 95 % interval of
+    the paired difference (`Comparison`).
+    """
+    selected = select(frame, regime=regime)
+    present = set(selected["method"])
+    pairs = [("csoa", "cam"), ("twohead", "cam"), ("confseg", "twohead"), ("confseg", "cam"),
+             ("coaug", "cam"), ("csoa", "confseg"), ("coaug_fix", "cam"),
+             ("coaug_fix", "coaug"), ("csoa_fix", "cam"), ("csoa_fix", "coaug_fix")]
+    lines = [f"- Best first by {metric_prose(metric)}: {ordering(selected, metric)}."]
+    for a, b in pairs:
+        if a in present and b in present:
+            lines.append("- " + compare(selected, a, b, metric))
+    for key in ("csoa", "csoa_fix"):
+        if {key, "cam"} <= present:
+            main = compare_runs(selected, key, "cam", metric)
+            label = prose_label("method", key)
+            if main.a_better_shown:
+                lines.append(f"- {label} beats the base CAM in these runs (95 % interval of the "
+                             "difference excludes 0).")
+            else:
+                lines.append(
+                    f"- **{label} does not beat the base CAM in these runs**"
+                    + (" (a single seed cannot show it)." if main.shown is None else
+                       " (the 95 % interval of the difference does not show it).")
+                    + " The comparisons above show which step fails to add a gain."
+                )
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""The book's vocabulary for results: how metrics, rows, regimes and runs are named.
+
+Column names (the paper's where it has the column: "Top-1 loc. err", ...), the words prose uses
+for a metric, which way is better, row names of each kind (method rows from the registry,
+`csoa_nb.methods`; "CSoA-4-5" for a feature block; theta), the label of our numbers ("ours,
+preset cpu, synthetic benchmark, vgg_slim, 3 seeds") and the paper's row names. Tables, prose
+and charts (`csoa_nb.report.tables`, `.prose`, `.charts`) all name things through this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from csoa_nb import methods
+from csoa_nb.engine.config import RunConfig
+
+#: Column names: the paper's where it has the column, else a plain description.
+METRIC_COLUMNS: dict[str, str] = {
+    "top1_loc_err": "Top-1 loc. err",
+    "top5_loc_err": "Top-5 loc. err",
+    "top1_cls_err": "Top-1 cls. err",
+    "top5_cls_err": "Top-5 cls. err",
+    "gt_known_loc_err": "GT-known loc. err",
+    "gt_known_loc_acc@iou30": "GT-known loc. acc, IoU 0.3",
+    "gt_known_loc_acc@iou50": "GT-known loc. acc, IoU 0.5",
+    "gt_known_loc_acc@iou70": "GT-known loc. acc, IoU 0.7",
+    "max_box_acc_v2": "MaxBoxAccV2",
+    "max_box_acc@30": "MaxBoxAcc, IoU 0.3",
+    "max_box_acc@50": "MaxBoxAcc, IoU 0.5",
+    "max_box_acc@70": "MaxBoxAcc, IoU 0.7",
+    "pxap": "PxAP",
+    "box_mass_ratio": "box mass ratio",
+    "wall_time_s": "wall time (s)",
+    "best_threshold@30": "best τ, IoU 0.3",
+    "best_threshold@50": "best τ, IoU 0.5",
+    "best_threshold@70": "best τ, IoU 0.7",
+}
+#: The same metrics as a sentence names them.
+METRIC_PROSE: dict[str, str] = {
+    "top1_loc_err": "top-1 loc. error",
+    "top5_loc_err": "top-5 loc. error",
+    "top1_cls_err": "top-1 cls. error",
+    "top5_cls_err": "top-5 cls. error",
+    "gt_known_loc_err": "GT-known loc. error",
+    "gt_known_loc_acc@iou30": "GT-known loc. accuracy at IoU 0.3",
+    "gt_known_loc_acc@iou50": "GT-known loc. accuracy at IoU 0.5",
+    "gt_known_loc_acc@iou70": "GT-known loc. accuracy at IoU 0.7",
+    "max_box_acc_v2": "MaxBoxAccV2",
+    "max_box_acc@30": "MaxBoxAcc at IoU 0.3",
+    "max_box_acc@50": "MaxBoxAcc at IoU 0.5",
+    "max_box_acc@70": "MaxBoxAcc at IoU 0.7",
+    "pxap": "PxAP",
+    "box_mass_ratio": "box mass ratio",
+    "wall_time_s": "wall time",
+}
+#: Metrics where a larger number is better (all others in METRIC_COLUMNS: smaller is better).
+HIGHER_IS_BETTER = frozenset(
+    {
+        "gt_known_loc_acc@iou30",
+        "gt_known_loc_acc@iou50",
+        "gt_known_loc_acc@iou70",
+        "max_box_acc_v2",
+        "max_box_acc@30",
+        "max_box_acc@50",
+        "max_box_acc@70",
+        "pxap",
+        "box_mass_ratio",
+    }
+)
+#: The two training regimes of `csoa_nb.engine.results.REGIMES`, for labels.
+REGIME_LABELS = {"pretrained": "pretrained + fine-tuned", "scratch": "from scratch"}
+REGIME_ORDER = ("pretrained", "scratch")
+DATASET_LABELS = {
+    "synthetic": "synthetic benchmark",
+    "cub": "CUB-200-2011",
+    "ilsvrc": "ILSVRC validation",
+    "wsol-metadata": "wsolevaluation metadata",
+}
+BACKBONE_LABELS = {"vgg16": "VGG16", "inception_v3": "InceptionV3", "vgg_slim": "vgg_slim"}
+#: The paper's index name for our row kinds (Table 3 is indexed by "Theta").
+INDEX_NAMES = {"method": "Method", "feature_block": "Method", "theta": "Theta",
+               "regime": "Regime"}
+#: The paper leaves a cell empty ("-") where a method did not report it.
+MISSING = "–"
+
+
+# ------------------------------------------------------------------------------------ labels
+def column_label(metric: str) -> str:
+    """The column name of `metric`; a theta-suffixed key gets "(theta 0.2)" appended."""
+    if metric in METRIC_COLUMNS:
+        return METRIC_COLUMNS[metric]
+    base, sep, theta = metric.partition("@")
+    if sep and base in METRIC_COLUMNS:
+        return f"{METRIC_COLUMNS[base]} (θ {theta})"
+    return metric
+
+
+def metric_prose(metric: str) -> str:
+    """How a sentence names `metric` (e.g. "top-1 loc. error")."""
+    base, sep, theta = metric.partition("@")
+    if metric in METRIC_PROSE:
+        return METRIC_PROSE[metric]
+    if sep and base in METRIC_PROSE:
+        return f"{METRIC_PROSE[base]} at θ = {theta}"
+    return metric
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for accuracies, MaxBoxAccV2 and PxAP; False for errors and wall time."""
+    return metric.partition("@")[0] in HIGHER_IS_BETTER or metric in HIGHER_IS_BETTER
+
+
+def feature_block_label(block: int) -> str:
+    """Table 2's name of the model with W_F after `block` and W_L after block 5: "CSoA-4-5"."""
+    return f"CSoA-{int(block)}-5"
+
+
+def row_label(level: str, value: Any) -> Any:
+    """How a row of kind `level` ("method", "regime", "feature_block", "theta") is named."""
+    if level == "method":
+        return methods.label(value)
+    if level == "regime":
+        return REGIME_LABELS.get(value, value)
+    if level == "feature_block":
+        return feature_block_label(value)
+    return value
+
+
+def prose_label(level: str, value: Any) -> str:
+    """How a sentence names a row: like `row_label`, but "θ = 0.3" for a theta."""
+    if level == "theta":
+        return f"θ = {float(value):g}"
+    return str(row_label(level, value))
+
+
+def ours_label(config: RunConfig, seeds: int | Sequence[int], regime: str | None = None) -> str:
+    """E.g. "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds" (+ ", from scratch").
+
+    Args:
+        config: any run of the table (preset, dataset and backbone are read from it).
+        seeds: the number of seeds, or the seeds themselves.
+        regime: "pretrained" or "scratch" to name the training regime, None to leave it out.
+    """
+    count = seeds if isinstance(seeds, int) else len(list(seeds))
+    parts = [
+        "ours",
+        f"preset {config.preset}",
+        DATASET_LABELS.get(config.dataset, config.dataset),
+        BACKBONE_LABELS.get(config.backbone, config.backbone),
+        f"{count} seed" + ("" if count == 1 else "s"),
+    ]
+    if regime is not None:
+        parts.append(REGIME_LABELS.get(regime, regime))
+    return ", ".join(parts)
+
+
+def paper_row_map(table: int | str) -> dict[str, str]:
+    """The paper's row name -> our row name, for the rows of `table` that we re-run."""
+    return {paper: methods.label(ours) for paper, ours in methods.paper_rows(table).items()}
