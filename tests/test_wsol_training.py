@@ -19,7 +19,7 @@ from csoa_nb.engine.evaluate import class_probabilities
 from csoa_nb.engine.train import RunInterrupted, build_model, build_sampler, train
 from csoa_nb.localize import fuse_cams
 from csoa_nb.methods import METHODS, WSOL_SPECS
-from csoa_nb.methods.acol import ACoLNet, acol_map, erase_high_activation
+from csoa_nb.methods.acol import ACoLHead, ACoLNet, acol_map, erase_high_activation
 from csoa_nb.methods.adl import AttentionDropout, drop_mask, self_attention
 from csoa_nb.methods.confseg import class_map
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss, mixed_targets
@@ -208,10 +208,21 @@ def test_acol_loss_map_and_scores_through_the_registry():
     assert torch.allclose(class_probabilities(out), cams_a.mean((2, 3)).softmax(1))
 
 
-def test_acol_trains_on_smoke(data_root, tmp_path):
+def test_acol_trains_on_smoke(data_root, tmp_path, monkeypatch):
     config = smoke(data_root, tmp_path, method="acol", epochs=1)
+    seen: list[tuple[bool, bool]] = []  # (training, erased by the given labels) per call
+    real = ACoLHead.forward
+
+    def spy(self, features, labels=None):
+        seen.append((self.training, labels is not None))
+        return real(self, features, labels)
+
+    monkeypatch.setattr(ACoLHead, "forward", spy)
     result = train(config, progress=False, log=lambda _: None)
     check_run(result)
+    # the trainer's steps erase by the ground truth; the evaluator passes no labels
+    assert [given for training, given in seen if training] == [True] * 4
+    assert not any(given for training, given in seen if not training)
     assert {"loss_cls_last", "loss_cls_b"} <= set(result.history[0])
     record = result.history[0]
     assert record["loss_total"] == pytest.approx(record["loss_cls_last"] + record["loss_cls_b"])
