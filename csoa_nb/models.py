@@ -72,7 +72,9 @@ _INCEPTION_STAGES = (
 class CSoAOutput(NamedTuple):
     """What :class:`CSoANet` returns: logits (Eq. 1) and raw CAMs S_L, S_F (``B x C x h x w``).
 
-    In baseline mode (one classifier) ``logits_feature`` and ``cam_feature`` are ``None``.
+    In baseline mode (one classifier) ``logits_feature`` and ``cam_feature`` are ``None``. ACoL
+    (``csoa_nb.methods.acol``) gives ``cam_feature`` (its branch B) without ``logits_feature``:
+    the class scores (``csoa_nb.engine.evaluate.class_probabilities``) are then y_L's alone.
     """
 
     logits_last: Tensor
@@ -439,7 +441,9 @@ class CSoANet(nn.Module):
             inception_v3, ``8 * slim_width`` for vgg_slim.
         slim_width: base width w of vgg_slim.
 
-    ``forward(x)`` returns a :class:`CSoAOutput` with the raw (unnormalised) CAMs.
+    ``forward(x, labels=None)`` returns a :class:`CSoAOutput` with the raw (unnormalised) CAMs;
+    ``labels`` is unused (the trainer passes them to every method's network; ACoL's reads
+    them, ``csoa_nb.methods.acol``).
     """
 
     def __init__(
@@ -477,7 +481,7 @@ class CSoANet(nn.Module):
             None if baseline else CAMHead(channels[feature_block - 1], num_classes, head_width)
         )
 
-    def forward(self, x: Tensor) -> CSoAOutput:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> CSoAOutput:
         maps = self.backbone(x)
         cam_last = self.head_last(maps[-1])
         if self.head_feature is None:

@@ -11,7 +11,7 @@ import pytest
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.pretrain import pretrain_hash
 from csoa_nb.engine.results import RESULTS_DIR, all_configs, sweep_configs
-from csoa_nb.methods import ROWS, row_key
+from csoa_nb.methods import TABLE1_ROWS, row_key
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / RESULTS_DIR
@@ -26,7 +26,7 @@ def test_sweeps_are_deterministic_and_distinct():
     tuned = [c for c in table1 if c.pretrained == "pretrain"]
     # fine-tuned: 6 headline rows x 5 seeds + the two-head ablation x 3
     assert len(tuned) == 6 * 5 + 3
-    assert {row_key(c) for c in tuned} == set(ROWS)
+    assert {row_key(c) for c in tuned} == set(TABLE1_ROWS)
     # from scratch: 7 rows x 3 seeds, W_E still from the pretraining stage
     scratch = [c for c in table1 if c.pretrained == ""]
     assert len(scratch) == 7 * 3

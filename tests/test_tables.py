@@ -300,7 +300,7 @@ def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
     first, second = (ax.get_position() for ax in fig.axes)
     assert first.y0 == pytest.approx(second.y0) and first.x1 < second.x0
     # 7 methods need 6.25 in: one panel a row, sharing the x axis, labels on the last only.
-    many = pd.concat([table1_frame.assign(method=key) for key in methods.ROWS])
+    many = pd.concat([table1_frame.assign(method=key) for key in methods.TABLE1_ROWS])
     many = many.drop_duplicates(["method", "regime", "seed"])
     fig = charts.plot_methods(many, ["top1_loc_err", "max_box_acc_v2"])
     top, bottom = fig.axes

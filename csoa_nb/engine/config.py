@@ -25,7 +25,11 @@ from csoa_nb.cache import stable_hash
 from csoa_nb.checks import check_choice, check_run_theta
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
+from csoa_nb.methods.acol import ACoLConfig
+from csoa_nb.methods.adl import ADLConfig
 from csoa_nb.methods.coaug import BACKGROUNDS as COAUG_BACKGROUNDS
+from csoa_nb.methods.cutmix import CutMixConfig
+from csoa_nb.methods.has import HaSConfig
 from csoa_nb.models import BACKBONES, EMBEDDINGS
 from csoa_nb.paths import project_path
 
@@ -44,6 +48,18 @@ UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "resul
 #: Fields that only CoAug (Eq. 8-12) reads: left out of the hash of a method without it, so
 #: e.g. one CAM run serves both readings of Eq. 10.
 COAUG_FIELDS = ("coaug_background", "gamma", "delta", "coaug_weight", "embedding_weights")
+#: Fields that one method alone reads (its spec's `settings`: HaS, ACoL, ADL, CutMix): each
+#: enters the hash of that method's runs only, so adding one changes no other run's hash.
+METHOD_FIELDS = tuple(
+    dict.fromkeys(name for spec in method_registry.SPECS for name in spec.settings)
+)
+#: Each method's settings as the arguments of its module's config dataclass (which checks them).
+_METHOD_SETTINGS = (
+    (HaSConfig, {"has_grid_size": "grid_size", "has_hide_prob": "hide_prob"}),
+    (ACoLConfig, {"acol_delta": "delta"}),
+    (ADLConfig, {"adl_drop_rate": "drop_rate", "adl_gamma": "gamma"}),
+    (CutMixConfig, {"cutmix_beta": "beta", "cutmix_prob": "prob"}),
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,14 @@ class RunConfig:
     delta: float = 1.0  # Eq. 12
     coaug_weight: float = 1.0  # weight of L_D beside L_C (ramped with alpha)
     coaug_background: str = "paper"  # Eq. 10's Mask_hat: "paper" (Eq. 3) or "below_mean" (ours)
+    # --- the WSOL methods CSoA is compared with (issue #17; hashed for their own runs only) ---
+    has_grid_size: int = HaSConfig.grid_size  # HaS: patch side S in pixels (Sec. 3.1)
+    has_hide_prob: float = HaSConfig.hide_prob  # HaS: p_hide, each patch hidden with it
+    acol_delta: float = ACoLConfig.delta  # ACoL: erasing threshold on A's normalised map
+    adl_drop_rate: float = ADLConfig.drop_rate  # ADL: chance of the drop mask in a pass
+    adl_gamma: float = ADLConfig.gamma  # ADL: drop threshold, a fraction of the map's max
+    cutmix_beta: float = CutMixConfig.beta  # CutMix: lambda ~ Beta(beta, beta)
+    cutmix_prob: float = CutMixConfig.prob  # CutMix: chance that a batch is mixed
     # --- evaluation ---------------------------------------------------------------------------
     theta: float = 0.3  # Eq. 13; Table 3's best (the text says 0.2; see the Table 3 chapter)
     ten_crop: bool = False
@@ -171,6 +195,13 @@ class RunConfig:
             raise ValueError(
                 f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"
             )
+        for settings, names in _METHOD_SETTINGS:
+            try:
+                settings(**{arg: getattr(self, name) for name, arg in names.items()})
+            except ValueError as error:
+                defaults = ", ".join(f"{name}={getattr(settings, arg)!r}"
+                                     for name, arg in names.items())
+                raise ValueError(f"{error}; set a valid value (defaults: {defaults})") from None
 
     def _check_types(self) -> None:
         """Each field has its default's type (a float field takes an int too): a papermill
@@ -281,6 +312,7 @@ class RunConfig:
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that decide what a run computes, plus `data`: the identity of its data."""
         skip = UNHASHED if self.uses_coaug else UNHASHED + COAUG_FIELDS
+        skip += tuple(name for name in METHOD_FIELDS if name not in self.method_spec.settings)
         fields_ = {k: v for k, v in self.to_dict().items() if k not in skip}
         fields_["data"] = self.data_identity()
         return fields_

@@ -62,6 +62,17 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
+#: The last entropy word of a step's seed: keeps `step_seed` apart from `sample_seed`.
+_STEP_STREAM = 1
+
+
+def step_seed(seed: int, epoch: int, step: int) -> int:
+    """The seed of training step `step`'s batch-level draws in `epoch` of a run with `seed`
+    (a method's `augment`: HaS's hidden cells, CutMix's box), 32 bits. Like `sample_seed` it
+    depends on nothing drawn before, so a resumed run draws the same."""
+    return int(np.random.SeedSequence([seed, epoch, step, _STEP_STREAM]).generate_state(1)[0])
+
+
 class SeededItems(Dataset):
     """A reader whose items are drawn reproducibly, whatever the loader's worker count.
 

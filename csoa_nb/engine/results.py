@@ -28,7 +28,7 @@ import pandas as pd
 
 from csoa_nb.engine.config import PRESET_SPECS, RunConfig
 from csoa_nb.engine.runs import RunResult
-from csoa_nb.methods import ROWS, row_key
+from csoa_nb.methods import ROWS, TABLE1_ROWS, row_key
 from csoa_nb.paths import project_path
 
 #: The rows that get their preset's `headline_seeds` in the fine-tuned regime.
@@ -82,7 +82,7 @@ def sweep_configs(
         return [
             make(row, seed=s, **regime)
             for regime_name, regime in chosen.items()
-            for row in ROWS
+            for row in TABLE1_ROWS
             for s in (
                 PRESET_SPECS[preset].headline_seeds
                 if regime_name == "pretrained" and row in HEADLINE_ROWS

@@ -34,7 +34,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.data import check_num_classes, collate_wsol
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets, worker_init
+from csoa_nb.engine.datasets import (
+    EpochBatches,
+    SeededItems,
+    build_datasets,
+    step_seed,
+    worker_init,
+)
 from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
 from csoa_nb.engine.loop import (
     NonFiniteLossError,
@@ -133,8 +139,10 @@ def resolve_weights(
     return backbone, (embedding or None)
 
 
-def build_model(config: RunConfig, weights: str | None = None) -> CSoANet:
-    return CSoANet(
+def build_model(config: RunConfig, weights: str | None = None) -> nn.Module:
+    """The network of `config.method`: the plain `CSoANet`, or what the method's `model` hook
+    makes of it (ADL's layers, ACoL's branches)."""
+    net = CSoANet(
         config.backbone,
         config.num_classes,
         feature_block=config.feature_block,
@@ -143,6 +151,21 @@ def build_model(config: RunConfig, weights: str | None = None) -> CSoANet:
         head_width=config.head_width or None,
         slim_width=config.slim_width,
     )
+    hook = config.method_spec.model
+    return net if hook is None else hook(config, net)
+
+
+def augment_batch(
+    config: RunConfig, images: torch.Tensor, labels: torch.Tensor, epoch: int, index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step `index` of `epoch`'s batch as the method trains on it: its `augment` hook (HaS,
+    CutMix) with a generator seeded by `step_seed`, or the batch as it is. Returns the images
+    and the targets its `losses` receive."""
+    hook = config.method_spec.augment
+    if hook is None:
+        return images, labels
+    generator = torch.Generator().manual_seed(step_seed(config.seed, epoch, index))
+    return hook(images, labels, generator, config)
 
 
 def build_embedding(config: RunConfig, weights: str | None = None) -> EmbeddingNet:
@@ -152,7 +175,7 @@ def build_embedding(config: RunConfig, weights: str | None = None) -> EmbeddingN
 
 
 def build_optimizer(
-    config: RunConfig, model: CSoANet
+    config: RunConfig, model: nn.Module
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.ExponentialLR]:
     """SGD with momentum and weight decay, lr x lr_decay each epoch (Sec. 4.1)."""
     head_params = [p for n, p in model.named_parameters() if n.startswith("head_")]
@@ -240,7 +263,7 @@ class RunState:
     config: RunConfig
     device: torch.device
     run_dir: Path
-    model: CSoANet
+    model: nn.Module  # `build_model`: a CSoANet, or a method's network made from one
     embed_net: EmbeddingNet | None
     optimizer: torch.optim.SGD
     scheduler: torch.optim.lr_scheduler.ExponentialLR
@@ -335,9 +358,10 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
     def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
+        images, targets = augment_batch(config, images, labels, epoch, index)
         with torch.autocast(device.type, enabled=use_amp):
-            out = model(images)
-            terms = method_losses(config, out, images, labels, alpha_at(index), state.embed_net)
+            out = model(images, labels)
+            terms = method_losses(config, out, images, targets, alpha_at(index), state.embed_net)
         return terms, int((out.logits_last.argmax(1) == labels).sum()), len(labels)
 
     def nonfinite(index: int, name: str, value: torch.Tensor) -> Exception:

@@ -7,19 +7,26 @@ fields of the row: "coaug_fix" / "csoa_fix" are CoAug / CSoA with our reading of
 Configuration, training, the sweeps, the tables and the figures all read them from here.
 
 Adding a method: write `csoa_nb/methods/<name>.py` with its loss function and its
-`MethodSpec`, and add the spec to `SPECS` (it then gets a table row of its own).
+`MethodSpec`, and add the spec to `CSOA_SPECS` or `WSOL_SPECS` (it then gets a table row of
+its own). A method's hyperparameters are `RunConfig` fields named in its spec's `settings`;
+its training-time hooks are the spec's `augment` (a batch transform) and `model` (its
+network, made from the plain one).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from csoa_nb.methods import cam, csoa
+from csoa_nb.methods import acol, adl, cam, csoa, cutmix, has
 from csoa_nb.methods.spec import LossFn, MethodSpec, Parts, TableRow
 
 __all__ = [
+    "CSOA_SPECS",
     "METHODS",
     "ROWS",
+    "SPECS",
+    "TABLE1_ROWS",
+    "WSOL_SPECS",
     "LossFn",
     "MethodSpec",
     "Parts",
@@ -30,8 +37,12 @@ __all__ = [
     "row_key",
 ]
 
+#: CSoA, its parts and our ablation: the methods of the paper's Table 1.
+CSOA_SPECS: tuple[MethodSpec, ...] = (cam.CAM, csoa.TWOHEAD, csoa.CONFSEG, csoa.COAUG, csoa.CSOA)
+#: The WSOL methods CSoA is compared with (issue #17, under Choe et al.'s protocol).
+WSOL_SPECS: tuple[MethodSpec, ...] = (has.HAS, acol.ACOL, adl.ADL, cutmix.CUTMIX)
 #: Every trainable method, in table order.
-SPECS: tuple[MethodSpec, ...] = (cam.CAM, csoa.TWOHEAD, csoa.CONFSEG, csoa.COAUG, csoa.CSOA)
+SPECS: tuple[MethodSpec, ...] = CSOA_SPECS + WSOL_SPECS
 #: `RunConfig.method` -> its spec.
 METHODS: dict[str, MethodSpec] = {spec.key: spec for spec in SPECS}
 
@@ -42,16 +53,26 @@ _FIX_ROWS = (
     TableRow("csoa_fix", csoa.CSOA, {"coaug_background": "below_mean"},
              label="CSoA, Eq. 10 fix (ours)", color="#2ca02c", ours=True),
 )
-#: The rows of the method tables, in table order: every method as it is (a CoAug method with
-#: Eq. 10 as written), then our variants.
+
+
+def _method_row(spec: MethodSpec) -> TableRow:
+    """The row of a method as it is (a CoAug method with Eq. 10 as written)."""
+    return TableRow(spec.key, spec, {"coaug_background": "paper"} if spec.parts.coaug else {})
+
+
+#: The rows of Table 1 (the Table 1 sweep, `csoa_nb.engine.results`): every method of
+#: `CSOA_SPECS` as it is, then our variants.
+TABLE1_ROWS: tuple[str, ...] = (
+    *(spec.key for spec in CSOA_SPECS), *(row.key for row in _FIX_ROWS)
+)
+#: The rows of the method tables, in table order: Table 1's rows, then the WSOL methods of
+#: `WSOL_SPECS`.
 ROWS: dict[str, TableRow] = {
     row.key: row
     for row in (
-        *(
-            TableRow(spec.key, spec, {"coaug_background": "paper"} if spec.parts.coaug else {})
-            for spec in SPECS
-        ),
+        *(_method_row(spec) for spec in CSOA_SPECS),
         *_FIX_ROWS,
+        *(_method_row(spec) for spec in WSOL_SPECS),
     )
 }
 

@@ -16,24 +16,38 @@ erasure mask carries no gradient, and without labels (inference) branch A's pred
 drives the erasure. Each branch here is the project's :class:`csoa_nb.models.CAMHead` (two 3x3
 convolutions and a 1x1 classifier, the head shape ACoL and wsolevaluation use on VGG16), whose
 output is the CAM and whose global average gives the logits (CAM's Eq. 1).
+
+As a method of the registry (`ACOL`, ``RunConfig.method = "acol"``): :class:`ACoLNet`, the
+run's backbone with an :class:`ACoLHead` (``RunConfig.acol_delta``) in place of CAM's head
+(:func:`acol_model`). Its output is a :class:`csoa_nb.models.CSoAOutput` whose ``cam_last`` is
+branch A and ``cam_feature`` branch B, so the evaluator's map (``csoa_nb.localize.fuse_cams``
+of the two, Eq. 13's union) is :func:`acol_map` computed at image size, and Eq. 13 and every
+metric apply unchanged. Its ``logits_feature`` is None: the class scores are branch A's, as
+in wsolevaluation. In training the ground-truth class drives the erasure; at test time (the
+evaluator passes no labels) branch A's prediction does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csoa_nb.localize import normalize_cam
-from csoa_nb.models import CAMHead, cam_logits
+from csoa_nb.methods.spec import MethodSpec, Parts
+from csoa_nb.models import Backbone, CAMHead, CSoANet, CSoAOutput, cam_logits
 
 __all__ = [
+    "ACOL",
     "ACoLConfig",
     "ACoLOutput",
     "ACoLHead",
+    "ACoLNet",
+    "acol_losses",
+    "acol_model",
     "erase_high_activation",
     "acol_loss",
     "acol_map",
@@ -179,3 +193,61 @@ def acol_map(cams_a: Tensor, cams_b: Tensor, labels: Tensor) -> Tensor:
     labels = _check_labels(labels, cams_a.shape[0], cams_a.shape[1])
     return torch.maximum(normalize_cam(_gather(cams_a, labels)),
                          normalize_cam(_gather(cams_b, labels)))
+
+
+class ACoLNet(nn.Module):
+    """ACoL's network: a backbone and an :class:`ACoLHead` on its block-5 map.
+
+    ``forward(x, labels=None)`` returns a :class:`csoa_nb.models.CSoAOutput`: ``logits_last``
+    and ``cam_last`` are branch A's, ``cam_feature`` is branch B's CAM, ``logits_feature`` is
+    None (the class scores are branch A's). The head is named ``head_last`` so that it gets
+    the heads' learning rate (``RunConfig.head_lr_mult``).
+    """
+
+    def __init__(self, backbone: Backbone, head: ACoLHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head_last = head
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> CSoAOutput:
+        out = self.head_last(self.backbone(x)[-1], labels)
+        return CSoAOutput(out.logits_a, None, out.cams_a, out.cams_b)
+
+
+def acol_model(config: Any, net: CSoANet) -> ACoLNet:
+    """ACoL's `model` hook: ``net``'s backbone (and the weights it loaded) with an
+    :class:`ACoLHead` of ``net``'s head width and ``config.acol_delta`` on its last block; the
+    plain network's own heads are dropped."""
+    width = net.head_last.layers[0].out_channels
+    head = ACoLHead(net.backbone.channels[-1], config.num_classes, width, config.acol_delta)
+    return ACoLNet(net.backbone, head)
+
+
+def acol_losses(
+    config: Any,
+    out: CSoAOutput,
+    images: Tensor,
+    labels: Tensor,
+    alpha: float,
+    embed_net: nn.Module | None,
+) -> dict[str, Tensor]:
+    """ACoL's loss terms (Sec. 3.2, :func:`acol_loss`): ``cls_last`` = CE(branch A),
+    ``cls_b`` = CE(branch B, logits the global average of its CAM), ``total`` their sum."""
+    if out.cam_feature is None:
+        raise ValueError("method 'acol' needs branch B's CAM (cam_feature): build the network "
+                         "with its model hook (csoa_nb.methods.acol.acol_model)")
+    ce_a = F.cross_entropy(out.logits_last, labels)
+    ce_b = F.cross_entropy(cam_logits(out.cam_feature), labels)
+    return {"cls_last": ce_a, "cls_b": ce_b, "total": ce_a + ce_b}
+
+
+ACOL = MethodSpec(
+    key="acol",
+    label="ACoL",
+    color="#e377c2",
+    parts=Parts(two_heads=True),
+    losses=acol_losses,
+    summary="two branches, B reads the features A's CAM leaves (Zhang et al., CVPR 2018)",
+    settings=("acol_delta",),
+    model=acol_model,
+)

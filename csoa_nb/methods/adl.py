@@ -14,16 +14,33 @@ At test time ADL is the identity. The choice in step 4 is made once per forward 
 per mini-batch (the paper: "stochastically selected at each iteration"; the reference code of
 clovaai/wsolevaluation, ``wsol/method/adl.py``, draws one scalar per call); we do the same.
 The maximum in step 2 is taken over each image's own map, as in that code.
+
+As a method of the registry (`ADL`, ``RunConfig.method = "adl"``): CAM's network with an
+:class:`AttentionDropout` appended to backbone blocks 3, 4 and 5 (`ADL_BLOCKS`; see
+:func:`adl_model`), CAM's loss, CAM's inference (the layers are the identity in eval mode).
+The per-pass choice draws from torch's global generator, which the run seeds and each
+checkpoint saves, so a resumed run draws the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ADLConfig", "AttentionDropout", "self_attention", "drop_mask", "importance_map"]
+from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.spec import MethodSpec, Parts
+from csoa_nb.models import CSoANet
+
+__all__ = ["ADL", "ADLConfig", "ADL_BLOCKS", "AttentionDropout", "adl_model", "self_attention",
+           "drop_mask", "importance_map"]
+
+#: The backbone blocks an ADL layer follows. clovaai/wsolevaluation's VGG16 with 28 x 28 maps
+#: (``wsol/vgg.py``, config "adl"): after pool3 (the end of our block 3), after conv4_3 (block
+#: 4, whose pool our vgg16 drops too) and after conv5_3 (block 5, the input of the CAM head).
+ADL_BLOCKS = (3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -109,3 +126,29 @@ class AttentionDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_rate={self.drop_rate}, gamma={self.gamma}"
+
+
+def adl_model(config: Any, net: CSoANet) -> CSoANet:
+    """ADL's `model` hook: an :class:`AttentionDropout` (``config.adl_drop_rate``,
+    ``config.adl_gamma``) appended to each of `ADL_BLOCKS` of ``net``'s backbone, in place.
+
+    The layer has no parameters, so ``net``'s state dict (and the weights it loaded) is that
+    of the plain network.
+    """
+    for block in ADL_BLOCKS:
+        net.backbone.stages[block - 1].append(
+            AttentionDropout(config.adl_drop_rate, config.adl_gamma)
+        )
+    return net
+
+
+ADL = MethodSpec(
+    key="adl",
+    label="ADL",
+    color="#17becf",
+    parts=Parts(),
+    losses=cam_losses,
+    summary="CAM with attention-based dropout after blocks 3-5 (Choe and Shim, CVPR 2019)",
+    settings=("adl_drop_rate", "adl_gamma"),
+    model=adl_model,
+)

@@ -14,20 +14,30 @@ As in the paper's ImageNet recipe and clovaai/wsolevaluation (``main.py``, ``wso
 cutmix.py``), a batch is mixed with probability ``prob`` and otherwise left alone. Integer
 sizes follow that code: the box sides are ``int(W sqrt(1 - lambda))`` and ``int(H sqrt(1 -
 lambda))``, and the corners are ``centre -/+ side // 2``, clipped to the image.
+
+As a method of the registry (`CUTMIX`, ``RunConfig.method = "cutmix"``): CAM's network, with
+:func:`cutmix` as its training-time `augment` (``RunConfig.cutmix_beta``, ``cutmix_prob``),
+whose targets are the mixed label distributions ``lambda onehot(y_i) + (1 - lambda)
+onehot(y_pi(i))`` (:func:`mixed_targets`); CAM's cross-entropy against them is
+:func:`cutmix_loss` (cross-entropy is linear in its target). Inference is CAM's (Eq. 13).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["CutMixConfig", "CutMixBatch", "cutmix", "cutmix_loss"]
+from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.spec import MethodSpec, Parts
+
+__all__ = ["CUTMIX", "CutMixConfig", "CutMixBatch", "cutmix", "cutmix_augment", "cutmix_loss",
+           "mixed_targets"]
 
 
 @dataclass(frozen=True)
@@ -141,3 +151,32 @@ def cutmix_loss(logits: Tensor, labels_a: Tensor, labels_b: Tensor, lam: float) 
     return lam * F.cross_entropy(logits, labels_a) + (1.0 - lam) * F.cross_entropy(
         logits, labels_b
     )
+
+
+def mixed_targets(batch: CutMixBatch, num_classes: int) -> Tensor:
+    """The targets of a CutMix batch: ``lam onehot(labels_a) + (1 - lam) onehot(labels_b)``,
+    float ``B x num_classes`` (each row sums to 1)."""
+    one_a = F.one_hot(batch.labels_a.long(), num_classes).float()
+    one_b = F.one_hot(batch.labels_b.long(), num_classes).float()
+    return batch.lam * one_a + (1.0 - batch.lam) * one_b
+
+
+def cutmix_augment(
+    images: Tensor, labels: Tensor, generator: torch.Generator, config: Any
+) -> tuple[Tensor, Tensor]:
+    """CutMix's `augment` hook: :func:`cutmix` with the run's ``cutmix_beta`` and
+    ``cutmix_prob``; the targets are :func:`mixed_targets` over ``config.num_classes``."""
+    batch = cutmix(images, labels, config.cutmix_beta, config.cutmix_prob, generator)
+    return batch.images, mixed_targets(batch, config.num_classes)
+
+
+CUTMIX = MethodSpec(
+    key="cutmix",
+    label="CutMix",
+    color="#393b79",
+    parts=Parts(),
+    losses=cam_losses,
+    summary="CAM trained on CutMix batches, label-mixed cross-entropy (Yun et al., ICCV 2019)",
+    settings=("cutmix_beta", "cutmix_prob"),
+    augment=cutmix_augment,
+)

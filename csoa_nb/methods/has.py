@@ -14,16 +14,24 @@ normalised with the ImageNet mean and std (``csoa_nb.data.transforms``), so the 
 In the comparison of Choe et al. ("Evaluating Weakly Supervised Object Localization Methods
 Right", CVPR 2020; code clovaai/wsolevaluation) HaS is one of the five WSOL methods put under
 one protocol; it changes only the input, so the network is the plain CAM network.
+
+As a method of the registry (`HAS`, ``RunConfig.method = "has"``): CAM's network and loss
+(cross-entropy on y_L, `csoa_nb.methods.cam`), with :func:`hide_patches` as its training-time
+`augment` (``RunConfig.has_grid_size``, ``has_hide_prob``); inference is CAM's (Eq. 13).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["HaSConfig", "hide_patches", "hidden_cells"]
+from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.spec import MethodSpec, Parts
+
+__all__ = ["HAS", "HaSConfig", "has_augment", "hide_patches", "hidden_cells"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +129,23 @@ def hide_patches(
     pixels = cells.repeat_interleave(grid_size, dim=1).repeat_interleave(grid_size, dim=2)
     pixels = pixels[:, :h, :w].to(images.device)
     return images.masked_fill(pixels[:, None], float(fill))
+
+
+def has_augment(
+    images: Tensor, labels: Tensor, generator: torch.Generator, config: Any
+) -> tuple[Tensor, Tensor]:
+    """HaS's `augment` hook: :func:`hide_patches` with the run's ``has_grid_size`` and
+    ``has_hide_prob`` (fill 0, the data mean); the labels are unchanged."""
+    return hide_patches(images, config.has_grid_size, config.has_hide_prob, generator), labels
+
+
+HAS = MethodSpec(
+    key="has",
+    label="HaS",
+    color="#8c564b",
+    parts=Parts(),
+    losses=cam_losses,
+    summary="CAM trained on images with random grid cells hidden (Singh and Lee, ICCV 2017)",
+    settings=("has_grid_size", "has_hide_prob"),
+    augment=has_augment,
+)

@@ -15,20 +15,37 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from csoa_nb.models import CSoAOutput
+    import torch
+
+    from csoa_nb.models import CSoANet, CSoAOutput
 
 #: `losses(config, out, images, labels, alpha, embed_net)`: every loss term of one batch, plus
 #: their weighted sum under "total". `config` is the run's `RunConfig` (the method reads its
-#: own settings from it: gamma, delta, coaug_background, coaug_weight, ...); `alpha` is the
-#: ramp of Eq. 6 at this step; `embed_net` is W_E (None unless `parts.coaug`).
+#: own settings from it: gamma, delta, coaug_background, coaug_weight, ...); `images` are what
+#: the network saw (after the method's `augment`); `labels` are the batch's targets: class
+#: indices (``B``), or class probabilities (``B x C``) when `augment` mixes labels (CutMix);
+#: `alpha` is the ramp of Eq. 6 at this step; `embed_net` is W_E (None unless `parts.coaug`).
 LossFn = Callable[[Any, "CSoAOutput", Tensor, Tensor, float, "nn.Module | None"],
                   dict[str, Tensor]]
+#: `augment(images, labels, generator, config) -> (images, targets)`: a method's transform of
+#: a training batch (HaS hides patches, CutMix pastes boxes and mixes labels), drawn from the
+#: CPU `generator` alone. The trainer seeds `generator` per step from the run's seed, the epoch
+#: and the step (`csoa_nb.engine.datasets.step_seed`), so a resumed run draws the same.
+#: `targets` are what `losses` receives as `labels`. Never applied at test time.
+AugmentFn = Callable[[Tensor, Tensor, "torch.Generator", Any], tuple[Tensor, Tensor]]
+#: `model(config, net) -> network`: a method's network, made from the plain network `net`
+#: (`csoa_nb.models.CSoANet` of the run's backbone, weights and heads, as `Parts` asks):
+#: ADL inserts its layers into `net`'s backbone, ACoL puts its two branches on `net`'s
+#: backbone. The network's `forward(images, labels=None)` returns a `CSoAOutput`; the trainer
+#: passes the ground-truth labels, the evaluator none.
+ModelFn = Callable[[Any, "CSoANet"], nn.Module]
 
 
 @dataclass(frozen=True)
 class Parts:
-    """What a method trains: the second CAM head W_F (and the union of Eq. 13), the inner loss
-    of Eq. 5, the CoAug loss of Eq. 12 (which needs the embedding network W_E)."""
+    """What a method trains: a second CAM head (W_F, or ACoL's branch B) whose map joins the
+    first by the union of Eq. 13, the inner loss of Eq. 5, the CoAug loss of Eq. 12 (which
+    needs the embedding network W_E)."""
 
     two_heads: bool = False
     inner_loss: bool = False
@@ -48,6 +65,10 @@ class MethodSpec:
         paper_row: the paper's Table 1 row it stands for, or None.
         ours: True for an ablation or extension of ours, not a method of the paper.
         summary: one line on what it trains (docs, `--help`).
+        settings: the `RunConfig` fields that this method alone reads (its hyperparameters);
+            they enter the config hash of this method's runs only.
+        augment: its transform of a training batch (`AugmentFn`), or None.
+        model: its network made from the plain one (`ModelFn`), or None (the plain one).
     """
 
     key: str
@@ -58,6 +79,9 @@ class MethodSpec:
     paper_row: str | None = None
     ours: bool = False
     summary: str = ""
+    settings: tuple[str, ...] = ()
+    augment: AugmentFn | None = None
+    model: ModelFn | None = None
 
 
 @dataclass(frozen=True)
