@@ -56,8 +56,8 @@ def fp32_region(fn: FnT) -> FnT:
     always) and every floating tensor argument (also inside tuples, lists, dicts, NamedTuples
     such as `CSoAOutput` and dataclasses) cast to float32. Gradients flow through the casts.
 
-    For the losses of Eq. 5 (`csoa_nb.confseg.inner_loss` / `confseg_loss`) and Eq. 12
-    (`csoa_nb.coaug.coaug_loss`), wrapped as ``fp32_region(coaug_loss)(...)``: they are ratios
+    For the losses of Eq. 5 (`csoa_nb.methods.confseg.confseg_loss`) and Eq. 12
+    (`csoa_nb.methods.coaug.coaug_loss`), wrapped in `csoa_nb.methods.csoa`: they are ratios
     and thresholds of small quantities that half precision gets wrong.
 
     * Eq. 12 divides sums of embedding distances by sums of distances; bfloat16 keeps 8

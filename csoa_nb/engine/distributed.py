@@ -1,19 +1,22 @@
-"""Multi-process training pieces (torchrun / DDP) and mixed precision, ready for the trainer.
+"""Multi-process training pieces (torchrun / DDP) and mixed precision, used by the trainer.
 
-Nothing here is wired into `csoa_nb.train` yet (see DDP_PLAN.md); every piece also works in a
-single process, where it reduces to what the trainer does today.
+`csoa_nb.engine.train` wires them (its module docstring: batches, BatchNorm, W_E, RNG, files,
+evaluation); every piece also works in a single process, where it reduces to the single-process
+trainer exactly.
 
 * :class:`DistEnv`, :func:`init_distributed`, :func:`is_main`, :func:`barrier`,
   :func:`cleanup`: the process group from torchrun's environment (``RANK``, ``LOCAL_RANK``,
   ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); without
-  ``WORLD_SIZE`` (plain ``python -m csoa_nb.train``) or with ``WORLD_SIZE=1`` no process group
-  is created and every call is a no-op.
+  ``WORLD_SIZE`` (plain ``python -m csoa_nb.engine.train``) or with ``WORLD_SIZE=1`` no
+  process group is created and every call is a no-op.
 * :class:`DistributedClassBalancedBatchSampler`: Sec. 4.1's class-balanced batches split
   across ranks, each rank's batch one whole group of ``classes_per_batch`` x ``k`` images.
 * :func:`shard_indices`, :func:`gather_eval`: sharded evaluation in which every test image
   counts once.
-* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`, :func:`fp32_region`: bf16/fp16
-  autocast with the losses of Eq. 5 and Eq. 12 kept in float32.
+* :func:`control_group`, :func:`broadcast_from_main`, :func:`wait_for_main`,
+  :func:`sync_buffers`, :func:`all_reduce_sum`, :func:`any_rank`: the trainer's hand-offs.
+* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`: bf16/fp16 autocast; the losses of
+  Eq. 5 and Eq. 12 stay in float32 through `csoa_nb.precision.fp32_region` (re-exported here).
 
 Why each rank's batch is a whole group of 48 (not 48 / world_size images): CoAug's pairs
 (Eq. 11-12) are formed within a batch, and the paper's batch holds 12 classes x 4 images, so
@@ -22,7 +25,8 @@ exactly as one process does; splitting one group over ranks would leave a rank w
 images of 6 classes (no same-class pair, so Eq. 12's same-class term vanishes) unless the
 embeddings were all-gathered, and BatchNorm (Inception-v3, the slim VGG) would see 6 images.
 DDP averages the W ranks' gradients, so one step with W ranks is one step on the mean of W
-independent Eq. 12 losses: the global batch is W x 48 (lr scaling: DDP_PLAN.md).
+independent Eq. 12 losses: the global batch is W x 48, not the paper's protocol (lr is the
+user's to keep or scale; README, "The paper preset on one GPU, several GPUs, several machines").
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ def init_distributed(
     group and gets ``DistEnv()`` with ``device`` = the device type's default device.
 
     ``timeout_s`` bounds every collective, barriers included (rank 0 may hold the others at a
-    barrier while it waits for a run lock or writes the final evaluation; DDP_PLAN.md).
+    barrier; the trainer's long waits on rank 0 use :func:`control_group` instead).
     """
     if device_type not in ("cpu", "cuda"):
         raise ValueError(f"device type {device_type!r}: use cpu or cuda")
@@ -391,6 +395,9 @@ def gather_eval(
     copies are the same image's outputs). Other entries (``None``, ``image_size``) must be
     equal on every rank and are returned as they are. With ``total``, the gathered indices
     must be exactly ``0 .. total - 1`` (a ValueError names what is missing).
+
+    Memory: every rank receives every rank's maps (host memory). ILSVRC's 50,000 x 1,000 class
+    scores are 200 MB per key; if that is too much, gather to rank 0 only (`gather_object`).
     """
     if indices is None:
         if "index" not in maps:
