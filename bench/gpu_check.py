@@ -1,23 +1,20 @@
-"""The GPU check's driver (run by bench/gpu_check.sh): throughput, memory, CUDA == CPU, DDP.
+"""The GPU check's driver (run by bench/gpu_check.sh): throughput, memory, CUDA == CPU.
 
-Three modes, each printing `RESULT ...` lines that bench/gpu_check.sh collects:
+Printing `RESULT ...` lines that bench/gpu_check.sh collects:
 
 * default: for each backbone of the `paper` preset (VGG16 with AlexNet W_E on CUB's 200
   classes; Inception-v3 on ILSVRC's 1000), N training steps of the CSoA network with random
   weights (nothing is downloaded) with AMP off and on: images/s and peak GPU memory
   (`torch.cuda.max_memory_allocated`); then the loss of one fixed batch on CUDA and on the
   CPU (float32, TF32 off), which must agree to a relative 1e-4.
-* `--ddp` (under torchrun): DDP forward/backward/SGD of the same network and losses on every
-  rank, each rank one whole 12-class x 4-image group (as DistributedClassBalancedBatchSampler
-  gives), W_E replicated and frozen, not wrapped; images/s over all ranks and a check that the
-  replicas' parameters are still bit-identical after the steps. Until the trainer is wired to
-  DDP (DDP_PLAN.md) this is the model's DDP step, not `python -m csoa_nb.engine.train`.
-* `--dry-run` (with either): CPU, the slim backbone, 64 px, batch 8, 3 steps: the whole
-  script in seconds, the same report format.
+* `--dry-run`: CPU, the slim backbone, 64 px, batch 8, 3 steps: the whole script in
+  seconds, the same report format.
+
+The multi-GPU part of bench/gpu_check.sh runs the real trainer under torchrun, not this file.
 
 A training step is the trainer's: forward under autocast, `csoa_nb.engine.train.method_losses` of
-method `csoa` at alpha = 1, with Eq. 5 and Eq. 12 (`confseg_loss`, `coaug_loss`) in float32
-through `csoa_nb.engine.distributed.fp32_region` as DDP_PLAN.md wires them, backward, SGD step.
+method `csoa` at alpha = 1 (Eq. 5 and Eq. 12 in float32 under autocast, as `csoa_nb.methods.csoa`
+computes them), backward, SGD step.
 The data are random tensors already on the device, with class-balanced labels: the check
 measures the GPU and the network, not JPEG decoding (the loader's speed depends on the data
 set's disk and CPU workers, not on the GPU; the synthetic generator would spend most of a
@@ -29,10 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from unittest import mock
 
 import torch
 
@@ -43,15 +37,7 @@ except ImportError:  # `python bench/gpu_check.py`
 
 from csoa_nb.engine import train as trainer
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.distributed import (
-    Amp,
-    barrier,
-    cleanup,
-    fp32_region,
-    init_distributed,
-    make_amp,
-)
-from csoa_nb.methods import csoa
+from csoa_nb.engine.distributed import Amp, make_amp
 
 #: Relative tolerance of the CUDA-vs-CPU loss (float32 both, TF32 off): the two differ only
 #: in the order of float32 sums inside convolutions (~1e-6 relative after 13 layers).
@@ -88,14 +74,6 @@ def setups(dry_run: bool, backbones: list[str], batch: int, size: int) -> list[S
                              "vgg16 and/or inception_v3")
         out.append(Setup(backbone, config, batch))
     return out
-
-
-@contextmanager
-def fp32_losses() -> Iterator[None]:
-    """`csoa_nb.engine.train.method_losses` with Eq. 5/6 and Eq. 12 in float32 (`fp32_region`)."""
-    with mock.patch.object(csoa, "confseg_loss", fp32_region(csoa.confseg_loss)), \
-            mock.patch.object(csoa, "coaug_loss", fp32_region(csoa.coaug_loss)):
-        yield
 
 
 def make_batch(setup: Setup, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,8 +189,7 @@ def single(args: argparse.Namespace) -> int:
     for setup in todo:
         for enabled in (False, True):
             amp = make_amp(device.type, enabled, args.amp_dtype)
-            with fp32_losses():
-                rate, peak = throughput(setup, device, amp, args.steps)
+            rate, peak = throughput(setup, device, amp, args.steps)
             print(f"RESULT throughput backbone={setup.label} amp={amp_name(amp)} "
                   f"steps={args.steps} batch={setup.batch} size={setup.config.crop_size} "
                   f"images_per_s={rate:.1f} peak_mem_gib={peak}", flush=True)
@@ -220,55 +197,8 @@ def single(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("(dry run: the device is the CPU too; this exercises the code path only)")
     for setup in todo:
-        with fp32_losses():
-            failed |= not loss_check(setup, device, make_amp(device.type, True, args.amp_dtype))
+        failed |= not loss_check(setup, device, make_amp(device.type, True, args.amp_dtype))
     return 1 if failed else 0
-
-
-def ddp(args: argparse.Namespace) -> int:
-    """One DDP training run of the first backbone on every rank (launched by torchrun)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    env = init_distributed("cpu" if args.dry_run else "cuda")
-    try:
-        setup = setups(args.dry_run, args.backbones, args.batch, args.size)[0]
-        model, embed_net = build(setup, env.device, seed=env.rank)  # DDP broadcasts rank 0's
-        model.train()
-        wrapped = DistributedDataParallel(
-            model,
-            device_ids=[env.local_rank] if env.device.type == "cuda" else None,
-            find_unused_parameters=False,  # every parameter of CSoANet gets a gradient
-        )
-        optimizer, _ = trainer.build_optimizer(setup.config, model)
-        amp = make_amp(env.device.type, True, args.amp_dtype)
-        batches = [make_batch(setup, env.device, seed=1000 * env.rank + i) for i in range(4)]
-        steps = args.ddp_steps
-        with fp32_losses():
-            train_step(setup, wrapped, embed_net, amp, optimizer, *batches[0])  # warm-up
-            sync(env.device)
-            barrier(env)
-            started = time.perf_counter()
-            for step in range(steps):
-                train_step(setup, wrapped, embed_net, amp, optimizer, *batches[step % 4])
-            sync(env.device)
-            barrier(env)
-            elapsed = time.perf_counter() - started
-        flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        gathered = [torch.empty_like(flat) for _ in range(env.world_size)]
-        torch.distributed.all_gather(gathered, flat)
-        equal = all(torch.equal(gathered[0], g) for g in gathered)
-        if env.rank == 0:
-            peak = (f"{torch.cuda.max_memory_allocated(env.device) / 2**30:.2f}"
-                    if env.device.type == "cuda" else "n/a")
-            rate = env.world_size * setup.batch * steps / elapsed
-            print(f"RESULT ddp backbone={setup.label} world_size={env.world_size} "
-                  f"backend={env.backend} steps={steps} images_per_s={rate:.1f} "
-                  f"params_equal={equal} {'PASS' if equal else 'FAIL'}", flush=True)
-            print(f"INFO ddp amp={amp_name(amp)} batch_per_rank={setup.batch} "
-                  f"peak_mem_gib_rank0={peak}", flush=True)
-        return 0 if equal else 1
-    finally:
-        cleanup(env)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -276,19 +206,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU, slim backbone, 64 px, batch 8, 3 steps")
-    parser.add_argument("--ddp", action="store_true", help="the DDP step (under torchrun)")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per backbone and AMP mode (default 200; dry run 3)")
-    parser.add_argument("--ddp-steps", type=int, default=None,
-                        help="timed DDP steps (default 100; dry run 2)")
     parser.add_argument("--batch", type=int, default=None,
-                        help="images per step and rank (default 48 = 12 classes x 4; dry run 8)")
+                        help="images per step (default 48 = 12 classes x 4; dry run 8)")
     parser.add_argument("--size", type=int, default=None, help="crop size (default 224; dry 64)")
     parser.add_argument("--backbones", nargs="+", default=["vgg16", "inception_v3"])
     parser.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16", "fp16"))
     args = parser.parse_args(argv)
-    defaults = (3, 2, 8, 64) if args.dry_run else (200, 100, 48, 224)
-    for name, default in zip(("steps", "ddp_steps", "batch", "size"), defaults, strict=True):
+    defaults = (3, 8, 64) if args.dry_run else (200, 48, 224)
+    for name, default in zip(("steps", "batch", "size"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
         if getattr(args, name) < 1:
@@ -298,7 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return ddp(args) if args.ddp else single(args)
+    return single(args)
 
 
 if __name__ == "__main__":

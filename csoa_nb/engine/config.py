@@ -60,6 +60,14 @@ _METHOD_SETTINGS = (
     (ADLConfig, {"adl_drop_rate": "drop_rate", "adl_gamma": "gamma"}),
     (CutMixConfig, {"cutmix_beta": "beta", "cutmix_prob": "prob"}),
 )
+#: Autocast precisions of `amp=True` (`csoa_nb.engine.distributed.make_amp`): "auto" is bf16 on
+#: the CPU and on GPUs that have it, else fp16 with loss scaling.
+AMP_DTYPES = ("auto", "bf16", "fp16")
+#: Fields hashed only away from their default, because they were added after runs were
+#: committed: at the default they compute what those runs computed (`hashed_fields`).
+#: `world_size`: W torchrun processes, each on its own class-balanced batch (the global batch
+#: is W x batch_size, another run than W = 1; README "Several GPUs").
+HASHED_IF_NOT_DEFAULT = {"world_size": 1}
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,10 @@ class RunConfig:
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False
-    num_workers: int = 0
+    amp: bool = False  # autocast (float32 losses of Eq. 5 and Eq. 12), dtype `amp_dtype`
+    amp_dtype: str = "auto"  # auto | bf16 | fp16 (CUDA only, with loss scaling); amp only
+    world_size: int = 1  # torchrun processes (the CLI sets it from torchrun's WORLD_SIZE)
+    num_workers: int = 0  # data loader processes (per torchrun process)
     output_dir: str = "runs"
     results_dirs: tuple[str, ...] = field(default=("results/runs",))
 
@@ -150,6 +160,13 @@ class RunConfig:
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("embedding", self.embedding, EMBEDDINGS)
         check_choice("coaug_background", self.coaug_background, COAUG_BACKGROUNDS)
+        check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
+        if self.amp and self.amp_dtype == "fp16" and self.device.startswith("cpu"):
+            raise ValueError("amp_dtype=fp16 with device cpu: CPU autocast runs bf16; use "
+                             "--set amp_dtype=bf16 (or auto) or a CUDA device")
+        if self.world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {self.world_size}; it is the "
+                             "number of torchrun processes (torchrun sets it)")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must lie in 0..{MAX_SEED} (numpy's range), got {self.seed}")
         if self.dataset == "synthetic" and (self.test_per_class < 1 or self.images_per_class < 1):
@@ -313,6 +330,9 @@ class RunConfig:
         """The fields that decide what a run computes, plus `data`: the identity of its data."""
         skip = UNHASHED if self.uses_coaug else UNHASHED + COAUG_FIELDS
         skip += tuple(name for name in METHOD_FIELDS if name not in self.method_spec.settings)
+        if not self.amp:  # the dtype of autocast means nothing without it
+            skip += ("amp_dtype",)
+        skip += tuple(k for k, v in HASHED_IF_NOT_DEFAULT.items() if getattr(self, k) == v)
         fields_ = {k: v for k, v in self.to_dict().items() if k not in skip}
         fields_["data"] = self.data_identity()
         return fields_

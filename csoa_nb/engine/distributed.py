@@ -1,19 +1,22 @@
-"""Multi-process training pieces (torchrun / DDP) and mixed precision, ready for the trainer.
+"""Multi-process training pieces (torchrun / DDP) and mixed precision, used by the trainer.
 
-Nothing here is wired into `csoa_nb.train` yet (see DDP_PLAN.md); every piece also works in a
-single process, where it reduces to what the trainer does today.
+`csoa_nb.engine.train` wires them (its module docstring: batches, BatchNorm, W_E, RNG, files,
+evaluation); every piece also works in a single process, where it reduces to the single-process
+trainer exactly.
 
 * :class:`DistEnv`, :func:`init_distributed`, :func:`is_main`, :func:`barrier`,
   :func:`cleanup`: the process group from torchrun's environment (``RANK``, ``LOCAL_RANK``,
   ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``); without
-  ``WORLD_SIZE`` (plain ``python -m csoa_nb.train``) or with ``WORLD_SIZE=1`` no process group
-  is created and every call is a no-op.
+  ``WORLD_SIZE`` (plain ``python -m csoa_nb.engine.train``) or with ``WORLD_SIZE=1`` no
+  process group is created and every call is a no-op.
 * :class:`DistributedClassBalancedBatchSampler`: Sec. 4.1's class-balanced batches split
   across ranks, each rank's batch one whole group of ``classes_per_batch`` x ``k`` images.
 * :func:`shard_indices`, :func:`gather_eval`: sharded evaluation in which every test image
   counts once.
-* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`, :func:`fp32_region`: bf16/fp16
-  autocast with the losses of Eq. 5 and Eq. 12 kept in float32.
+* :func:`control_group`, :func:`broadcast_from_main`, :func:`wait_for_main`,
+  :func:`sync_buffers`, :func:`all_reduce_sum`, :func:`any_rank`: the trainer's hand-offs.
+* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`: bf16/fp16 autocast; the losses of
+  Eq. 5 and Eq. 12 stay in float32 through `csoa_nb.precision.fp32_region` (re-exported here).
 
 Why each rank's batch is a whole group of 48 (not 48 / world_size images): CoAug's pairs
 (Eq. 11-12) are formed within a batch, and the paper's batch holds 12 classes x 4 images, so
@@ -22,35 +25,40 @@ exactly as one process does; splitting one group over ranks would leave a rank w
 images of 6 classes (no same-class pair, so Eq. 12's same-class term vanishes) unless the
 embeddings were all-gathered, and BatchNorm (Inception-v3, the slim VGG) would see 6 images.
 DDP averages the W ranks' gradients, so one step with W ranks is one step on the mean of W
-independent Eq. 12 losses: the global batch is W x 48 (lr scaling: DDP_PLAN.md).
+independent Eq. 12 losses: the global batch is W x 48, not the paper's protocol (lr is the
+user's to keep or scale; README, "The paper preset on one GPU, several GPUs, several machines").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
+from csoa_nb.precision import fp32_region
 
 __all__ = [
     "AMP_DTYPES",
     "Amp",
     "DistEnv",
     "DistributedClassBalancedBatchSampler",
+    "all_reduce_sum",
+    "any_rank",
     "autocast_context",
     "barrier",
+    "broadcast_from_main",
     "cleanup",
+    "control_group",
     "fp32_region",
     "gather_eval",
     "init_distributed",
@@ -58,6 +66,8 @@ __all__ = [
     "make_amp",
     "read_env",
     "shard_indices",
+    "sync_buffers",
+    "wait_for_main",
 ]
 
 #: Environment variables torchrun sets for every worker.
@@ -151,7 +161,7 @@ def init_distributed(
     group and gets ``DistEnv()`` with ``device`` = the device type's default device.
 
     ``timeout_s`` bounds every collective, barriers included (rank 0 may hold the others at a
-    barrier while it waits for a run lock or writes the final evaluation; DDP_PLAN.md).
+    barrier; the trainer's long waits on rank 0 use :func:`control_group` instead).
     """
     if device_type not in ("cpu", "cuda"):
         raise ValueError(f"device type {device_type!r}: use cpu or cuda")
@@ -201,6 +211,58 @@ def cleanup(env: DistEnv) -> None:
     """Leave the process group (no-op in a single process or when already left)."""
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def control_group(env: DistEnv, *, timeout_s: float = 7 * 24 * 3600.0) -> Any:
+    """A gloo group with a long timeout for the hand-offs in which ranks wait on rank 0 (while it
+    generates the data, pretrains, waits for the run lock, scores the test set), so that no
+    collective timeout (NCCL's watchdog included) fires during them; every rank must call it,
+    in the same order. None in a single process."""
+    if not env.distributed:
+        return None
+    return dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
+
+
+def broadcast_from_main(env: DistEnv, value: Any, group: Any = None) -> Any:
+    """Rank 0's `value` on every rank (a picklable object; `value` itself in one process)."""
+    if not env.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
+
+
+def wait_for_main(env: DistEnv, group: Any = None) -> None:
+    """A barrier on `group` (default: the whole job): the ranks wait until rank 0 arrives."""
+    if env.distributed:
+        dist.barrier(group=group)
+
+
+def sync_buffers(module: torch.nn.Module, env: DistEnv) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every rank, in place. DDP
+    broadcasts them at the start of each training forward only, so after the last step each
+    rank holds the statistics its own batch updated; evaluation must use one model."""
+    if env.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def all_reduce_sum(values: Sequence[float], env: DistEnv) -> list[float]:
+    """Element-wise sums of `values` over the ranks (float64; `values` itself in one process)."""
+    if not env.distributed:
+        return list(values)
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=env.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True on every rank when `flag` is true on any rank (`flag` in one process)."""
+    if not env.distributed:
+        return flag
+    tensor = torch.tensor([float(flag)], device=env.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 # ----------------------------------------------------------------------------------- sampling
@@ -333,6 +395,9 @@ def gather_eval(
     copies are the same image's outputs). Other entries (``None``, ``image_size``) must be
     equal on every rank and are returned as they are. With ``total``, the gathered indices
     must be exactly ``0 .. total - 1`` (a ValueError names what is missing).
+
+    Memory: every rank receives every rank's maps (host memory). ILSVRC's 50,000 x 1,000 class
+    scores are 200 MB per key; if that is too much, gather to rank 0 only (`gather_object`).
     """
     if indices is None:
         if "index" not in maps:
@@ -462,70 +527,4 @@ def autocast_context(
     context; a trainer keeps the :class:`Amp` itself, whose scaler lives as long as the run)."""
     amp = make_amp(device_type, enabled, dtype)
     return amp.autocast(), amp.scaler
-
-
-def _to_float32(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple (CSoAOutput)
-        return type(value)(*(_to_float32(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_float32(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_float32(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)
-                   if f.init}
-        return dataclasses.replace(value, **changes)
-    return value
-
-
-def _device_types(value: Any, found: set[str]) -> set[str]:
-    if isinstance(value, Tensor):
-        found.add(value.device.type)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _device_types(v, found)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _device_types(v, found)
-    return found
-
-
-FnT = TypeVar("FnT", bound=Callable[..., Any])
-
-
-def fp32_region(fn: FnT) -> FnT:
-    """Run ``fn`` in float32: autocast off (on the devices of its tensor arguments, CPU
-    always) and every floating tensor argument (also inside tuples, lists, dicts, NamedTuples
-    such as `CSoAOutput` and dataclasses) cast to float32. Gradients flow through the casts.
-
-    For the losses of Eq. 5 (`csoa_nb.confseg.inner_loss` / `confseg_loss`) and Eq. 12
-    (`csoa_nb.coaug.coaug_loss`), wrapped as ``fp32_region(coaug_loss)(...)``: they are ratios
-    and thresholds of small quantities that half precision gets wrong.
-
-    * Eq. 12 divides sums of embedding distances by sums of distances; bfloat16 keeps 8
-      significant bits (0.4 % per value), and the gradient of a ratio is a difference of two
-      nearly equal terms. In float16 the squared distances of 256-d AlexNet embeddings
-      exceed its maximum (65504), and the norms' ``eps = 1e-12`` is below its smallest
-      subnormal (6e-8): ``sqrt(0)`` on D_mn's diagonal, an infinite gradient, NaN.
-    * Eq. 5's binary mask is ``|S - mu1| > mu2`` (Eq. 2-4): pixels near the threshold flip
-      when S, mu1 and mu2 are rounded to 8 bits, and the masked means over h x w pixels
-      accumulate the rounding.
-
-    Autocast's own per-op float32 lists differ between CPU and CUDA and between torch
-    versions; this makes the loss precision explicit instead of depending on them.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        devices = _device_types((args, kwargs), {"cpu"})
-        args = _to_float32(args)
-        kwargs = _to_float32(kwargs)
-        with ExitStack() as stack:
-            for device_type in sorted(devices & {"cpu", "cuda"}):
-                stack.enter_context(torch.autocast(device_type, enabled=False))
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 

@@ -24,13 +24,13 @@ import argparse
 import copy
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.checks import check_run_theta
 from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
@@ -194,12 +194,20 @@ def sample_cams(
 
 @torch.no_grad()
 def ten_crop_probs(
-    model: nn.Module, test_set: Dataset, config: RunConfig, *, device: torch.device | str = "cpu"
+    model: nn.Module,
+    test_set: Dataset,
+    config: RunConfig,
+    *,
+    device: torch.device | str = "cpu",
+    indices: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """10-crop class scores of the reader `test_set` (Sec. 4.1, following Zhou et al. 2016):
-    a copy of it reads the images resized, not cropped, and the ten crops come from those."""
+    a copy of it reads the images resized, not cropped, and the ten crops come from those.
+    `indices`: only those images, in that order (a rank's shard, `engine.distributed`)."""
     test_set = copy.copy(test_set)
     test_set.transform = WSOLTransform(False, config.resize_size, config.resize_size)
+    if indices is not None:
+        test_set = Subset(test_set, list(indices))
     loader = DataLoader(test_set, batch_size=32, shuffle=False, collate_fn=collate_wsol)
     model.eval()
 

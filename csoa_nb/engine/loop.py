@@ -57,12 +57,15 @@ def run_epoch(
     desc: str = "",
     progress: bool = True,
     postfix: Callable[[int, dict[str, torch.Tensor]], dict[str, str]] | None = None,
+    backward_step: Callable[[torch.Tensor, torch.optim.Optimizer], None] | None = None,
 ) -> EpochTotals:
     """One epoch of SGD steps over `loader` (see the module docstring for a step's order).
 
     `nonfinite(index, name, value)` makes the error raised when term `name` of step `index`
     is not finite; `scheduler` (if given) steps after every optimizer step (an epoch-wise
-    scheduler is the caller's); `postfix` gives the progress bar's text after each step.
+    scheduler is the caller's); `postfix` gives the progress bar's text after each step;
+    `backward_step(loss, optimizer)` replaces `loss.backward(); optimizer.step()` (mixed
+    precision's loss scaling, `csoa_nb.engine.distributed.Amp.backward_step`).
     """
     totals = EpochTotals()
     bar = tqdm(loader, total=total, desc=desc, disable=not progress, leave=False)
@@ -72,8 +75,11 @@ def run_epoch(
             if not torch.isfinite(value).all():
                 raise nonfinite(index, name, value)
         optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
+        if backward_step is None:
+            terms["total"].backward()
+            optimizer.step()
+        else:
+            backward_step(terms["total"], optimizer)
         if scheduler is not None:
             scheduler.step()
         for name, value in terms.items():

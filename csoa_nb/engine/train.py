@@ -14,6 +14,31 @@ The loss of each method is its `losses` in the registry (`csoa_nb.methods`).
 Command line::
 
     python -m csoa_nb.engine.train --preset cpu --method csoa [--set key=value ...]
+    torchrun --nproc_per_node=N -m csoa_nb.engine.train --preset paper ...   # N processes
+
+Under torchrun (README, "The paper preset on one GPU, several GPUs, several machines") every
+process trains with DistributedDataParallel (NCCL on CUDA, one GPU each; gloo on the CPU):
+
+* batches: each rank takes whole class-balanced groups of `batch_size` images
+  (`DistributedClassBalancedBatchSampler`): the global batch is world_size x batch_size, and
+  CoAug's pairs (Eq. 11-12) are formed within each rank's batch, as in one process. DDP
+  averages the ranks' gradients: one step on the mean of W batches' losses.
+* BatchNorm: per rank, on the rank's own batch (no SyncBatchNorm): a rank's batch is a whole
+  group, so its statistics are those of single-process training. DDP broadcasts rank 0's
+  running statistics before every training forward; evaluation and checkpoints use rank 0's
+  (`sync_buffers`).
+* W_E: built on every rank from the same weights, frozen, not wrapped (nothing to average).
+* RNG: every rank seeds with `config.seed` and draws the same stream (augmentation has its
+  own per-item generators), so rank 0's RNG state in the checkpoint serves every rank.
+* files: rank 0 alone generates the data, pretrains, holds the run lock for the whole run and
+  writes the run folder; the other ranks wait for its decisions (finished, resume from epoch
+  e, fresh) on a gloo group with a long timeout. A kill of any rank stops the job (torchrun);
+  the same command (or torchrun's --max-restarts) resumes every rank from the checkpoint.
+* evaluation: each rank collects the maps of its shard of the images, gathered on every rank
+  in dataset order (`gather_eval`: each test image counts once); rank 0 scores and writes.
+
+With world_size 1 (plain `python -m`, or torchrun with one process) none of this runs: the
+run is exactly the single-process one.
 """
 
 from __future__ import annotations
@@ -23,13 +48,16 @@ import math
 import sys
 import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.data import check_num_classes, collate_wsol
@@ -40,6 +68,22 @@ from csoa_nb.engine.datasets import (
     build_datasets,
     step_seed,
     worker_init,
+)
+from csoa_nb.engine.distributed import (
+    Amp,
+    DistEnv,
+    DistributedClassBalancedBatchSampler,
+    all_reduce_sum,
+    any_rank,
+    broadcast_from_main,
+    control_group,
+    gather_eval,
+    init_distributed,
+    make_amp,
+    read_env,
+    shard_indices,
+    sync_buffers,
+    wait_for_main,
 )
 from csoa_nb.engine.evaluate import collect_maps, sample_cams, score_maps, ten_crop_probs
 from csoa_nb.engine.loop import (
@@ -96,9 +140,12 @@ def dataset_labels(dataset: Any) -> list[int]:
     return [int(v) for v in dataset.labels]
 
 
-def build_sampler(config: RunConfig, train_set: Any) -> ClassBalancedBatchSampler:
+def build_sampler(
+    config: RunConfig, train_set: Any, env: DistEnv | None = None
+) -> ClassBalancedBatchSampler:
     """Sec. 4.1's class-balanced batches, after checking that the split can fill them: every
-    class has training images and one batch fits in the split."""
+    class has training images and one batch fits in the split. Under torchrun, this rank's
+    whole groups of the epoch (`DistributedClassBalancedBatchSampler`)."""
     labels = dataset_labels(train_set)
     missing = sorted(set(range(config.num_classes)) - set(labels))
     if missing:
@@ -112,6 +159,10 @@ def build_sampler(config: RunConfig, train_set: Any) -> ClassBalancedBatchSample
         raise ValueError(
             f"batch_size ({config.batch_size}) exceeds the {len(labels)} training images of "
             f"the {config.dataset} dataset: lower batch_size (--set batch_size=N)"
+        )
+    if env is not None and env.distributed:
+        return DistributedClassBalancedBatchSampler.for_env(
+            labels, config.batch_size, config.classes_per_batch, config.seed, env
         )
     return ClassBalancedBatchSampler(
         labels, config.batch_size, config.classes_per_batch, seed=config.seed
@@ -158,9 +209,10 @@ def build_model(config: RunConfig, weights: str | None = None) -> nn.Module:
 def augment_batch(
     config: RunConfig, images: torch.Tensor, labels: torch.Tensor, epoch: int, index: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step `index` of `epoch`'s batch as the method trains on it: its `augment` hook (HaS,
-    CutMix) with a generator seeded by `step_seed`, or the batch as it is. Returns the images
-    and the targets its `losses` receive."""
+    """Batch `index` of `epoch` (its place in the epoch's global order: under torchrun, rank r's
+    step i is batch i * W + r) as the method trains on it: its `augment` hook (HaS, CutMix) with
+    a generator seeded by `step_seed`, or the batch as it is. Returns the images and the
+    targets its `losses` receive."""
     hook = config.method_spec.augment
     if hook is None:
         return images, labels
@@ -222,29 +274,69 @@ def train(
     as a kill would (the next call resumes). `log` receives one line per epoch (default: print).
     """
     say = log or print
-    finished = find_run(config)
+    env_now = read_env()
+    if config.world_size != env_now.world_size:
+        raise ValueError(
+            f"config world_size={config.world_size} but this job has {env_now.world_size} "
+            "process(es) (torchrun's WORLD_SIZE): launch as many with torchrun's "
+            "--nproc_per_node/--nnodes, or pass --set world_size="
+            f"{env_now.world_size} (the CLI sets it from torchrun by itself)"
+        )
+    env = DistEnv()
+    if config.world_size > 1:  # join the job; a single process checks its device below
+        env = init_distributed(check_device(config).type)
+        if not env.is_main:
+            say, progress = _silent, False
+    main = env.is_main
+    ctl = control_group(env)
+    finished = broadcast_from_main(env, find_run(config) if main else None, ctl)
     if finished is not None:
         return load_run(finished)
     started = time.perf_counter()
-    device = check_device(config)
-    train_set, test_set = build_datasets(config)
+    device = env.device if env.distributed else check_device(config)
+    with _main_first(env, ctl):  # rank 0 generates the synthetic data, the others then read it
+        train_set, test_set = build_datasets(config)
     check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
-    sampler = build_sampler(config, train_set)
+    sampler = build_sampler(config, train_set, env)
     run_dir = run_dir_for(config)
-    _make_folder(run_dir.parent, run_dir)  # output_dir: checked before pretraining
-    if run_dir.exists() and not run_dir.is_dir():
+    if main:
+        _make_folder(run_dir.parent, run_dir)  # output_dir: checked before pretraining
+        if run_dir.exists() and not run_dir.is_dir():
+            _make_folder(run_dir, run_dir)
+    with _main_first(env, ctl):  # rank 0 pretrains; the others then find its cached stage
+        weights = resolve_weights(config, progress=progress, log=say)
+    if main:
         _make_folder(run_dir, run_dir)
-    weights = resolve_weights(config, progress=progress, log=say)
-    _make_folder(run_dir, run_dir)
-    with run_lock(run_dir, say):
-        finished = find_run(config)
+    # rank 0 holds the lock for the whole run; the others wait for its decision (on `ctl`,
+    # however long a twin command holds the lock)
+    with run_lock(run_dir, say) if main else nullcontext():
+        finished = find_run(config) if main else None
+        if finished is None and main:
+            for stale in remove_stale_tmp(run_dir):
+                say(f"[{config.hash}] removed {stale.name}, left by a killed process")
+        finished = broadcast_from_main(env, finished, ctl)
         if finished is not None:  # a twin command finished it while this one waited
             return load_run(finished)
-        for stale in remove_stale_tmp(run_dir):
-            say(f"[{config.hash}] removed {stale.name}, left by a killed process")
         state = setup_run(config, device, (train_set, test_set), sampler, weights, run_dir,
-                          started)
+                          started, env=env if env.distributed else None, control=ctl)
         return run_training(state, progress=progress, stop_after_epoch=stop_after_epoch, say=say)
+
+
+def _silent(_: str) -> None:
+    """The log of a rank other than 0."""
+
+
+@contextmanager
+def _main_first(env: DistEnv, group: Any) -> Iterator[None]:
+    """Run the block on rank 0, then on the other ranks (a no-op in one process)."""
+    if not env.distributed:
+        yield
+        return
+    if not env.is_main:
+        wait_for_main(env, group)
+    yield
+    if env.is_main:
+        wait_for_main(env, group)
 
 
 def _make_folder(folder: Path, run_dir: Path) -> None:
@@ -275,6 +367,15 @@ class RunState:
     started: float  # time.perf_counter() when `train` began
     start_epoch: int = 0
     elapsed_before: float = 0.0  # seconds spent before the last resume
+    env: DistEnv = field(default_factory=DistEnv)  # this process in a torchrun job
+    control: Any = None  # the gloo group of hand-offs to rank 0 (`control_group`), or None
+    amp: Amp = field(default_factory=lambda: Amp("cpu"))  # the mixed-precision policy
+    net: nn.Module | None = None  # what training calls: `model`, DDP-wrapped under torchrun
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes the run folder."""
+        return self.env.is_main
 
     @property
     def checkpoint_path(self) -> Path:
@@ -293,9 +394,12 @@ def setup_run(
     weights: tuple[str | None, str | None],
     run_dir: Path,
     started: float,
+    *,
+    env: DistEnv | None = None,
+    control: Any = None,
 ) -> RunState:
     """Seed the run, build its networks, optimizer and loaders (nothing is read from disk but
-    the weights)."""
+    the weights). Every rank seeds alike: the same initial weights and RNG stream."""
     train_set, test_set = datasets
     # The run's own random stream starts here, after the data and the (cached or not)
     # pretraining, so neither can shift it; augmentation draws from per-item generators.
@@ -319,6 +423,8 @@ def setup_run(
         config=config, device=device, run_dir=run_dir, model=model, embed_net=embed_net,
         optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
         test_reader=test_reader, test_set=test_set, val_set=val_set, started=started,
+        env=env or DistEnv(device=device), control=control,
+        amp=make_amp(device.type, config.amp, config.amp_dtype),
     )
 
 
@@ -326,31 +432,65 @@ def resume_run(state: RunState, say: Callable[[str], None]) -> None:
     """Continue from the run folder's checkpoint (model, optimizer, scheduler, RNG, history up
     to its epoch), or start the run's files afresh (`config.json`, an empty history)."""
     config = state.config
-    if state.checkpoint_path.exists():
+    # rank 0 decides (it holds the lock); every rank then loads the same checkpoint
+    resume = broadcast_from_main(
+        state.env, state.checkpoint_path.exists() if state.main else None, state.control
+    )
+    if resume:
         saved = load_checkpoint(state.checkpoint_path, config)
         state.model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
+        state.amp.load_state_dict(saved.get("amp", {}))
         set_rng_state(saved["rng"])
         state.start_epoch = int(saved["epoch"])
         state.elapsed_before = float(saved.get("elapsed_s", 0.0))
-        truncate_jsonl(state.metrics_path, state.start_epoch)
+        if state.main:
+            truncate_jsonl(state.metrics_path, state.start_epoch)
         say(f"[{config.hash}] resuming after epoch {state.start_epoch} from "
             f"{state.checkpoint_path}")
-    else:
+    elif state.main:
         state.metrics_path.unlink(missing_ok=True)
         write_json(state.run_dir / "config.json", config.to_record())
+    state.net = _wrap(state)
+
+
+def _wrap(state: RunState) -> nn.Module:
+    """`state.model` for training: DDP-wrapped under torchrun (after the checkpoint is loaded;
+    DDP then broadcasts rank 0's parameters and buffers). Every parameter of the network gets
+    a gradient at every step, so `find_unused_parameters` stays off (DDP says so loudly if a
+    method ever leaves one out). W_E is not wrapped: frozen, no parameter to average."""
+    if not state.env.distributed:
+        return state.model
+    cuda = state.device.type == "cuda"
+    return DistributedDataParallel(
+        state.model, device_ids=[state.device.index] if cuda else None,
+        find_unused_parameters=False, broadcast_buffers=True,
+    )
+
+
+def collect_sharded(state: RunState, dataset: Dataset) -> dict[str, Any]:
+    """`collect_maps` of `dataset`; under torchrun each rank collects its shard
+    (`shard_indices`) with rank 0's BatchNorm statistics and the shards are gathered on every
+    rank in dataset order, each image once (`gather_eval`)."""
+    config, model, env = state.config, state.model, state.env
+    if not env.distributed:
+        return collect_maps(model, dataset, config, device=state.device)
+    sync_buffers(model, env)
+    shard = shard_indices(len(dataset), env.world_size, env.rank)
+    maps = collect_maps(model, Subset(dataset, shard), config, device=state.device)
+    return gather_eval(maps, env, indices=shard, total=len(dataset))
 
 
 def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any]:
     """Epoch `epoch` (0-based): the method's steps (`csoa_nb.engine.loop.run_epoch`), the lr
     decay, and validation. Returns the epoch's record for `metrics.jsonl`."""
     config, device, model = state.config, state.device, state.model
+    net, env = state.net or model, state.env
     epoch_started = time.perf_counter()
     state.sampler.set_epoch(epoch)
     model.train()
-    use_amp = config.amp and device.type == "cuda"
-    steps = len(state.sampler)
+    steps = len(state.sampler)  # per rank, the same on every rank
 
     def alpha_at(index: int) -> float:
         return alpha_schedule(epoch + index / steps, config.epochs, config.alpha_ramp)
@@ -358,10 +498,21 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
     def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
-        images, targets = augment_batch(config, images, labels, epoch, index)
-        with torch.autocast(device.type, enabled=use_amp):
-            out = model(images, labels)
+        # the global batch index (rank r takes batches r, r + W, ...): a rank draws what one
+        # process draws for the same batch
+        images, targets = augment_batch(config, images, labels, epoch,
+                                        index * env.world_size + env.rank)
+        with state.amp.autocast():
+            out = net(images, labels)
             terms = method_losses(config, out, images, targets, alpha_at(index), state.embed_net)
+        if env.distributed:  # every rank stops at the same step (else the others would hang)
+            finite = all(bool(torch.isfinite(v).all()) for v in terms.values())
+            if any_rank(not finite, env) and finite:
+                raise NonFiniteLossError(
+                    f"epoch {epoch + 1}, batch {index + 1}: a loss term is not finite on "
+                    "another rank (its log names it); training stopped, the last good "
+                    "checkpoint is kept. Lower lr or check the data."
+                )
         return terms, int((out.logits_last.argmax(1) == labels).sum()), len(labels)
 
     def nonfinite(index: int, name: str, value: torch.Tensor) -> Exception:
@@ -377,18 +528,24 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
         desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress,
         postfix=lambda index, terms: {"loss": f"{terms['total'].item():.3f}",
                                       "alpha": f"{alpha_at(index):.2f}"},
+        backward_step=state.amp.backward_step,
     )
     lr_now = state.optimizer.param_groups[0]["lr"]
     state.scheduler.step()
+    sums, correct, seen = totals.sums, totals.correct, totals.seen
+    if env.distributed:  # the log covers every rank's images: steps x world_size batches
+        names = sorted(sums)
+        *summed, correct, seen = all_reduce_sum([*(sums[k] for k in names), correct, seen], env)
+        sums = {k: v / env.world_size for k, v in zip(names, summed, strict=True)}
     record: dict[str, Any] = {
         "epoch": epoch + 1,
         "lr": lr_now,
         "alpha": alpha_schedule(epoch + 1, config.epochs, config.alpha_ramp),
-        "train_acc": 100.0 * totals.correct / max(totals.seen, 1),
-        **{f"loss_{k}": v / steps for k, v in totals.sums.items()},
+        "train_acc": 100.0 * correct / max(seen, 1),
+        **{f"loss_{k}": v / steps for k, v in sums.items()},
     }
     if state.val_set is not None:
-        val_maps = collect_maps(model, state.val_set, config, device=device)
+        val_maps = collect_sharded(state, state.val_set)
         val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
         val.update(collapse_stats(val_maps["cam_last"]))
         record.update({f"val_{k}": v for k, v in val.items()})
@@ -397,7 +554,8 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
 
 
 def save_checkpoint(state: RunState, epochs_done: int) -> None:
-    """Everything a resumed run needs after `epochs_done` epochs (atomic)."""
+    """Everything a resumed run needs after `epochs_done` epochs (atomic; rank 0 alone calls
+    it: the other ranks hold the same weights and optimizer state)."""
     save_torch(
         state.checkpoint_path,
         {
@@ -406,7 +564,8 @@ def save_checkpoint(state: RunState, epochs_done: int) -> None:
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_state(),  # rank 0's, the same stream on every rank (module docstring)
+            "amp": state.amp.state_dict(),  # the GradScaler's scale ({} without one)
             "elapsed_s": state.elapsed_before + time.perf_counter() - state.started,
         },
     )
@@ -414,11 +573,24 @@ def save_checkpoint(state: RunState, epochs_done: int) -> None:
 
 def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
     """The final evaluation on the whole test split (every reported theta), the saved maps and
-    CAM sample, and `results.json`, written last: the run is finished once it exists."""
+    CAM sample, and `results.json`, written last: the run is finished once it exists. Under
+    torchrun every rank collects its shard; rank 0 scores and writes while the others wait, then
+    read the finished run."""
     config, device, model, run_dir = state.config, state.device, state.model, state.run_dir
-    maps = collect_maps(model, state.test_set, config, device=device)
+    env = state.env
+    maps = collect_sharded(state, state.test_set)
     if config.ten_crop:  # class scores averaged over 10 crops (Sec. 4.1)
-        maps["probs"] = ten_crop_probs(model, state.test_reader, config, device=device)
+        if env.distributed:
+            shard = shard_indices(len(state.test_reader), env.world_size, env.rank)
+            probs = ten_crop_probs(model, state.test_reader, config, device=device,
+                                   indices=shard)
+            maps["probs"] = gather_eval({"probs": probs}, env, indices=shard,
+                                        total=len(state.test_reader))["probs"]
+        else:
+            maps["probs"] = ten_crop_probs(model, state.test_reader, config, device=device)
+    if not state.main:
+        wait_for_main(env, state.control)  # rank 0 writes results.json
+        return load_run(run_dir, cached=False)
     thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
     metrics = score_maps(maps, config, thetas=thetas, full=True)
     metrics.update(collapse_stats(maps["cam_last"]))
@@ -437,9 +609,11 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
             # float sums split over threads round differently: bit-identical re-runs need the
             # same torch build and thread count (make results: one thread per run)
             "torch_threads": torch.get_num_threads(),
+            "world_size": env.world_size,
         },
     )
     say(f"[{config.hash}] done in {wall:.0f} s: {_summary(metrics)}")
+    wait_for_main(env, state.control)
     result = load_run(run_dir, cached=False)
     result.wall_time_s = wall
     return result
@@ -458,8 +632,9 @@ def run_training(
     resume_run(state, say)
     for epoch in range(state.start_epoch, config.epochs):
         record = train_epoch(state, epoch, progress=progress)
-        append_jsonl(state.metrics_path, record)
-        save_checkpoint(state, epoch + 1)
+        if state.main:
+            append_jsonl(state.metrics_path, record)
+            save_checkpoint(state, epoch + 1)
         say(_epoch_line(config, record))
         for line in collapse_lines(config, record):
             say(line)
@@ -537,6 +712,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["method"] = args.method
     if args.seed is not None:
         overrides["seed"] = args.seed
+    # under torchrun, the job's process count (a --set world_size=N is checked against it)
+    overrides["world_size"] = read_env().world_size
     overrides.update(RunConfig.parse_assignments(args.assignments))
     return RunConfig.from_preset(args.preset, **overrides)
 
@@ -547,8 +724,13 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    result = train(config, progress=not args.no_progress and sys.stderr.isatty())
-    print(f"run folder: {result.run_dir}{' (cached)' if result.cached else ''}")
+    try:
+        result = train(config, progress=not args.no_progress and sys.stderr.isatty())
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if read_env().rank == 0:
+        print(f"run folder: {result.run_dir}{' (cached)' if result.cached else ''}")
     return 0
 
 
