@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "csoa_nb.coaug": 2,
     "csoa_nb.localize": 2,
     "csoa_nb.metrics": 2,
+    "csoa_nb.scores": 2,
     "csoa_nb.monitors": 2,
     "csoa_nb.degenerate": 2,
     "csoa_nb.engine": 3,

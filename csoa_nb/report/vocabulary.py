@@ -14,6 +14,7 @@ from typing import Any
 
 from csoa_nb import methods
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.scores import split_key
 
 #: Column names: the paper's where it has the column, else a plain description.
 METRIC_COLUMNS: dict[str, str] = {
@@ -86,29 +87,39 @@ MISSING = "–"
 
 
 # ------------------------------------------------------------------------------------ labels
+def _at_theta(metric: str) -> tuple[str, float | None]:
+    """(the metric, its theta) of a column of `runs_frame`, e.g. ("top1_loc_err", 0.2) for
+    "top1_loc_err@0.2"; theta None for any other name (`csoa_nb.scores.split_key`)."""
+    try:
+        name, theta, _ = split_key(metric)
+    except ValueError:
+        return metric, None
+    return (name, theta) if theta is not None else (metric, None)
+
+
 def column_label(metric: str) -> str:
-    """The column name of `metric`; a theta-suffixed key gets "(theta 0.2)" appended."""
+    """The column name of `metric`; a metric at a theta gets "(θ 0.2)" appended."""
     if metric in METRIC_COLUMNS:
         return METRIC_COLUMNS[metric]
-    base, sep, theta = metric.partition("@")
-    if sep and base in METRIC_COLUMNS:
-        return f"{METRIC_COLUMNS[base]} (θ {theta})"
+    name, theta = _at_theta(metric)
+    if theta is not None and name in METRIC_COLUMNS:
+        return f"{METRIC_COLUMNS[name]} (θ {theta:g})"
     return metric
 
 
 def metric_prose(metric: str) -> str:
     """How a sentence names `metric` (e.g. "top-1 loc. error")."""
-    base, sep, theta = metric.partition("@")
     if metric in METRIC_PROSE:
         return METRIC_PROSE[metric]
-    if sep and base in METRIC_PROSE:
-        return f"{METRIC_PROSE[base]} at θ = {theta}"
+    name, theta = _at_theta(metric)
+    if theta is not None and name in METRIC_PROSE:
+        return f"{METRIC_PROSE[name]} at θ = {theta:g}"
     return metric
 
 
 def higher_is_better(metric: str) -> bool:
     """True for accuracies, MaxBoxAccV2 and PxAP; False for errors and wall time."""
-    return metric.partition("@")[0] in HIGHER_IS_BETTER or metric in HIGHER_IS_BETTER
+    return metric in HIGHER_IS_BETTER or _at_theta(metric)[0] in HIGHER_IS_BETTER
 
 
 def feature_block_label(block: int) -> str:
