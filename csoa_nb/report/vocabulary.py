@@ -14,7 +14,16 @@ from typing import Any
 
 from csoa_nb import methods
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.scores import split_key
+from csoa_nb.metrics import DEFAULT_IOU_THRESHOLDS
+from csoa_nb.scores import join_key, split_key
+
+
+def _by_iou(metric: str, text: str) -> dict[str, str]:
+    """`text` (with "{iou}" for the IoU as a fraction, "0.5") for the column of `metric` at
+    each IoU level of `csoa_nb.metrics.DEFAULT_IOU_THRESHOLDS` (`join_key`: "max_box_acc@50")."""
+    return {join_key(metric, iou=d): text.format(iou=f"{d / 100:g}")
+            for d in DEFAULT_IOU_THRESHOLDS}
+
 
 #: Column names: the paper's where it has the column, else a plain description.
 METRIC_COLUMNS: dict[str, str] = {
@@ -23,19 +32,13 @@ METRIC_COLUMNS: dict[str, str] = {
     "top1_cls_err": "Top-1 cls. err",
     "top5_cls_err": "Top-5 cls. err",
     "gt_known_loc_err": "GT-known loc. err",
-    "gt_known_loc_acc@iou30": "GT-known loc. acc, IoU 0.3",
-    "gt_known_loc_acc@iou50": "GT-known loc. acc, IoU 0.5",
-    "gt_known_loc_acc@iou70": "GT-known loc. acc, IoU 0.7",
+    **_by_iou("gt_known_loc_acc", "GT-known loc. acc, IoU {iou}"),
     "max_box_acc_v2": "MaxBoxAccV2",
-    "max_box_acc@30": "MaxBoxAcc, IoU 0.3",
-    "max_box_acc@50": "MaxBoxAcc, IoU 0.5",
-    "max_box_acc@70": "MaxBoxAcc, IoU 0.7",
+    **_by_iou("max_box_acc", "MaxBoxAcc, IoU {iou}"),
     "pxap": "PxAP",
     "box_mass_ratio": "box mass ratio",
     "wall_time_s": "wall time (s)",
-    "best_threshold@30": "best τ, IoU 0.3",
-    "best_threshold@50": "best τ, IoU 0.5",
-    "best_threshold@70": "best τ, IoU 0.7",
+    **_by_iou("best_threshold", "best τ, IoU {iou}"),
 }
 #: The same metrics as a sentence names them.
 METRIC_PROSE: dict[str, str] = {
@@ -44,13 +47,9 @@ METRIC_PROSE: dict[str, str] = {
     "top1_cls_err": "top-1 cls. error",
     "top5_cls_err": "top-5 cls. error",
     "gt_known_loc_err": "GT-known loc. error",
-    "gt_known_loc_acc@iou30": "GT-known loc. accuracy at IoU 0.3",
-    "gt_known_loc_acc@iou50": "GT-known loc. accuracy at IoU 0.5",
-    "gt_known_loc_acc@iou70": "GT-known loc. accuracy at IoU 0.7",
+    **_by_iou("gt_known_loc_acc", "GT-known loc. accuracy at IoU {iou}"),
     "max_box_acc_v2": "MaxBoxAccV2",
-    "max_box_acc@30": "MaxBoxAcc at IoU 0.3",
-    "max_box_acc@50": "MaxBoxAcc at IoU 0.5",
-    "max_box_acc@70": "MaxBoxAcc at IoU 0.7",
+    **_by_iou("max_box_acc", "MaxBoxAcc at IoU {iou}"),
     "pxap": "PxAP",
     "box_mass_ratio": "box mass ratio",
     "wall_time_s": "wall time",
@@ -58,13 +57,9 @@ METRIC_PROSE: dict[str, str] = {
 #: Metrics where a larger number is better (all others in METRIC_COLUMNS: smaller is better).
 HIGHER_IS_BETTER = frozenset(
     {
-        "gt_known_loc_acc@iou30",
-        "gt_known_loc_acc@iou50",
-        "gt_known_loc_acc@iou70",
+        *_by_iou("gt_known_loc_acc", ""),
         "max_box_acc_v2",
-        "max_box_acc@30",
-        "max_box_acc@50",
-        "max_box_acc@70",
+        *_by_iou("max_box_acc", ""),
         "pxap",
         "box_mass_ratio",
     }
