@@ -15,7 +15,7 @@ import torch
 
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.evaluate import score_maps
-from csoa_nb.scores import Scores, ThetaErrors, split_key
+from csoa_nb.scores import THETA_METRICS, Scores, ThetaErrors, split_key
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "results" / "runs").glob("*/results.json"))
@@ -37,6 +37,9 @@ def test_a_scored_case_writes_the_old_flat_form():
     assert scores.theta == 0.3 and scores.thetas == (0.3, 0.5)
     assert scores.at(0.5) == ThetaErrors(100.0, 100.0, 100.0, 0.0, 0.0)
     assert scores.errors == scores.at(0.3) == ThetaErrors(0.0, 0.0, 0.0, 0.0, 0.0)
+    frame = scores.frame()
+    assert list(frame.index) == [0.3, 0.5] and list(frame.columns) == list(THETA_METRICS)
+    assert list(frame["gt_known_loc_err"]) == [0.0, 100.0]
     record = scores.to_record()
     # the keys of results.json before the scores were typed, by hand
     theta_free = ["top1_loc_err", "top5_loc_err", "gt_known_loc_err", "top1_cls_err",
