@@ -39,6 +39,7 @@ from csoa_nb.localize import (
     largest_per_slice,
     slice_components,
 )
+from csoa_nb.scores import Scores, ThetaErrors
 
 __all__ = [
     "DEFAULT_CAM_THRESHOLDS",
@@ -415,8 +416,9 @@ class MaxBoxAccV2:
         """Final metrics.
 
         Returns:
-            dict with ``max_box_acc_v2`` (mean over IoU levels, percent), ``max_box_acc@D``
-            and ``best_threshold@D`` for each IoU level ``D`` (e.g. ``@50``), ``box_acc_curve``
+            dict with ``max_box_acc_v2`` (mean over IoU levels, percent), ``max_box_acc`` and
+            ``best_threshold`` (dicts: IoU level ``D`` as given, e.g. 50 -> value),
+            ``box_acc_curve``
             (float64 array ``len(iou_thresholds) x len(cam_thresholds)``, percent),
             ``cam_thresholds``, ``iou_thresholds`` and ``num_images``.
 
@@ -426,10 +428,14 @@ class MaxBoxAccV2:
         if self.count == 0:
             raise ValueError("MaxBoxAccV2.compute() called before any accumulate()")
         curve = 100.0 * self.num_correct / self.count
-        out: dict = {"max_box_acc_v2": float(curve.max(axis=1).mean())}
-        for j, delta in enumerate(self.iou_thresholds):
-            out[f"max_box_acc@{delta:g}"] = float(curve[j].max())
-            out[f"best_threshold@{delta:g}"] = float(self.cam_thresholds[curve[j].argmax()])
+        out: dict = {
+            "max_box_acc_v2": float(curve.max(axis=1).mean()),
+            "max_box_acc": {d: float(curve[j].max()) for j, d in enumerate(self.iou_thresholds)},
+            "best_threshold": {
+                d: float(self.cam_thresholds[curve[j].argmax()])
+                for j, d in enumerate(self.iou_thresholds)
+            },
+        }
         out.update(
             box_acc_curve=curve,
             cam_thresholds=self.cam_thresholds.copy(),
@@ -621,14 +627,13 @@ class LocalizationEvaluator:
         iou_threshold: IoU needed for a correct box (0.5, Sec. 4.2).
         with_maxboxacc: also accumulate ``MaxBoxAccV2`` (Choe et al., CVPR 2020).
 
-    ``compute()`` keys (floats):
+    ``compute()`` returns a ``csoa_nb.scores.Scores`` whose ``theta`` is the first theta:
 
-    * ``top1_loc_err@T``, ``top5_loc_err@T``, ``gt_known_loc_err@T``, ``top1_cls_err@T``,
-      ``top5_cls_err@T`` for each ``T`` (formatted ``f"{T:g}"``, e.g. ``@0.2``), and the same
-      five keys without suffix for the first theta (see ``localization_errors``);
-    * ``gt_known_loc_acc@iou30``, ``@iou50``, ``@iou70``: percent of boxes at the first
-      theta with IoU >= 0.3 / 0.5 / 0.7;
-    * ``max_box_acc_v2``, ``max_box_acc@30/50/70``, ``best_threshold@30/50/70`` when
+    * ``errors`` (the first theta's) and ``by_theta`` (each theta -> ``ThetaErrors``: top-1,
+      top-5, GT-known loc. errors and the classification errors, ``localization_errors``);
+    * ``gt_known_loc_acc``: IoU level 30 / 50 / 70 -> percent of boxes at the first theta
+      with IoU >= 0.3 / 0.5 / 0.7;
+    * ``max_box_acc_v2``, ``max_box_acc`` and ``best_threshold`` (by IoU level) when
       ``with_maxboxacc`` (the curve is in ``self.maxboxacc.compute()``);
     * ``pxap`` when ``gt_masks`` were given (then they must be given for every batch);
     * ``num_images``.
@@ -711,8 +716,8 @@ class LocalizationEvaluator:
     def num_images(self) -> int:
         return sum(t.shape[0] for t in self._top1)
 
-    def compute(self) -> dict[str, float]:
-        """All metrics over the accumulated images (see the class docstring for the keys).
+    def compute(self) -> Scores:
+        """All metrics over the accumulated images (see the class docstring).
 
         Raises:
             ValueError: nothing was accumulated.
@@ -722,19 +727,24 @@ class LocalizationEvaluator:
         top1 = torch.cat(self._top1)
         top5 = torch.cat(self._top5)
         iou = torch.cat(self._iou)
-        out: dict[str, float] = {}
-        for k, theta in enumerate(self.thetas):
-            errs = _errors_from_flags(top1, top5, iou[:, k], self.iou_threshold)
-            if k == 0:
-                out.update(errs)
-            out.update({f"{name}@{theta:g}": value for name, value in errs.items()})
-        for delta in DEFAULT_IOU_THRESHOLDS:
-            acc = (iou[:, 0] >= delta / 100.0).double().mean().item()
-            out[f"gt_known_loc_acc@iou{delta}"] = 100.0 * acc
+        by_theta = {
+            theta: ThetaErrors(**_errors_from_flags(top1, top5, iou[:, k], self.iou_threshold))
+            for k, theta in enumerate(self.thetas)
+        }
+        accuracy = {
+            delta: 100.0 * (iou[:, 0] >= delta / 100.0).double().mean().item()
+            for delta in DEFAULT_IOU_THRESHOLDS
+        }
+        box: dict = {}
         if self.maxboxacc is not None:
             res = self.maxboxacc.compute()
-            out.update({k: v for k, v in res.items() if isinstance(v, float)})
-        if self._has_masks:
-            out["pxap"] = self.pxap_metric.compute()["pxap"]
-        out["num_images"] = float(self.num_images)
-        return out
+            box = {key: res[key] for key in ("max_box_acc_v2", "max_box_acc", "best_threshold")}
+        return Scores(
+            theta=self.thetas[0],
+            errors=by_theta[self.thetas[0]],
+            by_theta=by_theta,
+            gt_known_loc_acc=accuracy,
+            num_images=self.num_images,
+            pxap=self.pxap_metric.compute()["pxap"] if self._has_masks else None,
+            **box,
+        )

@@ -216,7 +216,7 @@ def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
     write_json(run_dir / "config.json", config.to_dict())
     maps = hand_maps(with_masks)
     # what train() writes: the run's theta first, then the final thetas
-    metrics = evaluate.score_maps(maps, config, thetas=(0.3, 0.2, 0.4), full=True)
+    metrics = evaluate.score_maps(maps, config, thetas=(0.3, 0.2, 0.4), full=True).to_record()
     save_torch(
         run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks" or with_masks}
     )
@@ -306,10 +306,10 @@ def test_item14_outside_a_checkout_no_dataset_is_written(tmp_path, monkeypatch, 
     assert (project / "data" / "synthetic").is_dir()
     assert not (outside / "data").exists()
     # PxAP of the dataset's masks (labels and maps are ours, the masks the dataset's)
-    assert 0.0 <= metrics["pxap"] <= 100.0
+    assert 0.0 <= metrics.pxap <= 100.0
     # --data-root names the dataset for a run outside any checkout
     again = evaluate.reevaluate(run_dir, (0.3,), data_root=project / "data")
-    assert again["pxap"] == metrics["pxap"]
+    assert again.pxap == metrics.pxap
     assert not (outside / "data").exists()
 
 

@@ -1,10 +1,11 @@
 """The package's import graph: no cycles, and every module imports only its own layer or below.
 
 The layers (DESIGN.md, "Layers"), bottom to top: the base utilities, `data`, the core (models,
-methods, Eq. 13 and the metrics), the engine (config, training, evaluation, runs, sweeps) and
-the report (tables, prose, figures, widgets, the book's runbook). A `__main__` module is an
-entry point: nothing imports it, so it may import from any layer. Every import counts, lazy
-ones inside functions too; only imports under `if TYPE_CHECKING:` (annotations) do not.
+methods, Eq. 13, the metrics and the scores record), the engine (config, training, evaluation,
+runs, sweeps) and the report (tables, prose, figures, widgets, the book's runbook). A
+`__main__` module is an entry point: nothing imports it, so it may import from any layer. Every
+import counts, lazy ones inside functions too; only imports under `if TYPE_CHECKING:`
+(annotations) do not.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ LAYERS: dict[str, int] = {
     "csoa_nb.coaug": 2,
     "csoa_nb.localize": 2,
     "csoa_nb.metrics": 2,
+    "csoa_nb.scores": 2,
     "csoa_nb.monitors": 2,
     "csoa_nb.degenerate": 2,
     "csoa_nb.engine": 3,

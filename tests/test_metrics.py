@@ -137,8 +137,8 @@ def test_maxboxacc_perfect_and_zero_maps():
     gt = [T([[4.0, 6.0, 20.0, 15.0]])]
     res = max_box_acc(box_map(24, 32, (4, 6, 20, 15))[None], gt)
     assert res["max_box_acc_v2"] == 100.0
-    assert res["max_box_acc@30"] == res["max_box_acc@50"] == res["max_box_acc@70"] == 100.0
-    assert res["best_threshold@50"] == 0.0
+    assert res["max_box_acc"] == {30: 100.0, 50: 100.0, 70: 100.0}
+    assert res["best_threshold"][50] == 0.0
     assert res["box_acc_curve"].shape == (3, 100)  # default thresholds arange(0, 1, 0.01)
     assert (res["box_acc_curve"] == 100.0).all()
     zero = max_box_acc(torch.zeros(1, 24, 32), gt)
@@ -167,8 +167,8 @@ def test_maxboxacc_hand_computed_thresholds():
     assert curve[0] == pytest.approx([200 / 3] * 4)
     assert curve[1] == pytest.approx([200 / 3, 200 / 3, 100 / 3, 100 / 3])
     assert curve[2] == pytest.approx([100 / 3] * 4)
-    assert res["max_box_acc@50"] == pytest.approx(200 / 3)
-    assert res["best_threshold@50"] == 0.0
+    assert res["max_box_acc"][50] == pytest.approx(200 / 3)
+    assert res["best_threshold"][50] == 0.0
     assert res["max_box_acc_v2"] == pytest.approx((200 / 3 + 200 / 3 + 100 / 3) / 3)  # 500/9
 
 
@@ -319,26 +319,27 @@ def test_evaluator_two_batches_equal_one_and_match_direct():
     joint = LocalizationEvaluator(thetas)
     both = [torch.cat([b1[i], b2[i]]) for i in (0, 1, 2, 4)]
     joint.accumulate(both[0], both[1], both[2], b1[3] + b2[3], both[3])
-    res = split.compute()
-    assert res == pytest.approx(joint.compute())
-    assert res["num_images"] == 12.0
+    scores = split.compute()
+    assert scores == joint.compute()
+    assert scores.num_images == 12 and scores.theta == 0.2 and scores.thetas == (0.2, 0.3, 0.5)
 
     logits, labels, maps, masks = both
     gts = b1[3] + b2[3]
     for theta in thetas:
         iou = max_iou(largest_component_box(binarize(maps, theta)), gts)
         direct = localization_errors(logits, labels, iou)
-        for key, value in direct.items():
-            assert res[f"{key}@{theta:g}"] == pytest.approx(value)
-            if theta == thetas[0]:
-                assert res[key] == pytest.approx(value)
+        assert scores.at(theta).to_dict() == pytest.approx(direct)
+        if theta == thetas[0]:
+            assert scores.errors.to_dict() == pytest.approx(direct)
     iou0 = max_iou(largest_component_box(binarize(maps, 0.2)), gts)
-    assert res["gt_known_loc_acc@iou50"] == pytest.approx(100 * (iou0 >= 0.5).double().mean())
-    assert res["gt_known_loc_acc@iou70"] == pytest.approx(100 * (iou0 >= 0.7).double().mean())
+    acc = scores.gt_known_loc_acc
+    assert acc[50] == pytest.approx(100 * (iou0 >= 0.5).double().mean())
+    assert acc[70] == pytest.approx(100 * (iou0 >= 0.7).double().mean())
     mba = max_box_acc(maps, gts)
-    for key in ("max_box_acc_v2", "max_box_acc@30", "max_box_acc@50", "best_threshold@50"):
-        assert res[key] == pytest.approx(mba[key])
-    assert res["pxap"] == pytest.approx(pxap(maps, masks))
+    assert scores.max_box_acc_v2 == pytest.approx(mba["max_box_acc_v2"])
+    assert scores.max_box_acc == pytest.approx(mba["max_box_acc"])
+    assert scores.best_threshold == pytest.approx(mba["best_threshold"])
+    assert scores.pxap == pytest.approx(pxap(maps, masks))
 
 
 def test_evaluator_consistent_with_single_contour_maxboxacc():
@@ -346,11 +347,11 @@ def test_evaluator_consistent_with_single_contour_maxboxacc():
     ev = LocalizationEvaluator(0.3, with_maxboxacc=False)
     ev.accumulate(logits, labels, maps, gts)
     res = ev.compute()
-    assert "max_box_acc_v2" not in res and "pxap" not in res
+    assert res.max_box_acc_v2 is None and res.pxap is None and res.max_box_acc == {}
     # one CAM threshold, largest region only == GT-known accuracy of Eq. 13 at theta 0.3
     single = max_box_acc(maps, gts, cam_thresholds=[0.3], multi_contour=False)
-    assert res["gt_known_loc_acc@iou50"] == pytest.approx(single["max_box_acc@50"])
-    assert res["gt_known_loc_err"] == pytest.approx(100 - single["max_box_acc@50"])
+    assert res.gt_known_loc_acc[50] == pytest.approx(single["max_box_acc"][50])
+    assert res.gt_known_loc_err == pytest.approx(100 - single["max_box_acc"][50])
 
 
 def test_evaluator_validation():

@@ -17,6 +17,7 @@ from csoa_nb import methods
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.runs import RunResult
 from csoa_nb.report import charts, prose, tables, vocabulary
+from csoa_nb.scores import Scores, ThetaErrors
 
 # method, regime, seed, top1_loc, top5_loc, top1_cls, top5_cls, maxboxacc_v2, pxap, gt_known
 RUNS = [
@@ -236,8 +237,10 @@ class FakeRun(RunResult):
 
 def test_theta_frame_reads_saved_thetas_and_computes_the_others():
     config = RunConfig.from_preset("smoke", method="cam")
-    saved = {f"{m}@0.3": 12.5 for m in tables.THETA_METRICS}
-    run = FakeRun(config=config, run_dir=Path("unused"), metrics=saved)
+    saved = ThetaErrors(12.5, 12.5, 12.5, 12.5, 12.5)
+    scores = Scores(theta=0.3, errors=saved, by_theta={0.3: saved}, gt_known_loc_acc={},
+                    num_images=1)
+    run = FakeRun(config=config, run_dir=Path("unused"), scores=scores)
     out = tables.theta_frame([run], thetas=(0.3, 0.4, 0.5))
     assert list(out.theta) == [0.3, 0.4, 0.5]
     assert out.loc[0, "top1_loc_err"] == 12.5  # read, not recomputed

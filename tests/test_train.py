@@ -145,10 +145,12 @@ def test_checkpoint_of_another_config_or_truncated_is_refused(data_root, tmp_pat
 def test_reevaluate_at_other_thetas_without_retraining(data_root, tmp_path):
     config = smoke(data_root, tmp_path, method="twohead", epochs=1)
     result = train(config, progress=False, log=lambda _: None)
-    metrics = reevaluate(result.run_dir, (0.25, 0.5))
-    assert set(metrics) >= {"top1_loc_err@0.25", "top1_loc_err@0.5", "pxap"}
+    scores = reevaluate(result.run_dir, (0.25, 0.5))
+    assert scores.thetas == (0.25, 0.5) and scores.pxap is not None
     again = reevaluate(result.run_dir, (0.3,))
-    assert again["top1_loc_err@0.3"] == pytest.approx(result.metrics["top1_loc_err@0.3"])
+    assert again.at(0.3) == result.scores.at(0.3)
+    # re-scored at the thetas it saved, the run gives back its results.json exactly
+    assert reevaluate(result.run_dir, result.scores.thetas).to_record() == result.metrics
 
 
 def test_unwritable_output_dir_is_a_clear_error(data_root, tmp_path):

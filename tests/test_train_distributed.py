@@ -36,7 +36,6 @@ from csoa_nb.engine.train import (
     train,
 )
 from csoa_nb.methods.confseg import alpha as alpha_schedule
-from csoa_nb.monitors import collapse_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3  # the killed run dies after epoch 1's checkpoint, with epochs left to resume
@@ -171,8 +170,7 @@ def simulate_two_ranks(config: RunConfig, run_dir: Path) -> tuple[list[dict], di
         })
         val_maps = collect_maps(model, state.val_set, single)
         val = score_maps(val_maps, single, thetas=(single.theta,), full=False)
-        val.update(collapse_stats(val_maps["cam_last"]))
-        history[-1].update({f"val_{k}": v for k, v in val.items()})
+        history[-1].update({f"val_{k}": v for k, v in val.to_record().items()})
     return history, finalize_run(state, quiet).metrics
 
 

@@ -11,7 +11,8 @@ The maps are saved with the run (`eval_maps.pt`), so another theta costs no retr
 
     python -m csoa_nb.engine.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
 
-Each key has one meaning, in `results.json` and here alike: `top1_loc_err`, `gt_known_loc_err`,
+The scores are a `csoa_nb.scores.Scores`; `--json` writes their flat form (`to_record`), in
+which each key has one meaning, as in `results.json`: `top1_loc_err`, `gt_known_loc_err`,
 ... (no suffix) and `gt_known_loc_acc@iouN` are at the run's own theta (`config.theta`), and
 `top1_loc_err@T` ... at theta T. PxAP needs the test masks, which a run does not save: they are
 read from the run's dataset, a relative `data_root` meaning the checkout that holds the run
@@ -41,7 +42,9 @@ from csoa_nb.localize import REPORTED_THETAS, fuse_cams
 from csoa_nb.methods.confseg import class_map
 from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
 from csoa_nb.models import CSoAOutput
+from csoa_nb.monitors import collapse_stats
 from csoa_nb.paths import project_root
+from csoa_nb.scores import Scores
 
 #: Images kept in `cams.pt` for figures and widgets.
 SAMPLE_COUNT = 16
@@ -129,8 +132,10 @@ def score_maps(
     thetas: tuple[float, ...],
     full: bool = True,
     chunk: int = 128,
-) -> dict[str, float]:
-    """All metrics of collected maps; the first theta's errors also carry unsuffixed keys.
+) -> Scores:
+    """All metrics of collected maps (`csoa_nb.scores.Scores`): Eq. 13's errors at each of
+    `thetas` (the first is the scores' own `theta`), the IoU-level accuracies, the collapse
+    monitors of the raw maps (`csoa_nb.monitors.collapse_stats`) and `box_mass_ratio`.
 
     `full=False` (per-epoch validation) skips MaxBoxAccV2 and PxAP.
     """
@@ -156,13 +161,9 @@ def score_maps(
             None if masks is None else masks[start:stop].float(),
         )
         ratios.append(box_mass_ratio(loc_maps, boxes))
-    metrics = {k: float(v) for k, v in evaluator.compute().items() if _is_number(v)}
-    metrics["box_mass_ratio"] = float(torch.cat(ratios).mean())
-    return metrics
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1)
+    return evaluator.compute().with_values(
+        box_mass_ratio=float(torch.cat(ratios).mean()), **collapse_stats(maps["cam_last"])
+    )
 
 
 @torch.no_grad()
@@ -300,12 +301,12 @@ def reevaluate(
     *,
     data_root: str | Path | None = None,
     log: Callable[[str], None] = _warn,
-) -> dict[str, float]:
+) -> Scores:
     """Metrics of a finished run at other thetas, from its saved maps (no retraining).
 
-    The unsuffixed keys (`top1_loc_err`, ...) and `gt_known_loc_acc@iouN` are at the run's own
-    theta `config.theta`, as in its `results.json`, whatever `thetas` holds; `key@T` is at
-    theta T, for each T of `thetas`.
+    `errors` and `gt_known_loc_acc` of the scores are at the run's own theta `config.theta`,
+    as in its `results.json`, whatever `thetas` holds; `by_theta` holds exactly `thetas`
+    (`scores.at(T)`). The collapse monitors are those of the run's saved maps.
 
     PxAP needs the test masks, which the run folder lacks; they are read from the run's
     dataset (`data_root` overrides its folder; see `_dataset_config` for relative paths).
@@ -330,20 +331,12 @@ def reevaluate(
                     maps["masks"] = collect_masks(test_set)
             except (OSError, ValueError) as error:
                 log(f"PxAP left out: the test masks of {run_dir} could not be read ({error})")
-    # the run's theta first: the evaluator gives the first theta the unsuffixed keys
-    own = f"{config.theta:g}"
-    requested = {f"{t:g}" for t in thetas}
-    metrics = score_maps(
-        maps, config, thetas=(config.theta, *(t for t in thetas if f"{t:g}" != own)), full=True
+    # the run's theta first: it is the scores' own theta (the unsuffixed keys of the record)
+    own = config.theta
+    scores = score_maps(
+        maps, config, thetas=(own, *(t for t in thetas if f"{t:g}" != f"{own:g}")), full=True
     )
-    if own not in requested:  # keep `key@T` to the thetas asked for
-        suffix = f"@{own}"
-        metrics = {
-            k: v
-            for k, v in metrics.items()
-            if not (k.endswith(suffix) and k[: -len(suffix)] in metrics)
-        }
-    return metrics
+    return scores.only_thetas(tuple(thetas))
 
 
 def collect_masks(dataset: Dataset) -> torch.Tensor:
@@ -406,15 +399,16 @@ def main(argv: list[str] | None = None) -> int:
         check_run_folder(Path(args.run_dir))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    metrics = reevaluate(args.run_dir, tuple(args.theta), data_root=args.data_root)
+    scores = reevaluate(args.run_dir, tuple(args.theta), data_root=args.data_root)
     for theta in args.theta:
+        errors = scores.at(theta)
         print(
-            f"theta {theta:.2f}: top-1 loc err {metrics[f'top1_loc_err@{theta:g}']:.2f}  "
-            f"top-5 loc err {metrics[f'top5_loc_err@{theta:g}']:.2f}  "
-            f"GT-known loc err {metrics[f'gt_known_loc_err@{theta:g}']:.2f}"
+            f"theta {theta:.2f}: top-1 loc err {errors.top1_loc_err:.2f}  "
+            f"top-5 loc err {errors.top5_loc_err:.2f}  "
+            f"GT-known loc err {errors.gt_known_loc_err:.2f}"
         )
     if json_path is not None:
-        write_json(json_path, metrics)
+        write_json(json_path, scores.to_record())
     return 0
 
 

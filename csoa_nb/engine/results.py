@@ -140,7 +140,10 @@ def finished_runs(name: str, preset: str, **overrides: Any) -> list[RunResult]:
 
 
 def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
-    """One row per run: its identifying settings, every final metric and its wall time."""
+    """One row per run: its identifying settings, every final metric and its wall time.
+
+    The metric columns are the scores' flat form (`RunResult.metrics`, `Scores.to_record`):
+    the names the chapters and `csoa_nb.report.vocabulary` use ("max_box_acc@50", ...)."""
     rows = []
     for result in results:
         config = result.config

@@ -39,6 +39,7 @@ import torch
 from csoa_nb.cache import find_cached
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.paths import project_path
+from csoa_nb.scores import Scores
 
 
 class CheckpointError(ValueError):
@@ -55,14 +56,20 @@ LOCK_NAME = ".lock"
 
 @dataclass
 class RunResult:
-    """A finished run: its config, folder, final metrics and per-epoch history."""
+    """A finished run: its config, folder, final scores and per-epoch history."""
 
     config: RunConfig
     run_dir: Path
-    metrics: dict[str, Any]
+    scores: Scores
     history: list[dict[str, Any]] = field(default_factory=list)
     cached: bool = False
     wall_time_s: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The scores' flat form, as `results.json` holds them (`Scores.to_record`): the
+        columns of `csoa_nb.engine.results.runs_frame`."""
+        return self.scores.to_record()
 
     def cams(self) -> dict[str, Any]:
         """The sample of test images and CAMs saved for figures (`cams.pt`)."""
@@ -110,10 +117,16 @@ def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
         config = RunConfig.from_dict(saved)
     except (TypeError, ValueError) as error:
         raise RunStoreError(f"{config_path} is not a valid run config ({error}); {_FIX}") from None
+    try:
+        scores = Scores.from_record(results["metrics"], config.theta)
+    except ValueError as error:
+        raise RunStoreError(
+            f"{run_dir / 'results.json'} does not hold a run's metrics ({error}); {_FIX}"
+        ) from None
     return RunResult(
         config=config,
         run_dir=run_dir,
-        metrics=results["metrics"],
+        scores=scores,
         history=read_jsonl(run_dir / "metrics.jsonl"),
         cached=cached,
         wall_time_s=float(results.get("wall_time_s", 0.0)),

@@ -111,7 +111,8 @@ from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 from csoa_nb.methods.confseg import alpha as alpha_schedule
 from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
-from csoa_nb.monitors import collapse_stats, diagnose_collapse
+from csoa_nb.monitors import diagnose_collapse
+from csoa_nb.scores import Scores
 
 
 class RunInterrupted(RuntimeError):
@@ -547,8 +548,7 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
     if state.val_set is not None:
         val_maps = collect_sharded(state, state.val_set)
         val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
-        val.update(collapse_stats(val_maps["cam_last"]))
-        record.update({f"val_{k}": v for k, v in val.items()})
+        record.update({f"val_{k}": v for k, v in val.to_record().items()})
     record["epoch_time_s"] = time.perf_counter() - epoch_started
     return record
 
@@ -592,8 +592,7 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
         wait_for_main(env, state.control)  # rank 0 writes results.json
         return load_run(run_dir, cached=False)
     thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
-    metrics = score_maps(maps, config, thetas=thetas, full=True)
-    metrics.update(collapse_stats(maps["cam_last"]))
+    scores = score_maps(maps, config, thetas=thetas, full=True)
     save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
     save_torch(run_dir / "cams.pt", sample_cams(model, state.test_set, device=device))
     wall = state.elapsed_before + time.perf_counter() - state.started
@@ -602,7 +601,7 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
         {
             "config_hash": config.hash,
             "data": config.data_identity(),
-            "metrics": metrics,
+            "metrics": scores.to_record(),
             "wall_time_s": wall,
             "command": command_line(),
             "torch": torch.__version__,
@@ -612,7 +611,7 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
             "world_size": env.world_size,
         },
     )
-    say(f"[{config.hash}] done in {wall:.0f} s: {_summary(metrics)}")
+    say(f"[{config.hash}] done in {wall:.0f} s: {_summary(scores)}")
     wait_for_main(env, state.control)
     result = load_run(run_dir, cached=False)
     result.wall_time_s = wall
@@ -667,10 +666,10 @@ def _epoch_line(config: RunConfig, record: dict[str, Any]) -> str:
     return line
 
 
-def _summary(metrics: dict[str, Any]) -> str:
-    names = {"top1_loc_err": "top-1 loc", "gt_known_loc_err": "GT-known",
-             "top1_cls_err": "cls", "max_box_acc_v2": "MaxBoxAccV2"}
-    return ", ".join(f"{name} {metrics[k]:.2f}" for k, name in names.items() if k in metrics)
+def _summary(scores: Scores) -> str:
+    parts = [("top-1 loc", scores.top1_loc_err), ("GT-known", scores.gt_known_loc_err),
+             ("cls", scores.top1_cls_err), ("MaxBoxAccV2", scores.max_box_acc_v2)]
+    return ", ".join(f"{name} {value:.2f}" for name, value in parts if value is not None)
 
 
 def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:

@@ -188,8 +188,8 @@ def head_ablation(results: list) -> pd.DataFrame:
                           thetas=(config.theta,), full=True)
         row = {"method": row_key(config), "seed": config.seed, "hash": config.hash}
         for key in ("top1_cls_err", "max_box_acc_v2", "gt_known_loc_err", "top1_loc_err"):
-            row[key] = both[key]
-            row[f"{key}_last"] = last[key]
+            row[key] = getattr(both, key)
+            row[f"{key}_last"] = getattr(last, key)
         rows.append(row)
     return pd.DataFrame(rows)
 

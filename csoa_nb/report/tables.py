@@ -16,7 +16,8 @@ Tables (pandas DataFrames):
 - `side_by_side(paper_df, ours_df, ours_label)`: the paper's table and ours in one frame, either
   row-aligned with a "source" column level, or stacked with a "source" row level.
 - `theta_frame(results, thetas)`: Eq. 13 errors of every run at several thetas, from the saved
-  `@theta` metrics or, for other thetas, from the run's saved maps (no retraining).
+  scores (`RunResult.scores.at(theta)`) or, for other thetas, from the run's saved maps (no
+  retraining).
 - `ranking_table(frame, metrics)`: the rank of each method under each metric (1 = best).
 - `formatted(paper_df)`: a table as display strings, the paper's empty cells as "–";
   `best_theta`, and for chapter 13 `settings_table` (the `paper` preset beside Sec. 4.1's
@@ -51,6 +52,7 @@ from csoa_nb.report.vocabulary import (
     higher_is_better,
     row_label,
 )
+from csoa_nb.scores import THETA_METRICS as SCORE_THETA_METRICS
 
 #: The paper's four columns of Tables 1, 2, 4 and 5, in its order.
 PAPER_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
@@ -282,11 +284,6 @@ def side_by_side(
 
 
 # ------------------------------------------------------------------------------- thetas
-def theta_key(metric: str, theta: float) -> str:
-    """The metrics key of `metric` at `theta`, e.g. "top1_loc_err@0.2"."""
-    return f"{metric}@{theta:g}"
-
-
 def theta_frame(
     results: Iterable[RunResult],
     thetas: Sequence[float] = REPORTED_THETAS,
@@ -294,12 +291,13 @@ def theta_frame(
 ) -> pd.DataFrame:
     """Eq. 13 errors of every run at every theta: one row per (run, theta).
 
-    A theta the run saved (`top1_loc_err@0.3` ... in its metrics) is read; the others are
-    computed from the run's saved ground-truth-class CAMs (`eval_maps.pt`), all in one pass per
-    run, as `csoa_nb.engine.evaluate.reevaluate` does but without MaxBoxAccV2 and PxAP, which do not
+    A theta the run saved (`result.scores.at(0.3)`) is read; the others are computed from the
+    run's saved ground-truth-class CAMs (`eval_maps.pt`), all in one pass per run, as
+    `csoa_nb.engine.evaluate.reevaluate` does but without MaxBoxAccV2 and PxAP, which do not
     depend on theta. Nothing is retrained.
 
-    Columns: method, regime, feature_block, seed, hash, theta and `metrics`.
+    Columns: method, regime, feature_block, seed, hash, theta and `metrics` (fields of
+    `csoa_nb.scores.ThetaErrors`).
     """
     from csoa_nb.engine.evaluate import score_maps
     from csoa_nb.engine.results import regime_of
@@ -310,15 +308,19 @@ def theta_frame(
     for theta in thetas:
         if not 0.0 < theta < 1.0:
             raise ValueError(f"theta must lie in (0, 1) (Eq. 13), got {theta}")
+    unknown = [m for m in metrics if m not in SCORE_THETA_METRICS]
+    if unknown:
+        raise ValueError(f"metrics {unknown} do not depend on theta; choose among "
+                         f"{list(SCORE_THETA_METRICS)}")
     rows = []
     for result in results:
-        scores = dict(result.metrics)
-        missing = [t for t in thetas if any(theta_key(m, t) not in scores for m in metrics)]
-        if missing:
-            scores.update(score_maps(result.eval_maps(), result.config, thetas=tuple(missing),
-                                     full=False))
+        saved = result.scores
+        missing = tuple(t for t in thetas if not saved.has_theta(t))
+        extra = (score_maps(result.eval_maps(), result.config, thetas=missing, full=False)
+                 if missing else None)
         config = result.config
         for theta in thetas:
+            errors = saved.at(theta) if saved.has_theta(theta) else extra.at(theta)
             rows.append(
                 {
                     "method": methods.row_key(config),
@@ -327,7 +329,7 @@ def theta_frame(
                     "seed": config.seed,
                     "hash": config.hash,
                     "theta": theta,
-                    **{m: float(scores[theta_key(m, theta)]) for m in metrics},
+                    **{m: float(getattr(errors, m)) for m in metrics},
                 }
             )
     return pd.DataFrame(rows)

@@ -14,6 +14,16 @@ from typing import Any
 
 from csoa_nb import methods
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.metrics import DEFAULT_IOU_THRESHOLDS
+from csoa_nb.scores import join_key, split_key
+
+
+def _by_iou(metric: str, text: str) -> dict[str, str]:
+    """`text` (with "{iou}" for the IoU as a fraction, "0.5") for the column of `metric` at
+    each IoU level of `csoa_nb.metrics.DEFAULT_IOU_THRESHOLDS` (`join_key`: "max_box_acc@50")."""
+    return {join_key(metric, iou=d): text.format(iou=f"{d / 100:g}")
+            for d in DEFAULT_IOU_THRESHOLDS}
+
 
 #: Column names: the paper's where it has the column, else a plain description.
 METRIC_COLUMNS: dict[str, str] = {
@@ -22,19 +32,13 @@ METRIC_COLUMNS: dict[str, str] = {
     "top1_cls_err": "Top-1 cls. err",
     "top5_cls_err": "Top-5 cls. err",
     "gt_known_loc_err": "GT-known loc. err",
-    "gt_known_loc_acc@iou30": "GT-known loc. acc, IoU 0.3",
-    "gt_known_loc_acc@iou50": "GT-known loc. acc, IoU 0.5",
-    "gt_known_loc_acc@iou70": "GT-known loc. acc, IoU 0.7",
+    **_by_iou("gt_known_loc_acc", "GT-known loc. acc, IoU {iou}"),
     "max_box_acc_v2": "MaxBoxAccV2",
-    "max_box_acc@30": "MaxBoxAcc, IoU 0.3",
-    "max_box_acc@50": "MaxBoxAcc, IoU 0.5",
-    "max_box_acc@70": "MaxBoxAcc, IoU 0.7",
+    **_by_iou("max_box_acc", "MaxBoxAcc, IoU {iou}"),
     "pxap": "PxAP",
     "box_mass_ratio": "box mass ratio",
     "wall_time_s": "wall time (s)",
-    "best_threshold@30": "best τ, IoU 0.3",
-    "best_threshold@50": "best τ, IoU 0.5",
-    "best_threshold@70": "best τ, IoU 0.7",
+    **_by_iou("best_threshold", "best τ, IoU {iou}"),
 }
 #: The same metrics as a sentence names them.
 METRIC_PROSE: dict[str, str] = {
@@ -43,13 +47,9 @@ METRIC_PROSE: dict[str, str] = {
     "top1_cls_err": "top-1 cls. error",
     "top5_cls_err": "top-5 cls. error",
     "gt_known_loc_err": "GT-known loc. error",
-    "gt_known_loc_acc@iou30": "GT-known loc. accuracy at IoU 0.3",
-    "gt_known_loc_acc@iou50": "GT-known loc. accuracy at IoU 0.5",
-    "gt_known_loc_acc@iou70": "GT-known loc. accuracy at IoU 0.7",
+    **_by_iou("gt_known_loc_acc", "GT-known loc. accuracy at IoU {iou}"),
     "max_box_acc_v2": "MaxBoxAccV2",
-    "max_box_acc@30": "MaxBoxAcc at IoU 0.3",
-    "max_box_acc@50": "MaxBoxAcc at IoU 0.5",
-    "max_box_acc@70": "MaxBoxAcc at IoU 0.7",
+    **_by_iou("max_box_acc", "MaxBoxAcc at IoU {iou}"),
     "pxap": "PxAP",
     "box_mass_ratio": "box mass ratio",
     "wall_time_s": "wall time",
@@ -57,13 +57,9 @@ METRIC_PROSE: dict[str, str] = {
 #: Metrics where a larger number is better (all others in METRIC_COLUMNS: smaller is better).
 HIGHER_IS_BETTER = frozenset(
     {
-        "gt_known_loc_acc@iou30",
-        "gt_known_loc_acc@iou50",
-        "gt_known_loc_acc@iou70",
+        *_by_iou("gt_known_loc_acc", ""),
         "max_box_acc_v2",
-        "max_box_acc@30",
-        "max_box_acc@50",
-        "max_box_acc@70",
+        *_by_iou("max_box_acc", ""),
         "pxap",
         "box_mass_ratio",
     }
@@ -86,29 +82,39 @@ MISSING = "–"
 
 
 # ------------------------------------------------------------------------------------ labels
+def _at_theta(metric: str) -> tuple[str, float | None]:
+    """(the metric, its theta) of a column of `runs_frame`, e.g. ("top1_loc_err", 0.2) for
+    "top1_loc_err@0.2"; theta None for any other name (`csoa_nb.scores.split_key`)."""
+    try:
+        name, theta, _ = split_key(metric)
+    except ValueError:
+        return metric, None
+    return (name, theta) if theta is not None else (metric, None)
+
+
 def column_label(metric: str) -> str:
-    """The column name of `metric`; a theta-suffixed key gets "(theta 0.2)" appended."""
+    """The column name of `metric`; a metric at a theta gets "(θ 0.2)" appended."""
     if metric in METRIC_COLUMNS:
         return METRIC_COLUMNS[metric]
-    base, sep, theta = metric.partition("@")
-    if sep and base in METRIC_COLUMNS:
-        return f"{METRIC_COLUMNS[base]} (θ {theta})"
+    name, theta = _at_theta(metric)
+    if theta is not None and name in METRIC_COLUMNS:
+        return f"{METRIC_COLUMNS[name]} (θ {theta:g})"
     return metric
 
 
 def metric_prose(metric: str) -> str:
     """How a sentence names `metric` (e.g. "top-1 loc. error")."""
-    base, sep, theta = metric.partition("@")
     if metric in METRIC_PROSE:
         return METRIC_PROSE[metric]
-    if sep and base in METRIC_PROSE:
-        return f"{METRIC_PROSE[base]} at θ = {theta}"
+    name, theta = _at_theta(metric)
+    if theta is not None and name in METRIC_PROSE:
+        return f"{METRIC_PROSE[name]} at θ = {theta:g}"
     return metric
 
 
 def higher_is_better(metric: str) -> bool:
     """True for accuracies, MaxBoxAccV2 and PxAP; False for errors and wall time."""
-    return metric.partition("@")[0] in HIGHER_IS_BETTER or metric in HIGHER_IS_BETTER
+    return metric in HIGHER_IS_BETTER or _at_theta(metric)[0] in HIGHER_IS_BETTER
 
 
 def feature_block_label(block: int) -> str:
