@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
 from csoa_nb.data.fingerprint import resolve_root
+from csoa_nb.data.synthetic import VAL_PER_CLASS, make_val_dataset
 from csoa_nb.data.transforms import make_sample
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
@@ -47,6 +48,49 @@ def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
     return (
         WSOLMetadata(root, meta, "train", train_tf, **kw),
         WSOLMetadata(root, meta, "test", test_tf, **kw),
+    )
+
+
+def val_root(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Path:
+    """The folder of the synthetic benchmark's validation split (generating it if needed):
+    `csoa_nb.data.synthetic.make_val_dataset` next to the benchmark's folder, for the same
+    classes, image size, seed and difficulty (`RunConfig.synthetic_kwargs`). The benchmark's
+    folder and the config's hash are not touched."""
+    if config.dataset != "synthetic":
+        raise ValueError(
+            f"val_root is for the synthetic benchmark, not dataset {config.dataset!r}: use "
+            "build_val_set(config), which reads a real data set's validation split"
+        )
+    kwargs = config.synthetic_kwargs()
+    return make_val_dataset(
+        project_path(config.data_root) / "synthetic",
+        kwargs["num_classes"],
+        kwargs["image_size"],
+        kwargs["seed"],
+        per_class=per_class,
+        difficulty=kwargs["difficulty"],
+    )
+
+
+def build_val_set(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Dataset:
+    """The validation split of `config`'s data with the test transform: the set on which
+    Choe et al. (CVPR 2020) choose hyperparameters and theta ("train-fullsup"), disjoint from
+    the test set, with boxes and masks.
+
+    synthetic: `per_class` images of each class (`val_root`); wsol-metadata: the metadata's
+    "val" split. CUB and ILSVRC in their own formats have none: ValueError naming the fix.
+    """
+    test_tf = WSOLTransform(False, config.resize_size, config.crop_size)
+    kw = {"num_classes": config.num_classes}
+    if config.dataset == "synthetic":
+        return CUB200(val_root(config, per_class), "test", test_tf, **kw)
+    if config.dataset == "wsol-metadata":
+        root = dataset_root(config)
+        return WSOLMetadata(root, project_path(config.metadata_dir), "val", test_tf, **kw)
+    raise ValueError(
+        f"dataset {config.dataset!r} has no validation split with boxes in its own format: "
+        "use dataset='wsol-metadata' with metadata_dir set to wsolevaluation's metadata "
+        "(its 'val' split is train-fullsup)"
     )
 
 

@@ -24,6 +24,13 @@ On disk (`make_dataset`), in `root/synthetic-<family>-<hash12>/`::
     part_boxes.txt              "<image_id> <x> <y> <w> <h>" of the part (zeros if occluded)
     manifest.json               arguments, hash, class designs; written last
 
+The validation split (`make_val_dataset`; Choe et al.'s "train-fullsup": a few images per
+class with boxes and masks, on which hyperparameters and theta are chosen) is a folder of its
+own next to it, `root/synthetic-<family>-val-<hash12>`, in the same format with every image
+marked as test (`is_train` 0; read it as CUB200's "test" split). Its images are keyed by
+another split id, so they are none of the train or test images, and the benchmark's folder,
+spec and hash are the same with or without it.
+
 Every image comes from its own `np.random.default_rng([seed, split_id, index])`, so the output
 is deterministic and independent of generation order. CLI::
 
@@ -59,16 +66,20 @@ from csoa_nb.data.common import DataError, abspath, mask_box
 GENERATOR_VERSION = "1"
 FAMILIES = ("benchmark", "pretrain")
 SPLITS = ("train", "test")
+#: The validation split's name; it lives in its own folder (`make_val_dataset`), not in SPLITS.
+VAL_SPLIT = "val"
+#: Validation images per class by default (wsolevaluation's train-fullsup has a few per class).
+VAL_PER_CLASS = 5
 JPEG_QUALITY = 95
 
 _GOLDEN = 0.6180339887498949
 
 #: `make_dataset` generates into `root/.tmp-synthetic-<family>-<hash12>-<host8>-<pid>-<random>`
-#: (host8: 8 hex digits of sha256 of the host name; pid: the generating process). Names of
-#: older versions had no `<host8>-<pid>-`. Nothing but names of this exact pattern is ever
-#: removed (see `clean_stale_tmp`).
+#: (host8: 8 hex digits of sha256 of the host name; pid: the generating process; `make_val_dataset`
+#: has `<family>-val-`). Names of older versions had no `<host8>-<pid>-`. Nothing but names of
+#: this exact pattern is ever removed (see `clean_stale_tmp`).
 _TMP_NAME = re.compile(
-    rf"\.tmp-synthetic-(?:{'|'.join(FAMILIES)})-[0-9a-f]{{12}}-"
+    rf"\.tmp-synthetic-(?:{'|'.join(FAMILIES)})-(?:{VAL_SPLIT}-)?[0-9a-f]{{12}}-"
     r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-)?[A-Za-z0-9_]+"
 )
 #: A temporary folder whose owner cannot be checked (made on another host, a name without a
@@ -432,7 +443,11 @@ def render_sample(
 
 
 def split_id(family: str, split: str) -> int:
-    """The `split_id` of the per-image RNG key: train 1 / test 2 (pretrain family: 11 / 12)."""
+    """The `split_id` of the per-image RNG key: train 1 / test 2 / val 3 (pretrain family:
+    11 / 12 / 13). Distinct keys give distinct images: the validation split (`VAL_SPLIT`,
+    `make_val_dataset`) shares no image with train or test."""
+    if split == VAL_SPLIT:
+        return 10 * FAMILIES.index(family) + 1 + len(SPLITS)
     return 10 * FAMILIES.index(family) + 1 + SPLITS.index(split)
 
 
@@ -492,10 +507,31 @@ def _save_png(mask: np.ndarray, path: Path) -> None:
     Image.fromarray(mask.astype(np.uint8) * 255).save(path, format="PNG", compress_level=1)
 
 
-def _write_dataset(folder: Path, spec: dict[str, Any], digest: str, difficulty: Difficulty) -> None:
+def val_spec(
+    num_classes: int,
+    image_size: int,
+    seed: int,
+    per_class: int = VAL_PER_CLASS,
+    difficulty: Difficulty = Difficulty(),  # noqa: B008 - frozen dataclass, immutable
+) -> dict[str, Any]:
+    """The canonical description of a validation split (what `make_val_dataset`'s hash is
+    computed from): the benchmark's generator, classes, image size, seed and difficulty (not
+    its train / test counts, which do not change a validation image), and `val_per_class`."""
+    base = dataset_spec(num_classes, 1, image_size, seed, 0, difficulty)
+    if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
+        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
+    keep = ("generator_version", "num_classes", "image_size", "seed", "difficulty")
+    return {**{key: base[key] for key in keep}, "split": VAL_SPLIT,
+            "val_per_class": int(per_class)}
+
+
+def _write_dataset(folder: Path, spec: dict[str, Any], digest: str, difficulty: Difficulty,
+                   splits: tuple[str, ...] = SPLITS) -> None:
+    """Write the images of `splits` (SPLITS, or (VAL_SPLIT,) for a validation folder)."""
     family = difficulty.family
     size = spec["image_size"]
-    counts = {"train": spec["images_per_class"], "test": spec["test_per_class"]}
+    counts = {"train": spec.get("images_per_class", 0), "test": spec.get("test_per_class", 0),
+              VAL_SPLIT: spec.get("val_per_class", 0)}
     images, labels, is_train, boxes, part_boxes = [], [], [], [], []
     image_id = 0
     for k in range(spec["num_classes"]):
@@ -503,7 +539,7 @@ def _write_dataset(folder: Path, spec: dict[str, Any], digest: str, difficulty: 
         for sub in ("images", "masks", "parts"):
             (folder / sub / folder_name).mkdir(parents=True)
         number = 0
-        for split in SPLITS:
+        for split in splits:
             for i in range(counts[split]):
                 image_id += 1
                 number += 1
@@ -541,10 +577,7 @@ def _write_dataset(folder: Path, spec: dict[str, Any], digest: str, difficulty: 
         "hash": digest,
         "spec": spec,
         "family": family,
-        "num_images": {
-            "train": counts["train"] * spec["num_classes"],
-            "test": counts["test"] * spec["num_classes"],
-        },
+        "num_images": {split: counts[split] * spec["num_classes"] for split in splits},
         "classes": [
             {"folder": class_folder(family, k), **class_design(family, k)}
             for k in range(spec["num_classes"])
@@ -590,8 +623,45 @@ def make_dataset(
         raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
     spec = dataset_spec(num_classes, images_per_class, image_size, seed, test_per_class, difficulty)
     digest = spec_hash(spec)
-    root_path = abspath(root)
-    final = root_path / f"synthetic-{difficulty.family}-{digest}"
+    return _materialize(abspath(root), f"synthetic-{difficulty.family}-{digest}", spec, digest,
+                        difficulty, SPLITS)
+
+
+def make_val_dataset(
+    root: str | os.PathLike[str],
+    num_classes: int,
+    image_size: int,
+    seed: int,
+    *,
+    per_class: int = VAL_PER_CLASS,
+    difficulty: Difficulty = Difficulty(),  # noqa: B008 - frozen dataclass, immutable
+) -> Path:
+    """Write (or reuse) the validation split of a benchmark; return its folder.
+
+    Choe et al. (CVPR 2020) choose every method's hyperparameters and CAM threshold on a small
+    fully supervised split ("train-fullsup"), disjoint from the test set, and score the test
+    set once. This is that split for the benchmark `make_dataset(root, num_classes, ...,
+    image_size, seed, difficulty=difficulty)`: `per_class` images of each class, with boxes,
+    masks and parts, never occluded (as test images), image `i` of class `k` drawn from
+    `default_rng([seed, split_id(family, "val"), k * per_class + i])`.
+
+    The folder is `root/synthetic-<family>-val-<hash12>` (hash of `val_spec`), in the format of
+    `make_dataset` with every image marked `is_train` 0, so `CUB200(folder, "test")` reads it.
+    It is generated and reused like the benchmark's folder (hidden temporary folder, renamed
+    into place, `manifest.json` last) and leaves the benchmark's folder untouched.
+    """
+    if not isinstance(difficulty, Difficulty):
+        raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
+    spec = val_spec(num_classes, image_size, seed, per_class, difficulty)
+    digest = spec_hash(spec)
+    name = f"synthetic-{difficulty.family}-{VAL_SPLIT}-{digest}"
+    return _materialize(abspath(root), name, spec, digest, difficulty, (VAL_SPLIT,))
+
+
+def _materialize(root_path: Path, name: str, spec: dict[str, Any], digest: str,
+                 difficulty: Difficulty, splits: tuple[str, ...]) -> Path:
+    """`root_path / name`, written by `_write_dataset` unless a complete one is there."""
+    final = root_path / name
     clean_stale_tmp(root_path)
     if final.exists():
         if _is_complete(final, digest):
@@ -604,7 +674,7 @@ def make_dataset(
     prefix = f".tmp-{final.name}-{_host_tag()}-{os.getpid()}-"
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root_path))
     try:
-        _write_dataset(tmp, spec, digest, difficulty)
+        _write_dataset(tmp, spec, digest, difficulty, splits)
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, final)
