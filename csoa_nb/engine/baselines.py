@@ -1,0 +1,146 @@
+"""The trivial baselines of Choe et al. (CVPR 2020), scored on a run's test split (issue #17).
+
+Every WSOL table should carry two maps that look at no image: the full-image box and the
+centred Gaussian (`csoa_nb.methods.trivial`); Choe et al. report that they beat several
+published methods. `trivial_scores(config, kind)` scores one of them on the test set of
+`config` exactly as a trained run is scored: the maps enter `csoa_nb.engine.evaluate.score_maps`
+unchanged, in the shape a run's `collect_maps` gives (raw ``N x h x w`` maps of the
+ground-truth class, at the map size of the run's network), so Eq. 13's boxes, GT-known
+localisation, MaxBoxAccV2 and PxAP are computed by the same code.
+
+What is scored and what is not. A trivial map is the same for every class and every image;
+it has no classifier. Choe et al. score these baselines with class-agnostic (GT-known)
+metrics only, and so does this module: GT-known loc. error at each theta, GT-known loc.
+accuracy by IoU level, MaxBoxAccV2 (with MaxBoxAcc and its best threshold by IoU level), PxAP
+(the synthetic benchmark has masks) and `box_mass_ratio`. The classification-dependent
+metrics (top-1 / top-5 loc. error, top-1 / top-5 cls. error) are NaN: a number there would be
+that of whatever classifier were paired with the map, not the baseline's. The collapse
+monitors (`cam_nonpositive`, `fg_saturated`) watch a training run and are None.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from csoa_nb.checks import check_choice, check_run_theta
+from csoa_nb.data import collate_wsol
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import build_datasets
+from csoa_nb.engine.evaluate import score_maps
+from csoa_nb.localize import REPORTED_THETAS
+from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
+from csoa_nb.models import CSoANet
+from csoa_nb.scores import Scores, ThetaErrors
+
+__all__ = ["TRIVIAL_KINDS", "map_size", "default_sigma", "trivial_maps", "trivial_scores"]
+
+#: The trivial baselines, by name.
+TRIVIAL_KINDS = ("full_image", "center_gaussian")
+#: The errors a trivial map has no value for (it has no classifier): NaN in its scores.
+CLASSIFICATION_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
+
+
+def map_size(config: RunConfig) -> tuple[int, int]:
+    """``(h, w)`` of the CAM ``S_L`` the run's network gives on a ``crop_size`` test image.
+
+    Measured, not computed from strides (inception_v3's unpadded convolutions shave pixels):
+    the plain `CSoANet` of the config's backbone runs on the "meta" device, which allocates
+    and computes nothing. Every method's network (ADL's, ACoL's) keeps the backbone's
+    resolution, so this is the map size of every method of the config.
+    """
+    with torch.device("meta"), torch.no_grad():
+        net = CSoANet(config.backbone, config.num_classes, baseline=True,
+                      head_width=config.head_width or None, slim_width=config.slim_width)
+        out = net.eval()(torch.empty(1, 3, config.crop_size, config.crop_size))
+    return int(out.cam_last.shape[-2]), int(out.cam_last.shape[-1])
+
+
+def default_sigma(size: tuple[int, int]) -> float:
+    """The centred Gaussian's sigma when none is given: a quarter of the map's shorter side
+    (`csoa_nb.methods.trivial.TrivialConfig`'s 3.5 cells at 14 cells, scaled to the run's
+    map). Choose it on the validation split (`engine.datasets.build_val_set`) to compare
+    methods under Choe et al.'s protocol."""
+    return min(size) / 4.0
+
+
+def trivial_maps(
+    config: RunConfig, kind: str, dataset: Any, *, sigma: float | None = None
+) -> dict[str, Any]:
+    """The maps of baseline `kind` for every image of `dataset`, in `collect_maps`' form.
+
+    `cam_last` is ``N x h x w`` (float32, `map_size(config)`), the same map for every image
+    (`full_image_maps` or `center_gaussian_maps` with `sigma`, default `default_sigma`);
+    `cam_feature` None; `probs` the one-hot ground truth (GT-known: the class is given, so
+    `score_maps`' top-1 loc. error equals the GT-known one before `trivial_scores` blanks it);
+    `labels`, `boxes`, `masks` and `image_size` those of `dataset`.
+    """
+    check_choice("kind", kind, TRIVIAL_KINDS)
+    if sigma is not None and kind != "center_gaussian":
+        raise ValueError(f"sigma is a parameter of 'center_gaussian', not of {kind!r}: drop it")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False,
+                                         collate_fn=collate_wsol)
+    labels: list[torch.Tensor] = []
+    boxes: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    image_size = (config.crop_size, config.crop_size)
+    for batch in loader:
+        labels.append(batch["label"])
+        boxes.extend(b.float() for b in batch["boxes"])
+        image_size = (int(batch["image"].shape[-2]), int(batch["image"].shape[-1]))
+        if batch.get("mask") is not None:
+            masks.append(batch["mask"][:, 0].to(torch.uint8))
+    all_labels = torch.cat(labels)
+    count = len(all_labels)
+    h, w = map_size(config)
+    if kind == "full_image":
+        cam = full_image_maps(count, h, w)
+    else:
+        cam = center_gaussian_maps(count, h, w, default_sigma((h, w)) if sigma is None else sigma)
+    return {
+        "cam_last": cam,
+        "cam_feature": None,
+        "probs": torch.nn.functional.one_hot(all_labels, config.num_classes).float(),
+        "labels": all_labels,
+        "boxes": boxes,
+        "masks": torch.cat(masks) if masks else None,
+        "image_size": list(image_size),
+    }
+
+
+def trivial_scores(
+    config: RunConfig,
+    kind: str,
+    *,
+    sigma: float | None = None,
+    thetas: tuple[float, ...] | None = None,
+) -> Scores:
+    """Scores of the trivial baseline `kind` (one of `TRIVIAL_KINDS`) on `config`'s test split.
+
+    The maps (`trivial_maps`) are scored by `csoa_nb.engine.evaluate.score_maps` at `thetas`
+    (default: the run's `config.theta`, then `localize.REPORTED_THETAS`), the first being the
+    scores' own theta. Class-agnostic metrics only (module docstring): the four
+    classification-dependent errors are NaN at every theta, the collapse monitors None.
+
+    Raises:
+        ValueError: an unknown `kind`, a `sigma` for the full-image map or one <= 0, a theta
+            outside (0, 1).
+    """
+    check_choice("kind", kind, TRIVIAL_KINDS)
+    if thetas is None:
+        thetas = (config.theta, *(t for t in REPORTED_THETAS if f"{t:g}" != f"{config.theta:g}"))
+    thetas = tuple(check_run_theta(t) for t in thetas)
+    _, test_set = build_datasets(config)
+    maps = trivial_maps(config, kind, test_set, sigma=sigma)
+    scores = score_maps(maps, config, thetas=thetas, full=True)
+    by_theta = {theta: _gt_known_only(errors) for theta, errors in scores.by_theta.items()}
+    return scores.with_values(errors=_gt_known_only(scores.errors), by_theta=by_theta,
+                              cam_nonpositive=None, fg_saturated=None)
+
+
+def _gt_known_only(errors: ThetaErrors) -> ThetaErrors:
+    values = errors.to_dict()
+    values.update({name: math.nan for name in CLASSIFICATION_METRICS})
+    return ThetaErrors(**values)
