@@ -9,7 +9,7 @@ CUB and ILSVRC objects are large and often centred, so the bar is not low).
 Both functions return maps in the shape convention of CAMs (``B x h x w``, raw, before any
 normalisation), so Eq. 13 (``csoa_nb.localize.csoa_box`` with ``cam_feature=None``) and the
 threshold sweeps (MaxBoxAccV2, PxAP on ``normalize_cam`` of the upsampled map) apply to them
-unchanged.
+unchanged. ``csoa_nb.engine.baselines.trivial_scores`` scores them on a run's test split.
 
 The full-image map is *almost* constant. A constant map has no range: the min-max
 normalisation of Eq. 13 and of Choe et al. (``normalize_cam``) turns it into zeros, and no
