@@ -59,6 +59,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from smoke_runs import smoke
 
 import csoa_nb.engine.train as train_module
 from csoa_nb.data import DataError
@@ -72,12 +73,6 @@ from csoa_nb.report import runbook
 
 def quiet(_: str) -> None:
     pass
-
-
-def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.from_preset(
-        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
-    )
 
 
 def snapshot(*roots: Path) -> dict[Path, tuple[bytes, int]]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures_data import build_cub, build_metadata
+from smoke_runs import smoke
 
 import csoa_nb.engine.runs as runs_module
 from csoa_nb.engine.config import RunConfig
@@ -37,17 +38,6 @@ from csoa_nb.paths import project_root
 
 def quiet(_: str) -> None:
     pass
-
-
-def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.from_preset(
-        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
-    )
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
 
 
 # ------------------------------------------------------------------------------ 1: data identity

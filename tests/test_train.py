@@ -9,31 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from smoke_runs import RUN_FILES, smoke
 
 import csoa_nb.engine.train as train_module
-from csoa_nb.engine.config import METHODS, RunConfig
+from csoa_nb.engine.config import METHODS
 from csoa_nb.engine.evaluate import reevaluate
 from csoa_nb.engine.loop import NonFiniteLossError
 from csoa_nb.engine.runs import CheckpointError, load_checkpoint
 from csoa_nb.engine.train import RunInterrupted, train
-
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json", "eval_maps.pt",
-             "cams.pt")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.from_preset(
-        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
-    )
 
 
 @pytest.mark.parametrize("method", METHODS)

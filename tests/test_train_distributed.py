@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from smoke_runs import smoke
 from torch.utils.data import DataLoader
 
 from csoa_nb.data import collate_wsol
@@ -45,17 +46,6 @@ TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER
 
 def quiet(_: str) -> None:
     pass
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.from_preset(
-        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
-    )
 
 
 def torchrun_cmd(nproc: int, data_root: Path, out: Path, method: str) -> list[str]:

@@ -10,15 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from smoke_runs import smoke
 
 import csoa_nb.data.synthetic as syn
 from csoa_nb.data.common import mask_box
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_val_set, dataset_root, val_root
-
-
-def smoke(data_root: Path) -> RunConfig:
-    return RunConfig.from_preset("smoke", data_root=str(data_root), results_dirs=())
 
 
 def folder_digest(folder: Path) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from smoke_runs import RUN_FILES, smoke
 
 import csoa_nb.engine.train as train_module
 from csoa_nb.data import collate_wsol
@@ -25,20 +25,6 @@ from csoa_nb.methods.confseg import class_map
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss, mixed_targets
 from csoa_nb.methods.has import hidden_cells
 from csoa_nb.models import CSoANet
-
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json", "eval_maps.pt",
-             "cams.pt")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-def smoke(data_root: Path, out: Path, **changes) -> RunConfig:
-    return RunConfig.from_preset(
-        "smoke", data_root=str(data_root), output_dir=str(out), results_dirs=(), **changes
-    )
 
 
 def check_run(result) -> None:
