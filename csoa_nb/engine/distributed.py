@@ -1,5 +1,8 @@
 """Multi-process training pieces (torchrun / DDP) and mixed precision, used by the trainer.
 
+(Over 500 lines: the process group, the sampler split in whole groups, sharded evaluation and
+autocast each need their single-process reduction and their checks next to them.)
+
 `csoa_nb.engine.train` wires them (its module docstring: batches, BatchNorm, W_E, RNG, files,
 evaluation); every piece also works in a single process, where it reduces to the single-process
 trainer exactly.

@@ -1,8 +1,9 @@
 """The trainer shared by every chapter and the command line.
 
-(About 500 lines: the run's building blocks, the steps of a run as separate functions (setup,
-resume, epoch, checkpoint, finalize) around the shared loop of `csoa_nb.engine.loop`, the
-epoch log and the CLI.)
+(Over 700 lines: the run's building blocks, the steps of a run as separate functions (setup,
+resume, epoch, checkpoint, finalize) around the shared loop of `csoa_nb.engine.loop`, each with
+its torchrun side (rank 0 decides and writes, the others wait; sharded evaluation), the epoch
+log and the CLI. Splitting the torchrun side out would put each step's two halves in two files.)
 
 `train(config)` builds the data, the two-CAM network and (for CoAug) the embedding network W_E,
 optimises the loss of `config.method`, checkpoints every epoch, evaluates on the test split and
