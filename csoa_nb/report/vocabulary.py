@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 from csoa_nb import methods
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.metrics import DEFAULT_IOU_THRESHOLDS
@@ -140,21 +142,30 @@ def prose_label(level: str, value: Any) -> str:
     return str(row_label(level, value))
 
 
-def ours_label(config: RunConfig, seeds: int | Sequence[int], regime: str | None = None) -> str:
+def ours_label(config: RunConfig, seeds: int | Sequence[int] | pd.DataFrame,
+               regime: str | None = None) -> str:
     """E.g. "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds" (+ ", from scratch").
 
     Args:
         config: any run of the table (preset, dataset and backbone are read from it).
-        seeds: the number of seeds, or the seeds themselves.
+        seeds: the number of seeds, the seeds themselves, or the runs frame
+            (`results.runs_frame`), whose rows in `regime` may have different seed counts
+            ("3-5 seeds").
         regime: "pretrained" or "scratch" to name the training regime, None to leave it out.
     """
-    count = seeds if isinstance(seeds, int) else len(list(seeds))
+    if isinstance(seeds, pd.DataFrame):
+        runs = seeds if regime is None else seeds[seeds["regime"] == regime]
+        per_row = runs.groupby("method")["seed"].nunique()
+        low, high = (int(per_row.min()), int(per_row.max())) if len(per_row) else (0, 0)
+    else:
+        low = high = seeds if isinstance(seeds, int) else len(list(seeds))
+    counts = f"{low}" if low == high else f"{low}-{high}"
     parts = [
         "ours",
         f"preset {config.preset}",
         DATASET_LABELS.get(config.dataset, config.dataset),
         BACKBONE_LABELS.get(config.backbone, config.backbone),
-        f"{count} seed" + ("" if count == 1 else "s"),
+        f"{counts} seed" + ("" if high == 1 else "s"),
     ]
     if regime is not None:
         parts.append(REGIME_LABELS.get(regime, regime))
