@@ -95,13 +95,16 @@ def open_notebook(driver, lab, name: str) -> None:
     dismiss_notifications(driver)
 
 
-def cell_index(driver, text: str) -> int:
-    """Index of the first cell of the visible notebook whose source contains `text`."""
-    index = driver.execute_script(
-        CELLS_JS + "return cells.findIndex(c => (c.querySelector('.cm-content') || {})"
-                   ".textContent?.includes(arguments[0]));", text)
-    assert index >= 0, f"no cell of the open notebook contains {text!r}"
-    return index
+def cell_index(driver, text: str, timeout: float = 30) -> int:
+    """Index of the first cell of the visible notebook whose source contains `text` (waiting
+    while a just opened notebook is still drawing its editors)."""
+    def find() -> int | None:
+        index = driver.execute_script(
+            CELLS_JS + "return cells.findIndex(c => (c.querySelector('.cm-content') || {})"
+                       ".textContent?.includes(arguments[0]));", text)
+        return index + 1 if index >= 0 else None  # 0 would read as "not yet"
+
+    return wait_for(find, timeout, f"a cell of the open notebook that contains {text!r}") - 1
 
 
 def cell_output(driver, index: int):
