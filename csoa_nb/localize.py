@@ -34,6 +34,13 @@ theorem (``_outer_counts``). ``csoa_box`` thresholds the raw upsampled maps at t
 value that ``normalize_cam`` + ``binarize`` would (``_raw_threshold``), so it returns the same
 boxes as ``largest_component_box(binarize(fuse_cams(...), theta))`` without normalising
 (``bench/localize.py`` measures it against OpenCV's contour boxes).
+
+Why Eq. 13 has two entry points: the evaluator scores every map at many thresholds (three
+reported thetas, MaxBoxAccV2's 100), so it fuses once (``fuse_cams``) and binarises the fused
+map per threshold; ``csoa_box`` is the one-threshold path a caller wants for a single box,
+faster per map because it never materialises the normalised maps (``bench/localize.py``). Both
+share the resize (``_resize``) and the component search (``_largest_box`` /
+``slice_components``), and a test holds their boxes equal bit for bit in float32 and float64.
 """
 
 from __future__ import annotations
