@@ -49,7 +49,7 @@ import math
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,17 +471,25 @@ def _wrap(state: RunState) -> nn.Module:
     )
 
 
-def collect_sharded(state: RunState, dataset: Dataset) -> dict[str, Any]:
-    """`collect_maps` of `dataset`; under torchrun each rank collects its shard
-    (`shard_indices`) with rank 0's BatchNorm statistics and the shards are gathered on every
-    rank in dataset order, each image once (`gather_eval`)."""
-    config, model, env = state.config, state.model, state.env
+def on_shards(
+    state: RunState, size: int, collect: Callable[[Sequence[int] | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """`collect(None)` in one process; under torchrun each rank calls `collect` on its shard of
+    `size` images (`shard_indices`) with rank 0's BatchNorm statistics, and the shards are
+    gathered on every rank in dataset order, each image once (`gather_eval`)."""
+    env = state.env
     if not env.distributed:
-        return collect_maps(model, dataset, config, device=state.device)
-    sync_buffers(model, env)
-    shard = shard_indices(len(dataset), env.world_size, env.rank)
-    maps = collect_maps(model, Subset(dataset, shard), config, device=state.device)
-    return gather_eval(maps, env, indices=shard, total=len(dataset))
+        return collect(None)
+    sync_buffers(state.model, env)
+    shard = shard_indices(size, env.world_size, env.rank)
+    return gather_eval(collect(shard), env, indices=shard, total=size)
+
+
+def collect_sharded(state: RunState, dataset: Dataset) -> dict[str, Any]:
+    """`collect_maps` of `dataset`, by shards under torchrun (`on_shards`)."""
+    return on_shards(state, len(dataset), lambda shard: collect_maps(
+        state.model, dataset if shard is None else Subset(dataset, shard), state.config,
+        device=state.device))
 
 
 def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any]:
@@ -581,14 +589,9 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
     env = state.env
     maps = collect_sharded(state, state.test_set)
     if config.ten_crop:  # class scores averaged over 10 crops (Sec. 4.1)
-        if env.distributed:
-            shard = shard_indices(len(state.test_reader), env.world_size, env.rank)
-            probs = ten_crop_probs(model, state.test_reader, config, device=device,
-                                   indices=shard)
-            maps["probs"] = gather_eval({"probs": probs}, env, indices=shard,
-                                        total=len(state.test_reader))["probs"]
-        else:
-            maps["probs"] = ten_crop_probs(model, state.test_reader, config, device=device)
+        reader = state.test_reader
+        maps["probs"] = on_shards(state, len(reader), lambda shard: {"probs": ten_crop_probs(
+            model, reader, config, device=device, indices=shard)})["probs"]
     if not state.main:
         wait_for_main(env, state.control)  # rank 0 writes results.json
         return load_run(run_dir, cached=False)
