@@ -25,6 +25,7 @@ import pandas as pd
 from csoa_nb.methods import ROWS, label, row_key
 from csoa_nb.report.paper import paper_table
 from csoa_nb.report.stats import Difference, difference
+from csoa_nb.report.vocabulary import column_label, higher_is_better
 
 VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
 
@@ -97,6 +98,11 @@ def _rows(frame: pd.DataFrame, claim: Claim, key: str) -> pd.DataFrame:
     return selected[selected[claim.by].astype(str) == key]
 
 
+def by_seed(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """`metric` of `rows` indexed by their seeds: one side of a paired difference."""
+    return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["seed"].to_numpy())
+
+
 def measure(frame: pd.DataFrame, claim: Claim) -> tuple[Difference | None, pd.DataFrame]:
     """The paired difference A - B of `claim` on `frame` (None when a side has no run), and
     the runs it used."""
@@ -104,9 +110,7 @@ def measure(frame: pd.DataFrame, claim: Claim) -> tuple[Difference | None, pd.Da
     used = pd.concat([rows_a, rows_b])
     if rows_a.empty or rows_b.empty or claim.metric not in frame:
         return None, used
-    a = pd.Series(rows_a[claim.metric].to_numpy(), index=rows_a["seed"].to_numpy())
-    b = pd.Series(rows_b[claim.metric].to_numpy(), index=rows_b["seed"].to_numpy())
-    return difference(a, b), used
+    return difference(by_seed(rows_a, claim.metric), by_seed(rows_b, claim.metric)), used
 
 
 def verdict(diff: Difference | None, lower: bool = True) -> str:
@@ -241,23 +245,19 @@ def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
     """Every Table 1 row of `regime` (W_F after block 4) against `base`, one row each: for
     each metric, the paired difference row − base over seeds with its 95 % CI (points), and
     whether the row is shown *better*, shown *worse* or *not shown* different (the direction
-    of "better" from `tables.higher_is_better`). Rows with one seed get no interval."""
-    from csoa_nb.report.vocabulary import column_label, higher_is_better
-
+    of "better" from `vocabulary.higher_is_better`). Rows with one seed get no interval."""
     chosen = frame[(frame["regime"] == regime) & (frame["feature_block"] == 4)]
     if base not in set(chosen["method"]):
         raise ValueError(f"no {base!r} run in regime {regime!r}; present: "
                          f"{sorted(set(chosen['method']))}")
 
-    def by_seed(key: str, metric: str) -> pd.Series:
-        rows = chosen[chosen["method"] == key]
-        return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["seed"].to_numpy())
-
+    base_runs = chosen[chosen["method"] == base]
     rows = []
     for key in [k for k in ROWS if k != base and k in set(chosen["method"])]:
-        row = {"row": label(key), "seeds": int((chosen["method"] == key).sum())}
+        runs = chosen[chosen["method"] == key]
+        row = {"row": label(key), "seeds": len(runs)}
         for metric in metrics:
-            diff = difference(by_seed(key, metric), by_seed(base, metric))
+            diff = difference(by_seed(runs, metric), by_seed(base_runs, metric))
             if diff.shown is None:
                 word = "one seed"
             elif not diff.shown:
