@@ -44,8 +44,8 @@ CAPTIONED_PAGES = [
     "11_table6_gt_known",
     "12_beyond_the_paper",
     "13_paper_preset",
-    "14_results",
-    "15_conclusion",
+    "15_results",
+    "16_conclusion",
     "notation",
     "bibliography",
 ]

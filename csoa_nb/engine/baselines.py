@@ -28,17 +28,22 @@ import torch
 from csoa_nb.checks import check_choice, check_run_theta
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.datasets import build_datasets
+from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import score_maps
+from csoa_nb.engine.protocol import ProtocolScores, choose_best, choose_theta
 from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
 from csoa_nb.models import CSoANet
 from csoa_nb.scores import Scores, ThetaErrors
 
-__all__ = ["TRIVIAL_KINDS", "map_size", "default_sigma", "trivial_maps", "trivial_scores"]
+__all__ = ["TRIVIAL_KINDS", "SIGMA_GRID", "map_size", "default_sigma", "trivial_maps",
+           "trivial_scores", "trivial_protocol"]
 
 #: The trivial baselines, by name.
 TRIVIAL_KINDS = ("full_image", "center_gaussian")
+#: The centred Gaussian's sigma, as fractions of the map's shorter side, chosen on the
+#: validation split under Choe et al.'s protocol (`trivial_protocol`).
+SIGMA_GRID = (0.125, 0.25, 0.5, 1.0)
 #: The errors a trivial map has no value for (it has no classifier): NaN in its scores.
 CLASSIFICATION_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
 
@@ -144,3 +149,35 @@ def _gt_known_only(errors: ThetaErrors) -> ThetaErrors:
     values = errors.to_dict()
     values.update({name: math.nan for name in CLASSIFICATION_METRICS})
     return ThetaErrors(**values)
+
+
+def trivial_protocol(config: RunConfig, kind: str) -> tuple[ProtocolScores, float | None]:
+    """Baseline `kind` under Choe et al.'s protocol (`csoa_nb.engine.protocol`): the centred
+    Gaussian's sigma (`SIGMA_GRID` x the map's shorter side) and then theta chosen on the
+    validation split (highest MaxBoxAccV2, then MaxBoxAcc's best threshold at IoU 50), the
+    test split scored once there. Returns the scores and the chosen sigma (None for the
+    full-image box). Class-agnostic metrics only, as `trivial_scores`."""
+    check_choice("kind", kind, TRIVIAL_KINDS)
+    val_set = build_val_set(config)
+    _, test_set = build_datasets(config)
+    sigma = None
+    if kind == "center_gaussian":
+        side = min(map_size(config))
+        sigma = choose_best([
+            (fraction * side, _scored(config, kind, val_set, fraction * side,
+                                      config.theta).max_box_acc_v2)
+            for fraction in SIGMA_GRID
+        ])
+    theta = choose_theta(_scored(config, kind, val_set, sigma, config.theta))
+    val = _scored(config, kind, val_set, sigma, theta)
+    test = _scored(config, kind, test_set, sigma, theta)
+    return ProtocolScores(theta, val, test), sigma
+
+
+def _scored(config: RunConfig, kind: str, dataset: Any, sigma: float | None,
+            theta: float) -> Scores:
+    maps = trivial_maps(config, kind, dataset, sigma=sigma)
+    scores = score_maps(maps, config, thetas=(theta,), full=True)
+    return scores.with_values(errors=_gt_known_only(scores.errors),
+                              by_theta={t: _gt_known_only(e) for t, e in scores.by_theta.items()},
+                              cam_nonpositive=None, fg_saturated=None)

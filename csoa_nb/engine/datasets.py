@@ -72,6 +72,12 @@ def val_root(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Path:
     )
 
 
+def has_val_split(config: RunConfig) -> bool:
+    """True when `build_val_set` can read `config`'s validation split (synthetic and
+    wsol-metadata data; CUB and ILSVRC in their own formats have none)."""
+    return config.dataset in ("synthetic", "wsol-metadata")
+
+
 def build_val_set(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Dataset:
     """The validation split of `config`'s data with the test transform: the set on which
     Choe et al. (CVPR 2020) choose hyperparameters and theta ("train-fullsup"), disjoint from

@@ -69,6 +69,10 @@ def collect_maps(
 ) -> dict[str, Any]:
     """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`.
 
+    The network gets the ground-truth labels, as Choe et al.'s evaluation passes them: every
+    map is of the ground-truth class, and ACoL's branch B is erased by branch A's map of that
+    class (`csoa_nb.methods.acol`); the class scores never depend on them.
+
     Returns a dict: `cam_last` N x h x w, `cam_feature` N x h x w or None, `probs` N x C
     (averaged over the heads), `probs_last` N x C (y_L alone),
     `labels` N, `boxes` list of K_i x 4 (x0, y0, x1, y1, pixels, ends exclusive), `masks`
@@ -84,7 +88,7 @@ def collect_maps(
     for batch in loader:
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
-        out = model(images)
+        out = model(images, labels)  # the class whose map is scored (ACoL erases by it)
         image_size = (int(images.shape[-2]), int(images.shape[-1]))
         parts["cam_last"].append(class_map(out.cam_last, labels).half().cpu())
         feature = None if out.cam_feature is None else class_map(out.cam_feature, labels)
@@ -179,7 +183,7 @@ def sample_cams(
     step = max(len(dataset) // count, 1)
     items = [dataset[i] for i in range(0, len(dataset), step)][:count]
     batch = collate_wsol(items)
-    out = model(batch["image"].to(device))
+    out = model(batch["image"].to(device), batch["label"].to(device))
     images = (denormalize(batch["image"]).clamp(0, 1) * 255).round().to(torch.uint8)
     return {
         "images": images.permute(0, 2, 3, 1).contiguous(),

@@ -28,7 +28,7 @@ import pandas as pd
 
 from csoa_nb.engine.config import PRESET_SPECS, RunConfig
 from csoa_nb.engine.runs import RunResult
-from csoa_nb.methods import ROWS, TABLE1_ROWS, row_key
+from csoa_nb.methods import ROWS, TABLE1_ROWS, WSOL_SPECS, MethodSpec, row_key
 from csoa_nb.paths import project_path
 
 #: The rows that get their preset's `headline_seeds` in the fine-tuned regime.
@@ -55,8 +55,43 @@ CALIBRATION_GRID = {"body_class_evidence": (0.0, 0.3, 0.6), "part_occlusion": (0
 DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
     "head_lr_x1": {"head_lr_mult": 1.0},
 }
-#: The sweeps `make results` trains and the book reads (in this order).
-SWEEPS = ("table1", "calibration", "table2", "diagnosis")
+#: Choe et al.'s protocol (issue #17, `csoa_nb.engine.protocol`): each WSOL method's own
+#: hyperparameter is chosen on the validation split from its spec's `search` grid, with one
+#: seed (`SEARCH_SEED`) in the fine-tuned regime; the choice holds for both regimes.
+SEARCH_SEED = 0
+#: The rows of Table 1 that the WSOL comparison ("wsol") puts beside the other methods: CAM and
+#: CSoA with both readings of Eq. 10 (the runs of the Table 1 sweep, three seeds per regime).
+WSOL_BASE_ROWS = ("cam", "csoa", "csoa_fix")
+#: The sweeps `make results` trains and the book reads (in this order). "wsol" needs the
+#: finished runs of "wsol_search" (the hyperparameters chosen on the validation split).
+SWEEPS = ("table1", "calibration", "table2", "diagnosis", "wsol_search", "wsol")
+
+
+class SearchPending(LookupError):
+    """The "wsol" sweep's settings are not known yet: runs of "wsol_search" are unfinished."""
+
+
+def chosen_settings(spec: MethodSpec, preset: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of WSOL method `spec` chosen on the validation split: those of its
+    "wsol_search" run with the highest validation MaxBoxAccV2 (`protocol.choose_best`).
+
+    Raises:
+        SearchPending: a run of the method's grid is not finished (or has no protocol.json).
+    """
+    from csoa_nb.engine.protocol import PROTOCOL_FILE, choose_best, read_protocol
+    from csoa_nb.engine.runs import find_run
+
+    candidates = []
+    for config in sweep_configs("wsol_search", preset, **overrides):
+        if config.method != spec.key:
+            continue
+        found = find_run(config)
+        if found is None or not (found / PROTOCOL_FILE).is_file():
+            raise SearchPending(f"the {spec.label} run {config.hash} of the search grid is not "
+                                "finished: run `make results`")
+        candidates.append((config, read_protocol(found).val.max_box_acc_v2))
+    best = choose_best(candidates)
+    return {setting: getattr(best, setting) for setting in spec.search}
 RESULTS_DIR = "results/runs"
 
 def sweep_configs(
@@ -89,6 +124,21 @@ def sweep_configs(
                 else seeds
             )
         ]
+    if name == "wsol":
+        chosen = {spec.key: chosen_settings(spec, preset, **overrides) for spec in WSOL_SPECS}
+        return [
+            make(row, seed=s, **regime, **chosen.get(row, {}))
+            for regime in REGIMES.values()
+            for row in (*WSOL_BASE_ROWS, *chosen)
+            for s in seeds
+        ]
+    if name == "wsol_search":
+        return [
+            make(spec.key, seed=SEARCH_SEED, **REGIMES["pretrained"], **{setting: value})
+            for spec in WSOL_SPECS
+            for setting, values in spec.search.items()
+            for value in values
+        ]
     if name == "diagnosis":
         return [
             make("csoa_fix", seed=s, **variant)
@@ -103,11 +153,19 @@ def sweep_configs(
     ]
 
 
-def all_configs(preset: str, **overrides: Any) -> list[RunConfig]:
-    """Every distinct run the book's tables need, deduplicated by hash."""
+def all_configs(preset: str, *, pending_ok: bool = False, **overrides: Any) -> list[RunConfig]:
+    """Every distinct run the book's tables need, deduplicated by hash. `pending_ok`: leave
+    out the sweeps whose settings wait for unfinished runs (`SearchPending`) instead of
+    raising."""
     unique: dict[str, RunConfig] = {}
     for name in SWEEPS:
-        for config in sweep_configs(name, preset, **overrides):
+        try:
+            configs = sweep_configs(name, preset, **overrides)
+        except SearchPending:
+            if not pending_ok:
+                raise
+            continue
+        for config in configs:
             unique.setdefault(config.hash, config)
     return list(unique.values())
 
@@ -197,54 +255,93 @@ def save_table(frame: pd.DataFrame, name: str, preset: str, root: str | Path = "
 
 
 # ---------------------------------------------------------------------------- make results
-def _train_in_worker(config_dict: dict[str, Any]) -> tuple[str, float]:
+def _in_worker(task: str, payload: Any) -> tuple[str, float]:
+    """One task of `make results` in a worker process (one thread): "train" a config (dict),
+    "backfill" the protocol's files of a finished run, or score its "posthoc" maps."""
     import torch
 
-    from csoa_nb.engine.train import train
-
     torch.set_num_threads(1)
-    config = RunConfig.from_dict(config_dict)
     started = time.perf_counter()
-    train(config, progress=False, log=lambda line: print(line, flush=True))
-    return config.hash, time.perf_counter() - started
+    if task == "train":
+        from csoa_nb.engine.train import train
+
+        config = RunConfig.from_dict(payload)
+        train(config, progress=False, log=lambda line: print(line, flush=True))
+        return config.hash, time.perf_counter() - started
+    from csoa_nb.engine.posthoc_runs import backfill, write_posthoc
+
+    (backfill if task == "backfill" else write_posthoc)(Path(payload))
+    return Path(payload).name, time.perf_counter() - started
+
+
+def _run_tasks(tasks: list[tuple[str, Any, str]], jobs: int) -> list[str]:
+    """Run `(task, payload, description)` triples `jobs` at a time; returns the names done."""
+    done: list[str] = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_in_worker, task, payload): (task, what)
+                   for task, payload, what in tasks}
+        for future in as_completed(futures):
+            name, seconds = future.result()
+            task, what = futures[future]
+            done.append(name)
+            print(f"[{len(done)}/{len(tasks)}] {task} {name} {what}: {seconds:.0f} s",
+                  flush=True)
+    return done
+
+
+def _order(preset: str) -> dict[str, tuple[bool, int, int]]:
+    """Training order: the headline comparisons first (Table 1 fine-tuned, Table 2, Table 1
+    from scratch), so that a sweep stopped early has them."""
+    order: dict[str, tuple[bool, int, int]] = {}
+    for k, name in enumerate(SWEEPS):
+        try:
+            configs = sweep_configs(name, preset)
+        except SearchPending:
+            continue
+        for position, c in enumerate(configs):
+            order.setdefault(c.hash, (regime_of(c) != "pretrained", k, position))
+    return order
 
 
 def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> list[str]:
-    """Train every missing run of every sweep into `output_dir`; returns the hashes trained."""
+    """Train every missing run of every sweep into `output_dir`, write the protocol's files of
+    finished runs that lack them (`posthoc_runs.backfill`) and the post-hoc maps' scores of
+    the CAM runs of the "wsol" sweep (`posthoc_runs.write_posthoc`). Sweeps whose settings
+    are chosen from other runs ("wsol" from "wsol_search") follow once those are finished.
+    Returns the hashes trained."""
     from csoa_nb.engine.datasets import dataset_root
+    from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
     from csoa_nb.engine.pretrain import pretrain
+    from csoa_nb.engine.protocol import PROTOCOL_FILE
     from csoa_nb.engine.runs import find_run
 
-    configs = [c.replace(output_dir=output_dir) for c in all_configs(preset)]
-    missing = [c for c in configs if find_run(c) is None]
-    # the headline comparisons first (Table 1 fine-tuned, Table 2, Table 1 from scratch), so
-    # a sweep stopped early has them
-    order: dict[str, tuple[bool, int, int]] = {}
-    for k, name in enumerate(SWEEPS):
-        for position, c in enumerate(sweep_configs(name, preset)):
-            order.setdefault(c.hash, (regime_of(c) != "pretrained", k, position))
-    missing.sort(key=lambda c: order[c.hash])
-    print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
-    # shared, cached inputs first, so parallel workers never build them twice
-    for config in missing:
-        dataset_root(config)
-        if config.pretrained == "pretrain":
-            pretrain(config, progress=False)
-    done: list[str] = []
-    context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_in_worker, c.to_dict()): c for c in missing}
-        for future in as_completed(futures):
-            run_hash, seconds = future.result()
-            config = futures[future]
-            done.append(run_hash)
-            print(
-                f"[{len(done)}/{len(missing)}] {run_hash} {config.method} "
-                f"{regime_of(config)} block {config.feature_block} seed {config.seed}: "
-                f"{seconds:.0f} s",
-                flush=True,
-            )
-    return done
+    trained: list[str] = []
+    while True:
+        configs = [c.replace(output_dir=output_dir) for c in all_configs(preset, pending_ok=True)]
+        missing = [c for c in configs if find_run(c) is None]
+        order = _order(preset)
+        missing.sort(key=lambda c: order[c.hash])
+        print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
+        # shared, cached inputs first, so parallel workers never build them twice
+        for config in missing:
+            dataset_root(config)
+            if config.pretrained == "pretrain":
+                pretrain(config, progress=False)
+        trained += _run_tasks([("train", c.to_dict(), f"{c.method} {regime_of(c)} block "
+                                f"{c.feature_block} seed {c.seed}") for c in missing], jobs)
+        found = [(c, find_run(c)) for c in configs]
+        stale = [path for _, path in found if path and not (path / PROTOCOL_FILE).is_file()]
+        _run_tasks([("backfill", str(path), "val_maps.pt, protocol.json") for path in stale],
+                   jobs)
+        if not missing and not stale:
+            break
+    try:
+        cam_runs = [find_run(c) for c in sweep_configs("wsol", preset) if c.method == "cam"]
+    except SearchPending:  # a search run failed to finish
+        cam_runs = []
+    _run_tasks([("posthoc", str(path), "Grad-CAM, Grad-CAM++, Score-CAM") for path in cam_runs
+                if path and not (path / POSTHOC_FILE).is_file()], jobs)
+    return trained
 
 
 def main(argv: list[str] | None = None) -> int:

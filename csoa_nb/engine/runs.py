@@ -10,6 +10,9 @@ A run of config `c` lives in `<output_dir>/<c.hash>/`:
 | `results.json` | at the end | final test metrics, timings, the command that made it |
 | `eval_maps.pt` | at the end | ground-truth-class CAMs of every test image, class scores, boxes |
 | `cams.pt` | at the end | a few test images with all-class CAMs, for figures and widgets |
+| `model.pt` | at the end | the final weights (`state_dict`; not committed, like `checkpoint.pt`) |
+| `val_maps.pt` | at the end | the validation split's maps (`csoa_nb.engine.protocol`) |
+| `protocol.json` | at the end | theta chosen on the validation split; scores there |
 
 Every file is written to a temporary name, fsynced and renamed (and the folder fsynced), so a
 killed run never leaves a torn file; temporary files of a failed write are removed, and those of
@@ -52,6 +55,8 @@ class RunStoreError(ValueError):
 
 #: The lock file inside a run folder (see `run_lock`).
 LOCK_NAME = ".lock"
+#: A finished run's final weights (a `state_dict`).
+MODEL_FILE = "model.pt"
 
 
 @dataclass

@@ -67,6 +67,8 @@ from csoa_nb.engine.datasets import (
     EpochBatches,
     SeededItems,
     build_datasets,
+    build_val_set,
+    has_val_split,
     step_seed,
     worker_init,
 )
@@ -94,7 +96,9 @@ from csoa_nb.engine.loop import (
     seed_everything,
     set_rng_state,
 )
+from csoa_nb.engine.protocol import write_protocol
 from csoa_nb.engine.runs import (
+    MODEL_FILE,
     RunResult,
     append_jsonl,
     command_line,
@@ -599,6 +603,10 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
     scores = score_maps(maps, config, thetas=thetas, full=True)
     save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
     save_torch(run_dir / "cams.pt", sample_cams(model, state.test_set, device=device))
+    save_torch(run_dir / MODEL_FILE, model.state_dict())
+    if has_val_split(config):  # Choe et al.'s protocol (csoa_nb.engine.protocol)
+        val_maps = collect_maps(model, build_val_set(config), config, device=device)
+        write_protocol(run_dir, config, val_maps, maps)
     wall = state.elapsed_before + time.perf_counter() - state.started
     write_json(
         run_dir / "results.json",
@@ -620,6 +628,36 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
     result = load_run(run_dir, cached=False)
     result.wall_time_s = wall
     return result
+
+
+def load_final_model(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
+    """The config and the trained network of a finished run, on the CPU in eval mode: its
+    `model.pt`, or the last epoch's `checkpoint.pt` of a run finished before `model.pt` was
+    written.
+
+    Raises:
+        ValueError: neither file holds the final weights (the message says what to do).
+    """
+    run_dir = Path(run_dir)
+    config = RunConfig.from_json(run_dir / "config.json")
+    model = build_model(config)
+    if (run_dir / MODEL_FILE).is_file():
+        state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    elif (run_dir / "checkpoint.pt").is_file():
+        saved = load_checkpoint(run_dir / "checkpoint.pt", config)
+        if int(saved["epoch"]) != config.epochs:
+            raise ValueError(f"{run_dir / 'checkpoint.pt'} holds epoch {saved['epoch']} of "
+                             f"{config.epochs}: finish the run (train its config again) first")
+        state = saved["model"]
+    else:
+        raise ValueError(
+            f"{run_dir} has neither {MODEL_FILE} nor checkpoint.pt (git keeps neither): its "
+            "final weights are gone. Train its config.json again into another output_dir "
+            "(python -m csoa_nb.engine.train ... --set output_dir=runs); the run is "
+            "bit-identical and writes model.pt"
+        )
+    model.load_state_dict(state)
+    return config, model.eval()
 
 
 def run_training(

@@ -23,8 +23,10 @@ run's backbone with an :class:`ACoLHead` (``RunConfig.acol_delta``) in place of 
 branch A and ``cam_feature`` branch B, so the evaluator's map (``csoa_nb.localize.fuse_cams``
 of the two, Eq. 13's union) is :func:`acol_map` computed at image size, and Eq. 13 and every
 metric apply unchanged. Its ``logits_feature`` is None: the class scores are branch A's, as
-in wsolevaluation. In training the ground-truth class drives the erasure; at test time (the
-evaluator passes no labels) branch A's prediction does.
+in wsolevaluation. The ground-truth class drives the erasure in training and in the evaluation
+of maps (`csoa_nb.engine.evaluate.collect_maps` passes it, as wsolevaluation's evaluation
+does: the scored maps are the ground-truth class's); without labels, branch A's prediction
+does.
 """
 
 from __future__ import annotations
@@ -249,5 +251,6 @@ ACOL = MethodSpec(
     losses=acol_losses,
     summary="two branches, B reads the features A's CAM leaves (Zhang et al., CVPR 2018)",
     settings=("acol_delta",),
+    search={"acol_delta": (0.5, 0.6, 0.8)},
     model=acol_model,
 )

@@ -150,5 +150,6 @@ ADL = MethodSpec(
     losses=cam_losses,
     summary="CAM with attention-based dropout after blocks 3-5 (Choe and Shim, CVPR 2019)",
     settings=("adl_drop_rate", "adl_gamma"),
+    search={"adl_gamma": (0.7, 0.8, 0.9)},
     model=adl_model,
 )

@@ -178,5 +178,6 @@ CUTMIX = MethodSpec(
     losses=cam_losses,
     summary="CAM trained on CutMix batches, label-mixed cross-entropy (Yun et al., ICCV 2019)",
     settings=("cutmix_beta", "cutmix_prob"),
+    search={"cutmix_prob": (0.25, 0.5, 1.0)},
     augment=cutmix_augment,
 )

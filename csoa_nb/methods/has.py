@@ -147,5 +147,6 @@ HAS = MethodSpec(
     losses=cam_losses,
     summary="CAM trained on images with random grid cells hidden (Singh and Lee, ICCV 2017)",
     settings=("has_grid_size", "has_hide_prob"),
+    search={"has_grid_size": (8, 16, 32)},
     augment=has_augment,
 )

@@ -69,6 +69,10 @@ class MethodSpec:
             they enter the config hash of this method's runs only.
         augment: its transform of a training batch (`AugmentFn`), or None.
         model: its network made from the plain one (`ModelFn`), or None (the plain one).
+        search: the grid its hyperparameters are chosen from on the validation split under
+            Choe et al.'s protocol (`csoa_nb.engine.protocol`): `RunConfig` field -> values,
+            the default among them; empty for the methods of the paper's Table 1, whose
+            settings are the paper's.
     """
 
     key: str
@@ -82,6 +86,7 @@ class MethodSpec:
     settings: tuple[str, ...] = ()
     augment: AugmentFn | None = None
     model: ModelFn | None = None
+    search: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,165 @@
+"""Choe et al.'s protocol: choose on a held-out split with boxes, score the test split once.
+
+Choe, Oh, Lee, Chun, Akata and Shim, "Evaluating Weakly Supervised Object Localization
+Methods Right", CVPR 2020, Sec. 4-5: a method's hyperparameters and its CAM threshold are
+chosen on a small split with full supervision ("train-fullsup"; here the synthetic benchmark's
+validation split, `csoa_nb.engine.datasets.build_val_set`, five images per class, disjoint
+from the test split), and the test split is scored once, with those choices. The headline
+metrics are threshold-free (MaxBoxAccV2, PxAP); the top-1 localization error is reported at
+the threshold chosen on the validation split, not at a threshold fixed in advance (the paper's
+protocol, theta = `RunConfig.theta`, stays as the other view).
+
+What a finished run keeps for it (written by the trainer's finalize step,
+`csoa_nb.engine.train.finalize_run`, or for an older run from its final weights by
+`python -m csoa_nb.engine.posthoc_runs backfill`):
+
+| file | holds |
+| --- | --- |
+| `val_maps.pt` | the validation split's maps, in `eval_maps.pt`'s form (no masks) |
+| `protocol.json` | `theta` chosen on the validation split; `val` and `test` scores there |
+
+The choices, all on the validation split:
+
+* theta: the CAM threshold at which the validation split's box accuracy at IoU 50 % is
+  highest (MaxBoxAcc's best threshold, `Scores.best_threshold[50]`; Choe et al.'s
+  "optimal threshold"), kept inside ``[THETA_FLOOR, 1 - THETA_FLOOR]``;
+* hyperparameters: among the runs of a method's grid (`MethodSpec.search`, the sweep
+  "wsol_search" of `csoa_nb.engine.results`), the one with the highest validation
+  MaxBoxAccV2 (`choose_best`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.evaluate import score_maps
+from csoa_nb.engine.runs import RunStoreError, read_json, save_torch, write_json
+from csoa_nb.scores import Scores
+
+__all__ = [
+    "PROTOCOL_FILE",
+    "SELECTION_IOU",
+    "THETA_FLOOR",
+    "VAL_MAPS_FILE",
+    "ProtocolScores",
+    "choose_best",
+    "choose_theta",
+    "protocol_scores",
+    "read_protocol",
+    "write_protocol",
+]
+
+#: The validation split's maps in a run folder.
+VAL_MAPS_FILE = "val_maps.pt"
+#: The protocol's scores in a run folder.
+PROTOCOL_FILE = "protocol.json"
+#: The IoU level (percent) whose best CAM threshold is the chosen theta.
+SELECTION_IOU = 50
+#: Theta stays in [THETA_FLOOR, 1 - THETA_FLOOR]: Eq. 13 needs 0 < theta < 1, and MaxBoxAcc's
+#: grid starts at 0 (every pixel of the map is foreground).
+THETA_FLOOR = 0.01
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProtocolScores:
+    """One run (or one post-hoc map of a run) under the protocol.
+
+    Attributes:
+        theta: the CAM threshold chosen on the validation split (`choose_theta`).
+        val: the validation split's scores (at theta).
+        test: the test split's scores at theta; its MaxBoxAccV2 and PxAP are threshold-free.
+    """
+
+    theta: float
+    val: Scores
+    test: Scores
+
+    def to_record(self) -> dict[str, Any]:
+        return {"theta": self.theta, "val": self.val.to_record(), "test": self.test.to_record()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ProtocolScores:
+        theta = float(record["theta"])
+        return cls(theta, Scores.from_record(record["val"], theta),
+                   Scores.from_record(record["test"], theta))
+
+
+def choose_theta(val: Scores, iou: int = SELECTION_IOU) -> float:
+    """The CAM threshold chosen on the validation split: MaxBoxAcc's best threshold at `iou`
+    (percent), clipped to ``[THETA_FLOOR, 1 - THETA_FLOOR]`` and rounded to 0.01.
+
+    Raises:
+        ValueError: `val` has no MaxBoxAcc at `iou` (scored with ``full=False``).
+    """
+    if iou not in val.best_threshold:
+        raise ValueError(f"the validation scores have no best threshold at IoU {iou} %: score "
+                         "them with full=True (MaxBoxAccV2)")
+    theta = min(max(float(val.best_threshold[iou]), THETA_FLOOR), 1 - THETA_FLOOR)
+    return round(theta, 2)
+
+
+def protocol_scores(
+    val_maps: dict[str, Any], test_maps: dict[str, Any], config: RunConfig
+) -> ProtocolScores:
+    """Choose theta on `val_maps`, then score `test_maps` there (maps in `collect_maps`'
+    form, with masks for PxAP). Each split is scored once with the full metrics."""
+    probe = score_maps(val_maps, config, thetas=(config.theta,), full=True)
+    theta = choose_theta(probe)
+    val = probe if math.isclose(theta, config.theta) else score_maps(
+        val_maps, config, thetas=(theta,), full=True)
+    test = score_maps(test_maps, config, thetas=(theta,), full=True)
+    return ProtocolScores(theta, val, test)
+
+
+def write_protocol(
+    run_dir: Path, config: RunConfig, val_maps: dict[str, Any], test_maps: dict[str, Any]
+) -> ProtocolScores:
+    """Score a run under the protocol and write `val_maps.pt` and `protocol.json` into it."""
+    scores = protocol_scores(val_maps, test_maps, config)
+    save_torch(run_dir / VAL_MAPS_FILE, {k: v for k, v in val_maps.items() if k != "masks"})
+    write_json(run_dir / PROTOCOL_FILE, scores.to_record())
+    return scores
+
+
+def read_protocol(run_dir: str | Path) -> ProtocolScores:
+    """The protocol's scores of a finished run.
+
+    Raises:
+        RunStoreError: the run has no readable `protocol.json` (the message says how to make it).
+    """
+    path = Path(run_dir) / PROTOCOL_FILE
+    if not path.is_file():
+        raise RunStoreError(
+            f"{path} does not exist: the run was finished before the protocol's files were "
+            "written; make them from its final weights with `python -m "
+            f"csoa_nb.engine.posthoc_runs backfill {Path(run_dir)}`"
+        )
+    return ProtocolScores.from_record(read_json(path, "protocol scores", ("theta", "val", "test")))
+
+
+def load_val_maps(run_dir: str | Path) -> dict[str, Any]:
+    """The validation split's maps of a finished run (`val_maps.pt`)."""
+    return torch.load(Path(run_dir) / VAL_MAPS_FILE, map_location="cpu", weights_only=True)
+
+
+def choose_best(candidates: Sequence[tuple[T, float]]) -> T:
+    """The candidate with the highest validation score (MaxBoxAccV2): ``(item, score)`` pairs,
+    in grid order; a tie keeps the first. NaN scores never win.
+
+    Raises:
+        ValueError: no candidate, or none with a finite score.
+    """
+    finite = [(item, score) for item, score in candidates if not math.isnan(score)]
+    if not finite:
+        raise ValueError("no candidate with a finite validation score to choose from")
+    best = max(score for _, score in finite)
+    return next(item for item, score in finite if score == best)
