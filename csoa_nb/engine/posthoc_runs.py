@@ -41,8 +41,8 @@ from csoa_nb.engine.runs import MODEL_FILE, read_json, save_torch, write_json
 from csoa_nb.engine.train import load_final_model
 from csoa_nb.methods.posthoc import POSTHOC_KINDS, default_target_layer, posthoc_maps
 
-__all__ = ["POSTHOC_FILE", "POSTHOC_CAMS_FILE", "backfill", "posthoc_collect", "read_posthoc",
-           "write_posthoc"]
+__all__ = ["POSTHOC_FILE", "POSTHOC_CAMS_FILE", "backfill", "posthoc_collect", "posthoc_scores",
+           "read_posthoc", "write_posthoc"]
 
 #: The post-hoc maps' protocol scores in a CAM run's folder.
 POSTHOC_FILE = "posthoc.json"
@@ -105,6 +105,14 @@ def read_posthoc(run_dir: str | Path) -> dict[str, ProtocolScores]:
     """The post-hoc maps' protocol scores of a CAM run (`write_posthoc`), by kind."""
     records = read_json(Path(run_dir) / POSTHOC_FILE, "post-hoc scores")
     return {kind: ProtocolScores.from_record(record) for kind, record in records.items()}
+
+
+def posthoc_scores(run_dir: str | Path) -> dict[str, ProtocolScores]:
+    """The post-hoc maps' scores of a finished CAM run: read from `posthoc.json`, or made
+    (`write_posthoc`, about a minute per run at the cpu preset) when it has none."""
+    if not (Path(run_dir) / POSTHOC_FILE).is_file():
+        write_posthoc(run_dir)
+    return read_posthoc(run_dir)
 
 
 def backfill(run_dir: str | Path) -> ProtocolScores:
