@@ -6,6 +6,10 @@ in table order. Every row of the method tables is a `TableRow` (a method plus th
 fields of the row: "coaug_fix" / "csoa_fix" are CoAug / CSoA with our reading of Eq. 10).
 Configuration, training, the sweeps, the tables and the figures all read them from here.
 
+Which row of the paper each of our rows stands for is said here too: Table 1's rows by each
+method's `MethodSpec.paper_row`, the rows of the comparison Tables 4-6 (other WSOL methods,
+quoted from their papers) by `COMPARISON_ROWS`; `paper_rows(table)` gives either.
+
 Adding a method: write `csoa_nb/methods/<name>.py` with its loss function and its
 `MethodSpec`, and add the spec to `CSOA_SPECS` or `WSOL_SPECS` (it then gets a table row of
 its own). A method's hyperparameters are `RunConfig` fields named in its spec's `settings`;
@@ -21,8 +25,10 @@ from csoa_nb.methods import acol, adl, cam, csoa, cutmix, has
 from csoa_nb.methods.spec import LossFn, MethodSpec, Parts, TableRow
 
 __all__ = [
+    "COMPARISON_ROWS",
     "CSOA_SPECS",
     "METHODS",
+    "POSTHOC_PAPER_ROWS",
     "ROWS",
     "SPECS",
     "TABLE1_ROWS",
@@ -34,6 +40,7 @@ __all__ = [
     "label",
     "method_spec",
     "paper_rows",
+    "posthoc_paper_rows",
     "row_key",
 ]
 
@@ -77,6 +84,31 @@ ROWS: dict[str, TableRow] = {
 }
 
 
+#: The rows of the paper's comparison tables (Table 4: CUB-200-2011; 5: ILSVRC; 6: ILSVRC,
+#: GT-known), which quote other WSOL methods from their papers, that a row of ours
+#: re-implements: paper row -> our row (a key of `ROWS`), in the paper's order. "GAP" is CAM,
+#: Table 4's "Ours" CSoA as the paper writes it. Only the "VGGnet-" rows: our backbones are
+#: VGG16 and `vgg_slim` (VGG16's five blocks, narrower), and a method's number depends on its
+#: backbone. The GoogLeNet and AlexNet rows have no row of ours (the paper's own row in Tables
+#: 5 and 6 is GoogLeNet-CSoA), nor have Table 6's "SPG" and "ADL", which name no backbone;
+#: SPG, DANet, CCAM, BP and NL-CCAM are not re-implemented.
+COMPARISON_ROWS: dict[int, dict[str, str]] = {
+    4: {"VGGnet-GAP": "cam", "VGGnet-ACoL": "acol", "VGGnet-ADL": "adl",
+        "VGGnet-Ours": "csoa"},
+    5: {"VGGnet-GAP": "cam", "VGGnet-ACoL": "acol", "VGGnet-ADL": "adl"},
+    6: {"VGGnet-ACoL": "acol"},
+}
+#: The rows of Tables 4-6 that a post-hoc map of ours re-implements: paper row -> map kind
+#: (`csoa_nb.methods.posthoc.POSTHOC_KINDS`). Table 5's "VGGnet-Grad" is Grad-CAM on a trained
+#: VGG16. Kept apart from `COMPARISON_ROWS` because a post-hoc map is not a row of `ROWS`: it
+#: is no training run (no `RunConfig.method`, no `RunResult.scores` at the paper's fixed
+#: theta) but a map of a trained CAM network, scored under Choe et al.'s protocol only
+#: (`csoa_nb.engine.posthoc_runs`); the chapter of that protocol shows it.
+POSTHOC_PAPER_ROWS: dict[int, dict[str, str]] = {
+    5: {"VGGnet-Grad": "gradcam"},
+}
+
+
 def method_spec(key: str) -> MethodSpec:
     """The spec of method `key`; a ValueError lists the methods."""
     if key not in METHODS:
@@ -101,8 +133,34 @@ def label(key: str) -> str:
     return ROWS[key].label if key in ROWS else key
 
 
+def _table_number(table: int | str) -> int:
+    """`table` (4 or "4") as the number of one of the paper's Tables 1-6."""
+    key = str(table).strip()
+    if key not in {"1", "2", "3", "4", "5", "6"}:
+        raise ValueError(f"the paper has Tables 1-6; got table {table!r}: pass a number 1-6")
+    return int(key)
+
+
 def paper_rows(table: int | str = 1) -> dict[str, str]:
-    """The paper's row names of Table `table` -> our row keys (Table 1's method rows)."""
-    if str(table) != "1":
-        return {}
-    return {row.paper_row: key for key, row in ROWS.items() if row.paper_row}
+    """The paper's row names of Table `table` -> the keys of our rows (`ROWS`) that stand for
+    them, in the paper's order: Table 1's method rows (`MethodSpec.paper_row`), the VGG16 rows
+    of the comparison Tables 4-6 that we re-implement (`COMPARISON_ROWS`); empty for Tables 2
+    and 3, whose rows are settings of CSoA, not methods. Post-hoc rows: `posthoc_paper_rows`.
+
+    Raises:
+        ValueError: `table` is not one of the paper's Tables 1-6.
+    """
+    number = _table_number(table)
+    if number == 1:
+        return {row.paper_row: key for key, row in ROWS.items() if row.paper_row}
+    return dict(COMPARISON_ROWS.get(number, {}))
+
+
+def posthoc_paper_rows(table: int | str) -> dict[str, str]:
+    """The paper's row names of Table `table` -> the post-hoc map kinds of ours that stand for
+    them (`POSTHOC_PAPER_ROWS`); empty where the table has none.
+
+    Raises:
+        ValueError: `table` is not one of the paper's Tables 1-6.
+    """
+    return dict(POSTHOC_PAPER_ROWS.get(_table_number(table), {}))

@@ -4,20 +4,23 @@ did not produce.
 `compare(frame, a, b, metric)` writes "The top-1 loc. error of CSoA is lower than that of CAM
 (base) by ..." from the numbers, with a verdict against the seed spread; `table1_findings`
 strings several together; `ranking_summary` says which method ranks first under how many
-metrics.
+metrics; `orders_beside` orders the methods of one of the paper's tables and ours that stand
+for each other, and counts the pairs of methods on which the two orders agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 import pandas as pd
 
 from csoa_nb.engine.results import mean_std
 from csoa_nb.report.stats import Difference, difference
-from csoa_nb.report.tables import check_metrics, numeric, ours_table, select
-from csoa_nb.report.vocabulary import higher_is_better, metric_prose, prose_label
+from csoa_nb.report.tables import check_metrics, formatted, numeric, ours_table, select
+from csoa_nb.report.vocabulary import column_label, higher_is_better, metric_prose, prose_label
 
 
 def ranking_summary(ranks: pd.DataFrame, reference: str | None = None) -> str:
@@ -41,6 +44,68 @@ def ranking_summary(ranks: pd.DataFrame, reference: str | None = None) -> str:
         else:
             lines.append(f"By {column} the ranking is the same.")
     return " ".join(lines)
+
+
+def orders_beside(paper_df: pd.DataFrame, ours_df: pd.DataFrame, metric: str,
+                  row_map: Mapping[Any, str], *, digits: int = 2) -> str:
+    """The methods that stand in both the paper's table and ours, ordered by `metric` in each
+    (best first), and on how many pairs of them the two orders agree.
+
+    Only the order can be set beside the paper's: its numbers and ours come from different data
+    and networks. A pair of methods agrees when both tables put the same one ahead; a tie on
+    either side does not agree.
+
+    Args:
+        paper_df: the paper's table (`csoa_nb.report.paper.paper_table`).
+        ours_df: an `ours_table` (its means in `.attrs["mean"]`), rows named by our labels.
+        metric: a metric key (e.g. "top1_loc_err"); its column (`column_label`) must be in both.
+        row_map: the paper's row name -> our row label (`vocabulary.paper_row_map(table)`).
+            Rows missing from either table, or without a number in the paper's (a "–"),
+            are left out.
+        digits: decimals of our means (the paper's numbers are printed as the paper prints them).
+
+    Returns:
+        E.g. "By top-1 loc. error, best first: the paper's rows CSoA (as written) 37.69,
+        ADL 47.64, ACoL 54.08, CAM (base) 55.85; ours CSoA (as written) 30.00, ...
+        The two orders agree on 5 of the 6 pairs of methods."
+    """
+    column = column_label(metric)
+    if column not in paper_df.columns:
+        raise ValueError(f"the paper's table has no column {column!r} (metric {metric!r}); "
+                         f"it has {list(paper_df.columns)}")
+    ours = numeric(ours_df)
+    if column not in ours.columns:
+        raise ValueError(f"our table has no column {column!r} (metric {metric!r}); it has "
+                         f"{list(ours.columns)}")
+    printed = formatted(paper_df[[column]])[column]
+    paper_values = paper_df[column].astype(float)
+    pairs = [(row_map[row], row) for row in paper_df.index
+             if row in row_map and row_map[row] in ours.index
+             and not pd.isna(paper_values[row])]
+    name = metric_prose(metric)
+    if len(pairs) < 2:
+        stands = ", ".join(label for label, _ in pairs) or "no method"
+        return (f"By {name}, only {stands} stands in both the paper's table and ours: there is "
+                "no order to compare.")
+    paper = {label: float(paper_values[row]) for label, row in pairs}
+    mine = {label: float(ours.loc[label, column]) for label, _ in pairs}
+    sign = -1.0 if higher_is_better(metric) else 1.0
+
+    def ranked(values: dict[str, float]) -> list[str]:
+        return sorted(values, key=lambda label: sign * values[label])
+
+    agree = sum(
+        1 for a, b in combinations(paper, 2)
+        if (paper[a] - paper[b]) * (mine[a] - mine[b]) > 0
+    )
+    total = len(pairs) * (len(pairs) - 1) // 2
+    by_row = dict(pairs)
+    paper_order = ", ".join(f"{label} {printed[by_row[label]]}" for label in ranked(paper))
+    our_order = ", ".join(f"{label} {mine[label]:.{digits}f}" for label in ranked(mine))
+    verdict = ("The two orders are the same" if agree == total else
+               f"The two orders agree on {agree} of the {total} pairs of methods")
+    return (f"By {name}, best first: the paper's rows {paper_order}; ours {our_order}. "
+            f"{verdict}.")
 
 
 # ---------------------------------------------------------------------------- sentences

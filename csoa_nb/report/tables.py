@@ -254,8 +254,10 @@ def side_by_side(
             (`paper_row_map(1)`); rows with equal names are matched without it.
         stacked: False: one row per (matched) row, columns `(source, column)` and, when
             `row_map` renames rows, a "paper row" column holding the paper's name. True: the
-            two tables one above the other, rows `(source, row)`, for tables whose rows do not
-            correspond (Tables 4 and 6).
+            two tables one above the other, rows `(source, row)`, for tables whose numbers
+            compare only within each block (Tables 4-6); with `row_map`, the paper's rows are
+            renamed as ours too, a "paper row" column holds the paper's name, and our rows
+            come in the order of the rows they stand for, then the others.
         digits: decimals of the paper's numbers; None keeps them as printed in the paper
             (ours are already strings from `ours_table`).
 
@@ -265,15 +267,22 @@ def side_by_side(
     paper_label = paper_df.attrs.get("label", "paper")
     paper = formatted(paper_df, digits)
     ours = formatted(ours_df, 2 if digits is None else digits)
-    if stacked:
-        name = paper_df.index.name if paper_df.index.name == ours_df.index.name else "row"
-        paper.index.name = ours.index.name = name
-        out = pd.concat([paper, ours], keys=[paper_label, ours_label], names=["source", name])
-        return out.fillna("")
     row_map = dict(row_map or {})
     renamed = [row_map.get(k, k) for k in paper.index]
     if row_map:
         paper.insert(0, "paper row", [str(k) for k in paper.index])
+    if stacked:
+        if row_map:
+            paper.index = pd.Index(renamed)
+            matched = [k for k in paper.index if k in set(ours.index)]
+            ours = ours.reindex(matched + [k for k in ours.index if k not in set(matched)])
+            name = ours_df.index.name or "row"
+        else:
+            same = paper_df.index.name == ours_df.index.name
+            name = paper_df.index.name if same else "row"
+        paper.index.name = ours.index.name = name
+        out = pd.concat([paper, ours], keys=[paper_label, ours_label], names=["source", name])
+        return out.fillna("")
     paper.index = pd.Index(renamed, name=ours_df.index.name or paper_df.index.name)
     ours.index.name = paper.index.name
     order = list(paper.index) + [k for k in ours.index if k not in set(paper.index)]
