@@ -14,6 +14,7 @@ import pytest
 import torch
 from smoke_runs import smoke
 
+import csoa_nb.engine.baselines as baselines
 from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
@@ -352,12 +353,25 @@ def test_trivial_full_image_under_the_protocol(data_root: Path):
         assert part.cam_nonpositive is None and part.fg_saturated is None
 
 
-def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root: Path):
+def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root: Path,
+                                                                     monkeypatch):
     config = smoke(data_root)
+    scored = []  # (split size, sigma, theta) of every scoring, in order
+    original = baselines._scored
+
+    def spy(config, kind, dataset, sigma, theta):
+        scored.append((len(dataset), sigma, theta))
+        return original(config, kind, dataset, sigma, theta)
+
+    monkeypatch.setattr(baselines, "_scored", spy)
     scores, sigma = trivial_protocol(config, "center_gaussian")
     side = min(map_size(config))
     assert side == 8
     assert sigma in [fraction * side for fraction in SIGMA_GRID]
+    # the grid and theta on the validation split (20 images), the test split (16) once
+    assert scored == [*((20, fraction * side, config.theta) for fraction in SIGMA_GRID),
+                      (20, sigma, config.theta), (20, sigma, scores.theta),
+                      (16, sigma, scores.theta)]
     val_set = build_val_set(config)
     by_sigma = {fraction * side: score_maps(
         trivial_maps(config, "center_gaussian", val_set, sigma=fraction * side), config,
