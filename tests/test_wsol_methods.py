@@ -122,6 +122,62 @@ def test_acol_map_is_the_max_of_the_normalised_branch_maps_of_the_label():
     assert out.tolist() == [[[1.0, 0.5, 1.0]]]
 
 
+class FirstTwoChannels(nn.Module):
+    """A backbone whose one block map is the image's first two channels."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x[:, :2]]
+
+
+# Branch A's CAMs are the features themselves (class c = channel c). Class 0's map: ones with
+# a 3 at (0, 0), mean 1.125; class 1's: 1 at (1, 1), 2 at (3, 2) and (3, 3), mean 0.3125.
+# Branch A predicts class 0 for the image.
+ACOL_F0 = torch.ones(4, 4)
+ACOL_F0[0, 0] = 3.0
+ACOL_F1 = torch.zeros(4, 4)
+ACOL_F1[1, 1], ACOL_F1[3, 2], ACOL_F1[3, 3] = 1.0, 2.0, 2.0
+
+
+def test_acol_maps_at_evaluation_are_erased_by_the_ground_truth_class():
+    """`collect_maps` and `sample_cams` pass the labels: branch B's maps come from the features
+    erased by branch A's map of the ground-truth class, as wsolevaluation evaluates ACoL."""
+    from csoa_nb.engine.config import RunConfig
+    from csoa_nb.engine.evaluate import collect_maps, sample_cams
+    from csoa_nb.methods.acol import ACoLNet
+
+    head = ACoLHead(in_channels=2, num_classes=2, width=1, delta=0.6)
+    head.branch_a, head.branch_b = nn.Identity(), nn.Identity()  # B's CAMs: its input
+    net = ACoLNet(FirstTwoChannels(), head)
+    image = torch.stack([ACOL_F0, ACOL_F1, torch.zeros(4, 4)])
+    box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    # the same image with the ground truth 1 (not branch A's prediction) and 0 (its prediction)
+    dataset = [{"image": image, "label": label, "index": i, "boxes": box}
+               for i, label in enumerate((1, 0))]
+    # by the ground truth 1: norm(F1) = F1 / 2 reaches 0.6 at (3, 2), (3, 3), which B loses
+    f1_by_truth = ACOL_F1.clone()
+    f1_by_truth[3, 2:] = 0.0
+    # by the prediction 0: norm(F0) = (F0 - 1) / 2 reaches 0.6 at (0, 0) alone
+    f0_by_prediction = ACOL_F0.clone()
+    f0_by_prediction[0, 0] = 0.0
+    f0_by_truth = ACOL_F0.clone()
+    f0_by_truth[3, 2:] = 0.0
+    with torch.no_grad():  # without labels B's class-1 map is F1 whole (nothing of it erased)
+        assert torch.equal(net(image[None]).cam_feature[0, 1], ACOL_F1)
+
+    maps = collect_maps(net, dataset, RunConfig.from_preset("smoke"))
+    assert torch.equal(maps["cam_last"][0].float(), ACOL_F1)
+    assert torch.equal(maps["cam_feature"][0].float(), f1_by_truth)
+    assert torch.equal(maps["cam_feature"][1].float(), f0_by_prediction)  # truth = prediction
+    # the class scores are branch A's, whatever the labels: softmax of the means
+    expected = torch.tensor([1.125, 0.3125]).softmax(0)
+    assert torch.allclose(maps["probs"], expected.expand(2, 2))
+
+    cams = sample_cams(net, dataset, count=2)  # every class's maps, erased by the truth
+    assert torch.equal(cams["cam_feature"][0, 1], f1_by_truth)
+    assert torch.equal(cams["cam_feature"][0, 0], f0_by_truth)
+    assert torch.equal(cams["cam_feature"][1, 0], f0_by_prediction)
+
+
 # ------------------------------------------------------------------------------------- ADL
 
 

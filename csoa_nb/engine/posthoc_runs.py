@@ -37,7 +37,7 @@ from csoa_nb.engine.protocol import (
     protocol_scores,
     write_protocol,
 )
-from csoa_nb.engine.runs import MODEL_FILE, read_json, save_torch, write_json
+from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, read_json, save_torch, write_json
 from csoa_nb.engine.train import load_final_model
 from csoa_nb.methods.posthoc import POSTHOC_KINDS, default_target_layer, posthoc_maps
 
@@ -102,8 +102,16 @@ def write_posthoc(run_dir: str | Path, kinds: tuple[str, ...] = POSTHOC_KINDS) -
 
 
 def read_posthoc(run_dir: str | Path) -> dict[str, ProtocolScores]:
-    """The post-hoc maps' protocol scores of a CAM run (`write_posthoc`), by kind."""
-    records = read_json(Path(run_dir) / POSTHOC_FILE, "post-hoc scores")
+    """The post-hoc maps' protocol scores of a CAM run (`write_posthoc`), by kind.
+
+    Raises:
+        RunStoreError: the run has no readable `posthoc.json` (the message says how to make it).
+    """
+    path = Path(run_dir) / POSTHOC_FILE
+    if not path.is_file():
+        raise RunStoreError(f"{path} does not exist: score the CAM run's post-hoc maps with "
+                            f"`python -m csoa_nb.engine.posthoc_runs posthoc {Path(run_dir)}`")
+    records = read_json(path, "post-hoc scores")
     return {kind: ProtocolScores.from_record(record) for kind, record in records.items()}
 
 

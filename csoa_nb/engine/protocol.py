@@ -153,12 +153,12 @@ def load_val_maps(run_dir: str | Path) -> dict[str, Any]:
 
 def choose_best(candidates: Sequence[tuple[T, float]]) -> T:
     """The candidate with the highest validation score (MaxBoxAccV2): ``(item, score)`` pairs,
-    in grid order; a tie keeps the first. NaN scores never win.
+    in grid order; a tie keeps the first. NaN (or infinite) scores never win.
 
     Raises:
         ValueError: no candidate, or none with a finite score.
     """
-    finite = [(item, score) for item, score in candidates if not math.isnan(score)]
+    finite = [(item, score) for item, score in candidates if math.isfinite(score)]
     if not finite:
         raise ValueError("no candidate with a finite validation score to choose from")
     best = max(score for _, score in finite)

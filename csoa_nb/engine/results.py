@@ -289,13 +289,13 @@ def _run_tasks(tasks: list[tuple[str, Any, str]], jobs: int) -> list[str]:
     return done
 
 
-def _order(preset: str) -> dict[str, tuple[bool, int, int]]:
+def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, int, int]]:
     """Training order: the headline comparisons first (Table 1 fine-tuned, Table 2, Table 1
     from scratch), so that a sweep stopped early has them."""
     order: dict[str, tuple[bool, int, int]] = {}
     for k, name in enumerate(SWEEPS):
         try:
-            configs = sweep_configs(name, preset)
+            configs = sweep_configs(name, preset, **overrides)
         except SearchPending:
             continue
         for position, c in enumerate(configs):
@@ -316,10 +316,12 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
     from csoa_nb.engine.runs import find_run
 
     trained: list[str] = []
+    # the search runs that "wsol"'s settings are chosen from are found in output_dir too
+    into = {"output_dir": output_dir}
     while True:
-        configs = [c.replace(output_dir=output_dir) for c in all_configs(preset, pending_ok=True)]
+        configs = all_configs(preset, pending_ok=True, **into)
         missing = [c for c in configs if find_run(c) is None]
-        order = _order(preset)
+        order = _order(preset, **into)
         missing.sort(key=lambda c: order[c.hash])
         print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
         # shared, cached inputs first, so parallel workers never build them twice
@@ -336,7 +338,8 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
         if not missing and not stale:
             break
     try:
-        cam_runs = [find_run(c) for c in sweep_configs("wsol", preset) if c.method == "cam"]
+        cam_runs = [find_run(c) for c in sweep_configs("wsol", preset, **into)
+                    if c.method == "cam"]
     except SearchPending:  # a search run failed to finish
         cam_runs = []
     _run_tasks([("posthoc", str(path), "Grad-CAM, Grad-CAM++, Score-CAM") for path in cam_runs

@@ -1,0 +1,396 @@
+"""Choe et al.'s protocol (issue #17, `csoa_nb.engine.protocol`): theta and hyperparameters
+chosen on the validation split, the test split scored once there; the files a run keeps for
+it (`val_maps.pt`, `protocol.json`, `model.pt`), their backfill from final weights, the
+post-hoc maps of a CAM run and the trivial baselines under the protocol."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from smoke_runs import smoke
+
+import csoa_nb.engine.baselines as baselines
+from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
+from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import build_datasets, build_val_set
+from csoa_nb.engine.evaluate import score_maps
+from csoa_nb.engine.posthoc_runs import (
+    POSTHOC_CAMS_FILE,
+    POSTHOC_FILE,
+    backfill,
+    main,
+    posthoc_collect,
+    posthoc_scores,
+    read_posthoc,
+    write_posthoc,
+)
+from csoa_nb.engine.protocol import (
+    PROTOCOL_FILE,
+    VAL_MAPS_FILE,
+    ProtocolScores,
+    choose_best,
+    choose_theta,
+    load_val_maps,
+    protocol_scores,
+    read_protocol,
+)
+from csoa_nb.engine.runs import MODEL_FILE, RunStoreError
+from csoa_nb.engine.train import load_final_model, train
+from csoa_nb.methods import WSOL_SPECS
+from csoa_nb.methods.posthoc import POSTHOC_KINDS
+from csoa_nb.scores import Scores, ThetaErrors
+
+# ----------------------------------------------------------------------- the two choices
+
+
+def scores_with(best_threshold: dict[int, float]) -> Scores:
+    """Validation scores that hold only what `choose_theta` reads."""
+    errors = ThetaErrors(0.0, 0.0, 0.0, 0.0, 0.0)
+    return Scores(theta=0.3, errors=errors, by_theta={0.3: errors}, gt_known_loc_acc={},
+                  num_images=1, max_box_acc_v2=50.0, max_box_acc={}, best_threshold=best_threshold)
+
+
+@pytest.mark.parametrize(("best", "theta"), [
+    (0.0, 0.01),                   # MaxBoxAcc's grid starts at 0: every pixel foreground
+    (0.999, 0.99),                 # Eq. 13 needs theta < 1
+    (0.37000000000000005, 0.37),   # np.arange(0, 1, 0.01)[37], rounded
+    (0.37, 0.37),
+    (0.01, 0.01),
+    (0.99, 0.99),
+])
+def test_choose_theta_is_the_best_threshold_at_iou_50_clipped_and_rounded(best, theta):
+    # the other IoU levels' best thresholds must not matter
+    chosen = choose_theta(scores_with({30: 0.8, 50: best, 70: 0.1}))
+    assert chosen == theta and isinstance(chosen, float)
+
+
+def test_choose_theta_without_maxboxacc_is_a_clear_error():
+    with pytest.raises(ValueError, match="no best threshold at IoU 50 %.*full=True"):
+        choose_theta(scores_with({}))
+    with pytest.raises(ValueError, match="IoU 50"):
+        choose_theta(scores_with({30: 0.2, 70: 0.4}))
+    assert choose_theta(scores_with({30: 0.2, 70: 0.4}), iou=70) == 0.4
+
+
+def test_choose_best_highest_score_first_on_ties_nan_never_wins():
+    assert choose_best([("a", 60.0), ("b", 70.0), ("c", 65.0)]) == "b"
+    assert choose_best([("a", 70.0), ("b", 70.0), ("c", 65.0)]) == "a"  # a tie keeps the first
+    assert choose_best([("a", 65.0), ("b", 70.0), ("c", 70.0)]) == "b"
+    assert choose_best([("a", math.nan), ("b", 10.0), ("c", math.nan)]) == "b"
+    assert choose_best([("a", 10.0), ("b", math.nan)]) == "a"
+    # "finite" as its docstring says: an infinite score is no measurement either
+    assert choose_best([("a", math.inf), ("b", 10.0), ("c", -math.inf)]) == "b"
+    with pytest.raises(ValueError, match="no candidate with a finite validation score"):
+        choose_best([("a", math.nan), ("b", math.nan)])
+    with pytest.raises(ValueError, match="no candidate with a finite validation score"):
+        choose_best([("a", math.inf)])
+    with pytest.raises(ValueError, match="no candidate"):
+        choose_best([])
+
+
+def test_every_wsol_search_grid_holds_the_default_and_only_the_methods_settings():
+    defaults = RunConfig()
+    for spec in WSOL_SPECS:
+        assert len(spec.search) == 1, spec.key  # one hyperparameter each, three values
+        for setting, values in spec.search.items():
+            assert setting in spec.settings
+            assert len(values) == 3 and len(set(values)) == 3
+            assert getattr(defaults, setting) in values, (spec.key, setting)
+
+
+# ------------------------------------------------------- protocol_scores on built maps
+
+SIZE = 8
+
+
+def box_map(box: tuple[int, int, int, int], inside: float = 1.0, rest: float = 0.0,
+            ring: tuple[tuple[int, int, int, int], float] | None = None) -> torch.Tensor:
+    """An 8 x 8 map: `rest` everywhere but its bottom-right pixel (0, so that min-max
+    normalisation keeps the values), `ring`'s value on its box, `inside` on `box`."""
+    out = torch.full((SIZE, SIZE), rest)
+    out[-1, -1] = 0.0
+    if ring is not None:
+        (x0, y0, x1, y1), value = ring
+        out[y0:y1, x0:x1] = value
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = inside
+    return out
+
+
+def built_maps(cams: list[torch.Tensor], boxes: list[tuple[int, ...]], labels: list[int],
+               predicted: list[int]) -> dict:
+    """`collect_maps`' form at image size 8 x 8 (the maps are upsampled to themselves)."""
+    probs = torch.nn.functional.one_hot(torch.tensor(predicted), 2).float() * 0.8 + 0.1
+    return {
+        "cam_last": torch.stack(cams).half(),
+        "cam_feature": None,
+        "probs": probs,
+        "labels": torch.tensor(labels),
+        "boxes": [torch.tensor([box], dtype=torch.float32) for box in boxes],
+        "masks": None,
+        "image_size": [SIZE, SIZE],
+    }
+
+
+# Validation: V1 is its box (2, 2, 6, 6) at 1 inside a ring (1, 1, 7, 7) at 0.375; V2 is
+# exactly its box. Below tau = 0.375 V1's region is the 6 x 6 ring, IoU 16 / 36 = 0.44 < 0.5;
+# the first grid threshold above it is 0.38 (0.375 > 0.37 passes, 0.375 > 0.38 does not), so
+# BoxAcc@50 is 50 % up to 0.37 and 100 % from 0.38: theta = 0.38. (At IoU 30 every threshold
+# is right and the best is 0: choosing there would give theta 0.01.)
+VAL = built_maps(
+    [box_map((2, 2, 6, 6), ring=((1, 1, 7, 7), 0.375)), box_map((0, 0, 4, 4))],
+    [(2, 2, 6, 6), (0, 0, 4, 4)], labels=[0, 1], predicted=[0, 1])
+# Test: T1 as V1 with a ring at 0.3125 (right from 0.32 on), class right; T2 exactly its box,
+# class wrong; T3 its box (0, 0, 2, 2) at 1, the rest of the image at 0.4375 but for a 0 at the
+# far corner (one 8-connected region: the whole image up to 0.43, IoU 4 / 64; right from 0.44
+# on), class right.
+# At theta 0.38: top-1 loc. right for T1 alone (66.67 % error), GT-known wrong for T3 alone
+# (33.33 %). At the run's theta 0.3: T1 wrong too (100 % / 66.67 %). The test split's own best
+# threshold would be 0.44 (every box right: 33.33 % top-1 loc. error).
+TEST = built_maps(
+    [box_map((2, 2, 6, 6), ring=((1, 1, 7, 7), 0.3125)), box_map((0, 0, 4, 4)),
+     box_map((0, 0, 2, 2), rest=0.4375)],
+    [(2, 2, 6, 6), (0, 0, 4, 4), (0, 0, 2, 2)], labels=[0, 1, 0], predicted=[0, 0, 0])
+
+
+def test_protocol_scores_choose_theta_on_validation_and_score_the_test_split_there():
+    config = RunConfig.from_preset("smoke")
+    assert config.theta == 0.3
+    scores = protocol_scores(VAL, TEST, config)
+    assert scores.theta == 0.38
+    assert scores.val.best_threshold[50] == pytest.approx(0.38)
+    assert scores.val.best_threshold[30] == 0.0
+    assert scores.val.max_box_acc_v2 == pytest.approx(100.0)
+    assert scores.val.theta == 0.38 and scores.val.gt_known_loc_err == 0.0
+    test = scores.test
+    assert test.theta == 0.38 and test.thetas == (0.38,)
+    assert test.top1_loc_err == pytest.approx(200 / 3)
+    assert test.gt_known_loc_err == pytest.approx(100 / 3)
+    assert test.top1_cls_err == pytest.approx(100 / 3)
+    assert test.max_box_acc_v2 == pytest.approx(100.0)  # threshold-free: T3 right from 0.44
+    assert test.best_threshold[50] == pytest.approx(0.44)  # not what the protocol uses
+    assert test.num_images == 3
+    # the other views of the same maps: the run's own theta, the test split's best threshold
+    at_run_theta = score_maps(TEST, config, thetas=(0.3, 0.44), full=False)
+    assert at_run_theta.at(0.3).top1_loc_err == pytest.approx(100.0)
+    assert at_run_theta.at(0.44).top1_loc_err == pytest.approx(100 / 3)
+    # the record round trip that protocol.json holds
+    assert ProtocolScores.from_record(json.loads(json.dumps(scores.to_record()))) == scores
+
+
+def test_protocol_scores_at_the_runs_own_theta_reuse_the_probe():
+    """When the chosen theta is the run's (0.38 here), the validation split is scored once."""
+    config = RunConfig.from_preset("smoke", theta=0.38)
+    scores = protocol_scores(VAL, TEST, config)
+    assert scores.theta == 0.38 and scores.val.thetas == (0.38,)
+    assert scores.test.top1_loc_err == pytest.approx(200 / 3)
+
+
+# ------------------------------------------------------------------ a finished smoke run
+
+
+@pytest.fixture(scope="module")
+def cam_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished smoke CAM run (2 epochs, seconds), trained by `train()`."""
+    out = tmp_path_factory.mktemp("runs")
+    result = train(smoke(data_root, out, method="cam"), progress=False, log=lambda _: None)
+    return out / result.config.hash
+
+
+def test_finished_run_writes_model_val_maps_and_protocol(cam_run: Path):
+    config, model = load_final_model(cam_run)
+    assert config.method == "cam" and not model.training
+    saved = torch.load(cam_run / MODEL_FILE, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(cam_run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == config.epochs == 2
+    for name, tensor in checkpoint["model"].items():  # model.pt: the final weights
+        assert torch.equal(saved[name], tensor), name
+    val_maps = load_val_maps(cam_run)
+    val_set = build_val_set(config)
+    assert len(val_maps["labels"]) == len(val_set) == 20  # 5 images x 4 classes
+    assert "masks" not in val_maps and val_maps["cam_last"].dtype == torch.float16
+    protocol = read_protocol(cam_run)
+    assert 0.01 <= protocol.theta <= 0.99
+    assert protocol.theta == choose_theta(protocol.val)
+    assert protocol.val.num_images == 20 and protocol.test.num_images == 16
+    assert protocol.test.thetas == (protocol.theta,)
+    assert protocol.test.pxap is not None and protocol.val.pxap is not None
+    # the test split's threshold-free metrics are the run's own (results.json)
+    results = json.loads((cam_run / "results.json").read_text())["metrics"]
+    assert protocol.test.max_box_acc_v2 == pytest.approx(results["max_box_acc_v2"])
+    assert protocol.test.pxap == pytest.approx(results["pxap"])
+
+
+def test_backfill_remakes_the_files_a_finished_run_writes(cam_run: Path, tmp_path: Path):
+    old = tmp_path / cam_run.name
+    shutil.copytree(cam_run, old)
+    for name in (MODEL_FILE, VAL_MAPS_FILE, PROTOCOL_FILE):
+        (old / name).unlink()
+    with pytest.raises(RunStoreError, match=f"posthoc_runs backfill {old}"):
+        read_protocol(old)
+    scores = backfill(old)  # from the last epoch's checkpoint.pt
+    assert (old / PROTOCOL_FILE).read_text() == (cam_run / PROTOCOL_FILE).read_text()
+    assert scores == read_protocol(cam_run)
+    made, written = load_val_maps(old), load_val_maps(cam_run)
+    assert made.keys() == written.keys()
+    for key, value in written.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(made[key], value), key
+        elif key == "boxes":
+            assert all(torch.equal(a, b) for a, b in zip(made[key], value, strict=True))
+        else:
+            assert made[key] == value, key
+    made_model = torch.load(old / MODEL_FILE, map_location="cpu", weights_only=True)
+    written_model = torch.load(cam_run / MODEL_FILE, map_location="cpu", weights_only=True)
+    assert all(torch.equal(made_model[k], v) for k, v in written_model.items())
+
+
+def test_backfill_command_line_skips_a_run_that_has_the_files(cam_run, tmp_path, capsys):
+    old = tmp_path / cam_run.name
+    shutil.copytree(cam_run, old)
+    (old / PROTOCOL_FILE).unlink()
+    assert main(["backfill", str(old), str(cam_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    theta = read_protocol(cam_run).theta
+    assert lines == [f"{old.name}: theta {theta:.2f}, test MaxBoxAccV2 "
+                     f"{read_protocol(cam_run).test.max_box_acc_v2:.2f}"]  # cam_run: skipped
+
+
+def test_load_final_model_says_what_to_do_without_final_weights(cam_run: Path, tmp_path: Path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    shutil.copy(cam_run / "config.json", gone / "config.json")
+    with pytest.raises(ValueError, match="neither model.pt nor checkpoint.pt.*Train its "
+                                         "config.json again"):
+        load_final_model(gone)
+    # an unfinished run's checkpoint is not the final weights
+    checkpoint = torch.load(cam_run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    checkpoint["epoch"] = 1
+    torch.save(checkpoint, gone / "checkpoint.pt")
+    with pytest.raises(ValueError, match="holds epoch 1 of 2: finish the run"):
+        load_final_model(gone)
+
+
+# ------------------------------------------------------------- post-hoc maps of a CAM run
+
+
+def test_write_posthoc_scores_the_three_kinds_under_the_protocol(cam_run: Path, tmp_path: Path):
+    run = tmp_path / cam_run.name
+    shutil.copytree(cam_run, run)
+    records = write_posthoc(run)
+    assert set(records) == set(POSTHOC_KINDS) == {"gradcam", "gradcampp", "scorecam"}
+    stored = json.loads((run / POSTHOC_FILE).read_text())
+    assert stored == json.loads(json.dumps(records))
+    read = read_posthoc(run)
+    for kind, scores in read.items():
+        assert math.isfinite(scores.test.max_box_acc_v2) and math.isfinite(
+            scores.val.max_box_acc_v2), kind
+        assert 0.01 <= scores.theta <= 0.99
+        assert scores.test.num_images == 16 and scores.val.num_images == 20
+    # Grad-CAM's numbers, made again from the maps
+    config, model = load_final_model(run)
+    _, test_set = build_datasets(config)
+    val_maps = posthoc_collect(model, build_val_set(config), config, "gradcam")
+    test_maps = posthoc_collect(model, test_set, config, "gradcam")
+    theta = choose_theta(score_maps(val_maps, config, thetas=(config.theta,), full=True))
+    assert read["gradcam"].theta == theta
+    test = score_maps(test_maps, config, thetas=(theta,), full=True)
+    assert read["gradcam"].test.max_box_acc_v2 == pytest.approx(test.max_box_acc_v2)
+    assert read["gradcam"].test.top1_loc_err == pytest.approx(test.top1_loc_err)
+    # the sample maps: one per sample image of cams.pt, at image size
+    samples = torch.load(run / "cams.pt", map_location="cpu", weights_only=True)
+    cams = torch.load(run / POSTHOC_CAMS_FILE, map_location="cpu", weights_only=True)
+    assert set(cams) == set(POSTHOC_KINDS)
+    for kind in POSTHOC_KINDS:
+        assert cams[kind].shape == (len(samples["indices"]), 32, 32)
+    indices = samples["indices"].long()  # on the smoke preset: the whole test split
+    assert torch.equal(cams["gradcam"], test_maps["cam_last"][indices])
+    # posthoc_scores reads what is there
+    assert posthoc_scores(run) == read
+
+
+def test_read_posthoc_without_the_file_names_the_command_that_makes_it(cam_run: Path):
+    with pytest.raises(RunStoreError, match=f"posthoc.json does not exist.*`python -m "
+                                            f"csoa_nb.engine.posthoc_runs posthoc {cam_run}`"):
+        read_posthoc(cam_run)
+
+
+def test_write_posthoc_refuses_a_run_of_another_method(cam_run: Path, tmp_path: Path):
+    run = tmp_path / "cutmix_run"
+    shutil.copytree(cam_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["method"] = "cutmix"  # CutMix's network is CAM's: its weights load
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="is a 'cutmix' run: post-hoc maps are scored on the "
+                                         "plain CAM network"):
+        write_posthoc(run)
+    assert not (run / POSTHOC_FILE).exists()
+
+
+# ----------------------------------------------------------- trivial baselines, protocol
+
+
+def test_trivial_full_image_under_the_protocol(data_root: Path):
+    config = smoke(data_root)
+    scores, sigma = trivial_protocol(config, "full_image")
+    assert sigma is None
+    # the full image's box at every threshold: BoxAcc is flat, its first best is 0 -> 0.01
+    assert scores.val.best_threshold[50] == 0.0 and scores.theta == 0.01
+    _, test_set = build_datasets(config)
+    full = (0.0, 0.0, 32.0, 32.0)
+    hits = sum(max(_iou(full, tuple(b.tolist())) for b in test_set[i]["boxes"]) >= 0.5
+               for i in range(len(test_set)))
+    assert scores.test.gt_known_loc_err == pytest.approx(100 - 100 * hits / len(test_set))
+    assert scores.test.thetas == (0.01,)
+    for part in (scores.val, scores.test):
+        for name in ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err"):
+            assert math.isnan(getattr(part, name)), name
+        assert part.cam_nonpositive is None and part.fg_saturated is None
+
+
+def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root: Path,
+                                                                     monkeypatch):
+    config = smoke(data_root)
+    scored = []  # (split size, sigma, theta) of every scoring, in order
+    original = baselines._scored
+
+    def spy(config, kind, dataset, sigma, theta):
+        scored.append((len(dataset), sigma, theta))
+        return original(config, kind, dataset, sigma, theta)
+
+    monkeypatch.setattr(baselines, "_scored", spy)
+    scores, sigma = trivial_protocol(config, "center_gaussian")
+    side = min(map_size(config))
+    assert side == 8
+    assert sigma in [fraction * side for fraction in SIGMA_GRID]
+    # the grid and theta on the validation split (20 images), the test split (16) once
+    assert scored == [*((20, fraction * side, config.theta) for fraction in SIGMA_GRID),
+                      (20, sigma, config.theta), (20, sigma, scores.theta),
+                      (16, sigma, scores.theta)]
+    val_set = build_val_set(config)
+    by_sigma = {fraction * side: score_maps(
+        trivial_maps(config, "center_gaussian", val_set, sigma=fraction * side), config,
+        thetas=(config.theta,), full=True) for fraction in SIGMA_GRID}
+    best = max(s.max_box_acc_v2 for s in by_sigma.values())
+    assert by_sigma[sigma].max_box_acc_v2 == best
+    assert sigma == next(s for s, v in by_sigma.items() if v.max_box_acc_v2 == best)
+    assert scores.theta == choose_theta(by_sigma[sigma])
+    assert scores.val.max_box_acc_v2 == pytest.approx(best)
+    _, test_set = build_datasets(config)
+    test = score_maps(trivial_maps(config, "center_gaussian", test_set, sigma=sigma), config,
+                      thetas=(scores.theta,), full=True)
+    assert scores.test.gt_known_loc_err == pytest.approx(test.gt_known_loc_err)
+    assert scores.test.max_box_acc_v2 == pytest.approx(test.max_box_acc_v2)
+    assert math.isnan(scores.test.top1_loc_err)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter = width * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
