@@ -44,6 +44,7 @@ CAPTIONED_PAGES = [
     "11_table6_gt_known",
     "12_beyond_the_paper",
     "13_paper_preset",
+    "14_wsol_methods",
     "15_results",
     "16_conclusion",
     "notation",
