@@ -78,6 +78,18 @@ def test_outer_row_labels_show_where_they_change():
     assert shown["method"].tolist() == ["CAM", "CSoA", "CAM", "CSoA"]  # innermost: every row
 
 
+def test_three_level_row_labels_blank_each_repeat():
+    index = pd.MultiIndex.from_tuples(
+        [("HaS", "grid", "8"), ("HaS", "grid", "16"), ("HaS", "grid", "32"),
+         ("ACoL", "delta", "0.5"), ("ACoL", "delta", "0.8")],
+        names=["method", "setting", "value"])
+    shown, _ = format_frame(pd.DataFrame({"acc": [1.0, 2.0, 3.0, 4.0, 5.0]}, index=index))
+    assert shown["method"].tolist() == ["HaS", "", "", "ACoL", ""]
+    # the middle level shows only where it or an outer label changes
+    assert shown["setting"].tolist() == ["grid", "", "", "delta", ""]
+    assert shown["value"].tolist() == ["8", "16", "32", "0.5", "0.8"]
+
+
 def test_markdown_is_a_myst_table_directive_with_caption_and_label():
     table = show_table(errors()[["method", "top-1 loc. err"]], "Errors of  the\n two methods.",
                        name="tbl-test", units={"top-1 loc. err": "%"})

@@ -155,8 +155,10 @@ def format_frame(
         {c: [_format_cell(v, digits[c]) for v in data[c]] for c in columns}, dtype=object
     )
     # A row MultiIndex reads like pandas' own display: an outer label only where it changes.
+    # The masks are computed from the labels before any is blanked.
+    labels = shown.iloc[:, :levels].copy()
     for level in range(levels - 1):
-        outer = shown.iloc[:, : level + 1]
+        outer = labels.iloc[:, : level + 1]
         repeated = (outer == outer.shift()).all(axis=1)
         shown.iloc[repeated.to_numpy(), level] = ""
     shown.columns = [f"{c} ({unit_of[c]})" if unit_of.get(c) else c for c in columns]
