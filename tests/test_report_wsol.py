@@ -220,6 +220,15 @@ def test_verdict_markdown_from_the_numbers():
     assert "MaxBoxAccV2 −10.0 (one seed) (points)." in text
 
 
+def test_headline_sentence_from_the_numbers():
+    diffs = wsol.differences(frame(), "pretrained")
+    assert wsol.headline(diffs, ours=("csoa",)) == (
+        "on MaxBoxAccV2, shown better than CAM (base): HaS; shown worse: CSoA (as written); "
+        "CSoA (as written) −10.7 [−12.1, −9.2] worse (points, 95 % CI)")
+    # lower is better for an error: the verdicts follow the metric's direction
+    assert "shown better than CAM (base): none" in wsol.headline(diffs, "top1_cls_err")
+
+
 def test_fixed_theta_table_beside_the_protocol():
     data = frame()
     fixed = data[data.family == "trained"].assign(gt_known_loc_err=40.0,

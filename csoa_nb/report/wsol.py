@@ -501,6 +501,23 @@ def verdict_markdown(
     return "\n".join(lines).strip()
 
 
+def headline(diffs: pd.DataFrame, metric: str = "max_box_acc_v2", *,
+             ours: Sequence[str] = ("csoa", "csoa_fix"), digits: int = 1) -> str:
+    """One sentence of `differences` (one regime) for the book's first and last pages: which
+    maps are shown better / worse than the base on `metric`, and where the `ours` rows stand
+    (difference, 95 % CI, verdict)."""
+    part = diffs[(diffs["metric"] == metric) & (diffs["family"] != "trivial")]
+    if part.empty:
+        return f"no map to set against the base on {metric_prose(metric)}"
+    base = row_label(str(part["base"].iloc[0]))
+    better = part.loc[part["verdict"] == "better", "method"]
+    worse = part.loc[part["verdict"] == "worse", "method"]
+    stands = "; ".join(f"{row_label(line.method)} {_difference_text(line, digits)}"
+                       for line in part[part["method"].isin(ours)].itertuples())
+    return (f"on {metric_prose(metric)}, shown better than {base}: {_names(better)}; shown "
+            f"worse: {_names(worse)}; {stands} (points, 95 % CI)")
+
+
 def fixed_theta_table(
     fixed: pd.DataFrame, protocol: pd.DataFrame, theta: float, *, digits: int = 1,
 ) -> pd.DataFrame:
