@@ -250,6 +250,21 @@ def test_backfill_remakes_the_files_a_finished_run_writes(cam_run: Path, tmp_pat
     assert all(torch.equal(made_model[k], v) for k, v in written_model.items())
 
 
+def test_run_sweep_gives_an_older_run_its_protocol_files(data_root: Path, tmp_path: Path):
+    """A run finished before the protocol existed (no protocol.json) is not an error for the
+    pages that read a sweep: run_sweep makes the files from its final weights."""
+    from csoa_nb.engine.results import run_sweep
+
+    where = dict(data_root=str(data_root), output_dir=str(tmp_path), results_dirs=())
+    (first,) = run_sweep("diagnosis", "smoke", quiet=True, **where)
+    written = (first.run_dir / PROTOCOL_FILE).read_text()
+    for name in (MODEL_FILE, VAL_MAPS_FILE, PROTOCOL_FILE):
+        (first.run_dir / name).unlink()
+    (again,) = run_sweep("diagnosis", "smoke", quiet=True, **where)
+    assert again.cached and again.run_dir == first.run_dir
+    assert (again.run_dir / PROTOCOL_FILE).read_text() == written
+
+
 def test_backfill_command_line_skips_a_run_that_has_the_files(cam_run, tmp_path, capsys):
     old = tmp_path / cam_run.name
     shutil.copytree(cam_run, old)

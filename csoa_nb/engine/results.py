@@ -178,15 +178,25 @@ def run_sweep(
     name: str, preset: str, *, progress: bool = False, quiet: bool = False, **overrides: Any
 ) -> list[RunResult]:
     """Train or load every run of a sweep (sequentially, in this process). `quiet`: no epoch
-    lines and no collapse warnings (a page that only reads the results)."""
+    lines and no collapse warnings (a page that only reads the results). A finished run
+    without the protocol's files (one trained before they existed) gets them from its final
+    weights (`posthoc_runs.backfill`), so every returned run has its `protocol.json` when its
+    data has a validation split."""
+    from csoa_nb.engine.datasets import has_val_split
+    from csoa_nb.engine.posthoc_runs import backfill
+    from csoa_nb.engine.protocol import PROTOCOL_FILE
     from csoa_nb.engine.train import train
 
     configs = sweep_configs(name, preset, **overrides)
-    if not quiet:
-        return [train(c, progress=progress) for c in configs]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return [train(c, progress=progress, log=lambda _: None) for c in configs]
+        if quiet:
+            warnings.simplefilter("ignore", RuntimeWarning)
+        runs = [train(c, progress=progress, **({"log": lambda _: None} if quiet else {}))
+                for c in configs]
+    for run in runs:
+        if has_val_split(run.config) and not (run.run_dir / PROTOCOL_FILE).is_file():
+            backfill(run.run_dir)
+    return runs
 
 
 def finished_runs(name: str, preset: str, **overrides: Any) -> list[RunResult]:
