@@ -131,8 +131,9 @@ GAUSSIAN = "center_gaussian"
 MAIN_METRICS = ("max_box_acc_v2", "pxap", "top1_loc_err", "top1_cls_err")
 #: The metrics the verdict paragraph reads (Choe et al.'s headline).
 HEADLINE_METRICS = ("max_box_acc_v2", "pxap")
-#: Metrics that depend on the CAM threshold theta (their headers name it).
-THETA_METRICS = ("top1_loc_err", "gt_known_loc_err")
+#: The box errors, which depend on the CAM threshold theta (their headers name it; not
+#: `csoa_nb.scores.THETA_METRICS`, which also holds the classification errors).
+BOX_ERRORS = ("top1_loc_err", "gt_known_loc_err")
 #: A searched `RunConfig` field, as the grid table names it.
 SETTING_LABELS = {
     "has_grid_size": "patch side S, px",
@@ -270,7 +271,7 @@ def interval_cell(values: Iterable[float], digits: int = 1) -> str:
 def metric_header(metric: str, theta_label: str = "chosen θ") -> str:
     """A column header with the unit and the direction: "MaxBoxAccV2 (%, higher is better)",
     "Top-1 loc. err at chosen θ (%, lower is better)"."""
-    where = f" at {theta_label}" if metric in THETA_METRICS else ""
+    where = f" at {theta_label}" if metric in BOX_ERRORS else ""
     better = "higher" if higher_is_better(metric) else "lower"
     return f"{column_label(metric)}{where} (%, {better} is better)"
 
