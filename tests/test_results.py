@@ -291,3 +291,13 @@ def test_make_results_trains_the_wsol_sweep_after_its_search_into_output_dir(
     cam_runs = sorted(str(out / c.hash) for c in wsol if c.method == "cam")
     assert len(cam_runs) == 2  # fine-tuned and from scratch, seed 0
     assert calls[-1][0] == "posthoc" and sorted(calls[-1][1]) == cam_runs
+
+
+def test_chosen_settings_without_a_validation_split_names_the_fix():
+    """CUB in its own format has no split with boxes to choose on: a clear error, not a search
+    that waits for ever."""
+    from csoa_nb.engine.results import chosen_settings
+    from csoa_nb.methods import WSOL_SPECS
+
+    with pytest.raises(ValueError, match="wsol-metadata"):
+        chosen_settings(WSOL_SPECS[0], "smoke", dataset="cub", results_dirs=())

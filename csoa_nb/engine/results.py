@@ -77,7 +77,10 @@ def chosen_settings(spec: MethodSpec, preset: str, **overrides: Any) -> dict[str
 
     Raises:
         SearchPending: a run of the method's grid is not finished (or has no protocol.json).
+        ValueError: the data have no validation split to choose on (CUB or ILSVRC in their
+            own formats).
     """
+    from csoa_nb.engine.datasets import has_val_split
     from csoa_nb.engine.protocol import PROTOCOL_FILE, choose_best, read_protocol
     from csoa_nb.engine.runs import find_run
 
@@ -85,6 +88,11 @@ def chosen_settings(spec: MethodSpec, preset: str, **overrides: Any) -> dict[str
     for config in sweep_configs("wsol_search", preset, **overrides):
         if config.method != spec.key:
             continue
+        if not has_val_split(config):
+            raise ValueError(
+                f"dataset {config.dataset!r} has no validation split with boxes to choose "
+                f"{spec.label}'s settings on: use dataset='wsol-metadata' with metadata_dir "
+                "set to wsolevaluation's metadata (its 'val' split is train-fullsup)")
         found = find_run(config)
         if found is None or not (found / PROTOCOL_FILE).is_file():
             raise SearchPending(f"the {spec.label} run {config.hash} of the search grid is not "
