@@ -296,8 +296,18 @@ def test_make_results_trains_the_wsol_sweep_after_its_search_into_output_dir(
 def test_chosen_settings_without_a_validation_split_names_the_fix():
     """CUB in its own format has no split with boxes to choose on: a clear error, not a search
     that waits for ever."""
-    from csoa_nb.engine.results import chosen_settings
+    from csoa_nb.engine.results import (
+        NoValidationSplit,
+        all_configs,
+        chosen_settings,
+        sweep_configs,
+    )
     from csoa_nb.methods import WSOL_SPECS
 
-    with pytest.raises(ValueError, match="wsol-metadata"):
+    with pytest.raises(NoValidationSplit, match="wsol-metadata"):
         chosen_settings(WSOL_SPECS[0], "smoke", dataset="cub", results_dirs=())
+    # before any run of the grid is trained; `make results` leaves both sweeps out
+    with pytest.raises(NoValidationSplit):
+        sweep_configs("wsol_search", "smoke", dataset="cub", results_dirs=())
+    kept = all_configs("smoke", pending_ok=True, dataset="cub", results_dirs=())
+    assert kept and not {c.method for c in kept} & {s.key for s in WSOL_SPECS}

@@ -71,16 +71,18 @@ class SearchPending(LookupError):
     """The "wsol" sweep's settings are not known yet: runs of "wsol_search" are unfinished."""
 
 
+class NoValidationSplit(ValueError):
+    """The WSOL sweeps need a validation split with boxes, which the preset's data lack."""
+
+
 def chosen_settings(spec: MethodSpec, preset: str, **overrides: Any) -> dict[str, Any]:
     """The settings of WSOL method `spec` chosen on the validation split: those of its
     "wsol_search" run with the highest validation MaxBoxAccV2 (`protocol.choose_best`).
 
     Raises:
         SearchPending: a run of the method's grid is not finished (or has no protocol.json).
-        ValueError: the data have no validation split to choose on (CUB or ILSVRC in their
-            own formats).
+        NoValidationSplit: the data have no validation split to choose on (`sweep_configs`).
     """
-    from csoa_nb.engine.datasets import has_val_split
     from csoa_nb.engine.protocol import PROTOCOL_FILE, choose_best, read_protocol
     from csoa_nb.engine.runs import find_run
 
@@ -88,11 +90,6 @@ def chosen_settings(spec: MethodSpec, preset: str, **overrides: Any) -> dict[str
     for config in sweep_configs("wsol_search", preset, **overrides):
         if config.method != spec.key:
             continue
-        if not has_val_split(config):
-            raise ValueError(
-                f"dataset {config.dataset!r} has no validation split with boxes to choose "
-                f"{spec.label}'s settings on: use dataset='wsol-metadata' with metadata_dir "
-                "set to wsolevaluation's metadata (its 'val' split is train-fullsup)")
         found = find_run(config)
         if found is None or not (found / PROTOCOL_FILE).is_file():
             raise SearchPending(f"the {spec.label} run {config.hash} of the search grid is not "
@@ -141,12 +138,20 @@ def sweep_configs(
             for s in seeds
         ]
     if name == "wsol_search":
-        return [
+        configs = [
             make(spec.key, seed=SEARCH_SEED, **REGIMES["pretrained"], **{setting: value})
             for spec in WSOL_SPECS
             for setting, values in spec.search.items()
             for value in values
         ]
+        from csoa_nb.engine.datasets import has_val_split
+
+        if not has_val_split(configs[0]):  # before any run is trained for nothing
+            raise NoValidationSplit(
+                f"dataset {configs[0].dataset!r} has no validation split with boxes to choose "
+                "the WSOL methods' settings on: use dataset='wsol-metadata' with metadata_dir "
+                "set to wsolevaluation's metadata (its 'val' split is train-fullsup)")
+        return configs
     if name == "diagnosis":
         return [
             make("csoa_fix", seed=s, **variant)
@@ -163,13 +168,13 @@ def sweep_configs(
 
 def all_configs(preset: str, *, pending_ok: bool = False, **overrides: Any) -> list[RunConfig]:
     """Every distinct run the book's tables need, deduplicated by hash. `pending_ok`: leave
-    out the sweeps whose settings wait for unfinished runs (`SearchPending`) instead of
-    raising."""
+    out the sweeps whose settings wait for unfinished runs (`SearchPending`), or that the
+    preset's data cannot have (`NoValidationSplit`), instead of raising."""
     unique: dict[str, RunConfig] = {}
     for name in SWEEPS:
         try:
             configs = sweep_configs(name, preset, **overrides)
-        except SearchPending:
+        except (SearchPending, NoValidationSplit):
             if not pending_ok:
                 raise
             continue
@@ -314,7 +319,7 @@ def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, int, int]]:
     for k, name in enumerate(SWEEPS):
         try:
             configs = sweep_configs(name, preset, **overrides)
-        except SearchPending:
+        except (SearchPending, NoValidationSplit):
             continue
         for position, c in enumerate(configs):
             order.setdefault(c.hash, (regime_of(c) != "pretrained", k, position))
@@ -358,7 +363,7 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
     try:
         cam_runs = [find_run(c) for c in sweep_configs("wsol", preset, **into)
                     if c.method == "cam"]
-    except SearchPending:  # a search run failed to finish
+    except (SearchPending, NoValidationSplit):  # a search run failed; or no such sweep
         cam_runs = []
     _run_tasks([("posthoc", str(path), "Grad-CAM, Grad-CAM++, Score-CAM") for path in cam_runs
                 if path and not (path / POSTHOC_FILE).is_file()], jobs)
