@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
-from csoa_nb.engine.evaluate import class_probabilities, collect_maps, collect_masks
+from csoa_nb.engine.evaluate import collect_maps, collect_masks
 from csoa_nb.engine.protocol import (
     PROTOCOL_FILE,
     ProtocolScores,
@@ -54,28 +54,17 @@ def posthoc_collect(
     model: nn.Module, dataset: Dataset, config: RunConfig, kind: str, *, batch_size: int = 32
 ) -> dict[str, Any]:
     """`collect_maps`' form for post-hoc map `kind` of the ground-truth class: `cam_last` the
-    library's maps (``N x H x W`` at image size, float16), `probs` the network's class scores."""
-    model.eval()
+    library's maps (``N x H x W`` at image size, float16); the class scores, labels, boxes,
+    masks and image size are `collect_maps`' (the network's own: only the maps change)."""
+    collected = collect_maps(model, dataset, config, batch_size=batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_wsol)
-    maps, probs, labels, boxes, masks = [], [], [], [], []
-    for batch in loader:
-        images, label = batch["image"], batch["label"]
-        maps.append(posthoc_maps(model, default_target_layer(model), images, label, kind).half())
-        with torch.no_grad():
-            probs.append(class_probabilities(model(images)).float())
-        labels.append(label)
-        boxes.extend(b.float() for b in batch["boxes"])
-        if batch.get("mask") is not None:
-            masks.append(batch["mask"][:, 0].to(torch.uint8))
-    return {
-        "cam_last": torch.cat(maps),
-        "cam_feature": None,
-        "probs": torch.cat(probs),
-        "labels": torch.cat(labels),
-        "boxes": boxes,
-        "masks": torch.cat(masks) if masks else None,
-        "image_size": list(maps[0].shape[-2:]),
-    }
+    target = default_target_layer(model)
+    collected["cam_last"] = torch.cat([
+        posthoc_maps(model, target, batch["image"], batch["label"], kind).half()
+        for batch in loader
+    ])
+    collected["cam_feature"] = None
+    return collected
 
 
 def write_posthoc(run_dir: str | Path, kinds: tuple[str, ...] = POSTHOC_KINDS) -> dict[str, Any]:
