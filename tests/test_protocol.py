@@ -409,3 +409,15 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     inter = width * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union
+
+
+def test_lacks_protocol_only_where_a_validation_split_exists(tmp_path: Path):
+    """The one test of 'needs a backfill' (run_sweep, make results): never for data without a
+    validation split (CUB in its own format), whose backfill could only fail."""
+    from csoa_nb.engine.protocol import lacks_protocol
+
+    synthetic = RunConfig.from_preset("smoke")
+    assert lacks_protocol(tmp_path, synthetic)
+    assert not lacks_protocol(tmp_path, synthetic.replace(dataset="cub"))
+    (tmp_path / PROTOCOL_FILE).write_text("{}")
+    assert not lacks_protocol(tmp_path, synthetic)

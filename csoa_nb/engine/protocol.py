@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import torch
 
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.datasets import has_val_split
 from csoa_nb.engine.evaluate import score_maps
 from csoa_nb.engine.runs import RunStoreError, read_json, save_torch, write_json
 from csoa_nb.scores import Scores
@@ -51,6 +52,7 @@ __all__ = [
     "ProtocolScores",
     "choose_best",
     "choose_theta",
+    "lacks_protocol",
     "protocol_scores",
     "read_protocol",
     "write_protocol",
@@ -144,6 +146,12 @@ def read_protocol(run_dir: str | Path) -> ProtocolScores:
             f"csoa_nb.engine.posthoc_runs backfill {Path(run_dir)}`"
         )
     return ProtocolScores.from_record(read_json(path, "protocol scores", ("theta", "val", "test")))
+
+
+def lacks_protocol(run_dir: str | Path, config: RunConfig) -> bool:
+    """True for a finished run of data with a validation split (`has_val_split`) whose folder
+    has no `protocol.json` yet (one finished before the trainer wrote it)."""
+    return has_val_split(config) and not (Path(run_dir) / PROTOCOL_FILE).is_file()
 
 
 def load_val_maps(run_dir: str | Path) -> dict[str, Any]:

@@ -195,9 +195,8 @@ def run_sweep(
     without the protocol's files (one trained before they existed) gets them from its final
     weights (`posthoc_runs.backfill`), so every returned run has its `protocol.json` when its
     data has a validation split."""
-    from csoa_nb.engine.datasets import has_val_split
     from csoa_nb.engine.posthoc_runs import backfill
-    from csoa_nb.engine.protocol import PROTOCOL_FILE
+    from csoa_nb.engine.protocol import lacks_protocol
     from csoa_nb.engine.train import train
 
     configs = sweep_configs(name, preset, **overrides)
@@ -207,7 +206,7 @@ def run_sweep(
         runs = [train(c, progress=progress, **({"log": lambda _: None} if quiet else {}))
                 for c in configs]
     for run in runs:
-        if has_val_split(run.config) and not (run.run_dir / PROTOCOL_FILE).is_file():
+        if lacks_protocol(run.run_dir, run.config):
             backfill(run.run_dir)
     return runs
 
@@ -335,7 +334,7 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
     from csoa_nb.engine.datasets import dataset_root
     from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
     from csoa_nb.engine.pretrain import pretrain
-    from csoa_nb.engine.protocol import PROTOCOL_FILE
+    from csoa_nb.engine.protocol import lacks_protocol
     from csoa_nb.engine.runs import find_run
 
     trained: list[str] = []
@@ -355,7 +354,7 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
         trained += _run_tasks([("train", c.to_dict(), f"{c.method} {regime_of(c)} block "
                                 f"{c.feature_block} seed {c.seed}") for c in missing], jobs)
         found = [(c, find_run(c)) for c in configs]
-        stale = [path for _, path in found if path and not (path / PROTOCOL_FILE).is_file()]
+        stale = [path for config, path in found if path and lacks_protocol(path, config)]
         _run_tasks([("backfill", str(path), "val_maps.pt, protocol.json") for path in stale],
                    jobs)
         if not missing and not stale:
