@@ -194,11 +194,14 @@ def test_protocol_scores_at_the_runs_own_theta_reuse_the_probe():
 # ------------------------------------------------------------------ a finished smoke run
 
 
-@pytest.fixture(scope="module")
-def cam_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished smoke CAM run (2 epochs, seconds), trained by `train()`."""
+@pytest.fixture(scope="module", params=[False, True], ids=["nchw", "channels-last-bf16"])
+def cam_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory, request) -> Path:
+    """A finished smoke CAM run (2 epochs, seconds), trained by `train()`: in float32 NCHW,
+    and as the cpu preset trains (bf16 autocast, channels-last)."""
     out = tmp_path_factory.mktemp("runs")
-    result = train(smoke(data_root, out, method="cam"), progress=False, log=lambda _: None)
+    layout = {"amp": True, "channels_last": True} if request.param else {}
+    result = train(smoke(data_root, out, method="cam", **layout), progress=False,
+                   log=lambda _: None)
     return out / result.config.hash
 
 

@@ -66,6 +66,29 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_root, tmp_p
     assert resumed.metrics == pytest.approx(whole.metrics)
 
 
+def test_bf16_channels_last_run_trains_nhwc_and_resumes_bit_for_bit(data_root, tmp_path):
+    """The cpu preset's precision and layout (amp, channels_last): the network trains on NHWC
+    weights, and a run killed after epoch 1 ends with the same weights to the bit."""
+    config = smoke(data_root, tmp_path / "a", method="csoa", epochs=2, amp=True,
+                   channels_last=True)
+    whole = train(config, progress=False, log=lambda _: None)
+    weights = torch.load(whole.run_dir / "model.pt", weights_only=True)
+    convs = [v for v in weights.values() if v.dim() == 4 and v.shape[1] > 1 and v.shape[-1] > 1]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last)
+                         and not v.is_contiguous() for v in convs)
+    interrupted = config.replace(output_dir=str(tmp_path / "b"))
+    with pytest.raises(RunInterrupted):
+        train(interrupted, progress=False, stop_after_epoch=1, log=lambda _: None)
+    resumed = train(interrupted, progress=False, log=lambda _: None)
+    again = torch.load(resumed.run_dir / "model.pt", weights_only=True)
+    assert weights.keys() == again.keys()
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    assert resumed.metrics == whole.metrics
+    plain = train(config.replace(amp=False, channels_last=False, output_dir=str(tmp_path / "c")),
+                  progress=False, log=lambda _: None)
+    assert plain.run_dir.name != whole.run_dir.name  # another hash: other float rounding
+
+
 @pytest.mark.parametrize(("epochs", "kill_when"), [(4, "checkpoint.pt"), (2, "config.json")],
                          ids=["after-first-checkpoint", "before-first-checkpoint"])
 def test_sigkill_then_rerun_finishes_identically(data_root, tmp_path, epochs, kill_when):

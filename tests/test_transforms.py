@@ -111,3 +111,49 @@ def test_invalid_arguments() -> None:
         WSOLTransform(True, 8, 10)
     with pytest.raises(ValueError, match="flip_p"):
         WSOLTransform(True, 10, 8, flip_p=2.0)
+
+
+def _pil_reference(transform: WSOLTransform, image: Image.Image, mask: Image.Image,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The transform done on the PIL images, as it was before `resize` / `place`: resize,
+    crop and flip the PIL image and mask, then convert and normalise (and whether it
+    flipped)."""
+    size, crop = transform.resize_size, transform.crop_size
+    image = image.resize((size, size), Image.BILINEAR)
+    mask = mask.resize((size, size), Image.NEAREST)
+    if transform.train:
+        top = int(torch.randint(0, size - crop + 1, (1,), generator=generator))
+        left = int(torch.randint(0, size - crop + 1, (1,), generator=generator))
+    else:
+        top = left = int(round((size - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    mask = mask.crop((left, top, left + crop, top + crop))
+    flipped = transform.train and float(torch.rand(1, generator=generator)) < transform.flip_p
+    if flipped:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
+    return T.normalize(image), T.mask_to_tensor(mask), flipped
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_tensor_crop_and_flip_equal_pil_bit_for_bit(train: bool) -> None:
+    """`resize` then `place` (crop and flip of the normalised tensors, what a cached reader
+    does each epoch) gives the tensors of cropping and flipping the PIL image first."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    mask = Image.fromarray((rng.random((30, 40)) > 0.5).astype(np.uint8) * 255)
+    transform = WSOLTransform(train, 24, 17)
+    flips = set()
+    for seed in range(24):
+        got_image, _, got_mask = transform(image, BOX, mask, torch.Generator().manual_seed(seed))
+        want_image, want_mask, flipped = _pil_reference(transform, image, mask,
+                                                        torch.Generator().manual_seed(seed))
+        assert torch.equal(got_image, want_image) and torch.equal(got_mask, want_mask)
+        assert got_image.is_contiguous() and got_image.shape == (3, 17, 17)
+        flips.add(flipped)
+    assert flips == ({False, True} if train else {False})  # both branches were compared
+    resized, resized_mask = transform.resize(image, mask)
+    placed = transform.place(resized, BOX, resized_mask, image.size,
+                             torch.Generator().manual_seed(5))
+    direct = transform(image, BOX, mask, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(placed, direct, strict=True))

@@ -67,6 +67,21 @@ def step_generator(config: RunConfig, epoch: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(step_seed(config.seed, epoch, step))
 
 
+def test_cached_items_equal_read_ones_bit_for_bit(data_root, tmp_path):
+    """`SeededItems(cache=True)` keeps resized tensors and only crops and flips them: every
+    item of three epochs equals the reader's own (decode, resize, crop, flip, normalise)."""
+    config = smoke(data_root, tmp_path)
+    train_set, test_set = build_datasets(config)
+    for dataset in (train_set, test_set):
+        cached = SeededItems(dataset, config.seed, cache=True)
+        read = SeededItems(dataset, config.seed, cache=False)
+        assert cached.cache and not read.cache
+        for key in [(index, epoch) for epoch in range(3) for index in range(len(dataset))]:
+            a, b = cached[key], read[key]
+            assert a.keys() == b.keys() and a["label"] == b["label"]
+            assert all(torch.equal(a[k], b[k]) for k in ("image", "boxes", "mask")), key
+
+
 # ---------------------------------------------------------------------------- settings, hash
 
 

@@ -92,15 +92,36 @@ class WSOLTransform:
 
         Returns `(image 3xCxC normalised, boxes Kx4 in crop pixels, mask 1xCxC or None)`.
         """
-        width, height = image.size
+        image_t, mask_t = self.resize(image, mask)
+        return self.place(image_t, boxes, mask_t, image.size, generator)
+
+    def resize(
+        self, image: Image.Image, mask: Image.Image | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Step 1, the deterministic part: `image` and `mask` resized to `resize_size` square,
+        as the normalised image tensor and the {0, 1} mask tensor. A reader that keeps these
+        (`csoa_nb.engine.datasets.SeededItems`) only pays `place` per item."""
+        size = (self.resize_size, self.resize_size)
+        image_t = normalize(image.resize(size, Image.BILINEAR))
+        mask_t = None if mask is None else mask_to_tensor(mask.resize(size, Image.NEAREST))
+        return image_t, mask_t
+
+    def place(
+        self,
+        image: torch.Tensor,
+        boxes: torch.Tensor,
+        mask: torch.Tensor | None,
+        original_size: tuple[int, int],
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Steps 2-3 on the output of `resize`: the crop (random in training, else centred) and
+        the training flip, with `boxes` (Kx4, pixels of the `original_size` = (width, height)
+        image) moved along. Crop and flip only move pixels, and the normalisation is per pixel,
+        so this equals cropping and flipping the PIL image first, bit for bit."""
+        width, height = original_size
         size, crop = self.resize_size, self.crop_size
         boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).clone()
-
-        # 1. resize to size x size: boxes scale per axis (pixel edges map linearly)
-        image = image.resize((size, size), Image.BILINEAR)
-        if mask is not None:
-            mask = mask.resize((size, size), Image.NEAREST)
-        boxes[:, 0::2] *= size / width
+        boxes[:, 0::2] *= size / width  # pixel edges map linearly
         boxes[:, 1::2] *= size / height
 
         # 2. crop: random in training, centred (torchvision's rounding) at test time
@@ -110,25 +131,22 @@ class WSOLTransform:
         else:
             top = int(round((size - crop) / 2.0))
             left = int(round((size - crop) / 2.0))
-        if crop != size:
-            image = image.crop((left, top, left + crop, top + crop))
-            if mask is not None:
-                mask = mask.crop((left, top, left + crop, top + crop))
+        image = image[:, top:top + crop, left:left + crop]
+        if mask is not None:
+            mask = mask[:, top:top + crop, left:left + crop]
         boxes[:, 0::2] = (boxes[:, 0::2] - left).clamp(0, crop)
         boxes[:, 1::2] = (boxes[:, 1::2] - top).clamp(0, crop)
 
         # 3. horizontal flip (training only): x0' = W - x1, x1' = W - x0
         if self.train and float(torch.rand(1, generator=generator)) < self.flip_p:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            image = image.flip(-1)
             if mask is not None:
-                mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
+                mask = mask.flip(-1)
             boxes = torch.stack(
                 [crop - boxes[:, 2], boxes[:, 1], crop - boxes[:, 0], boxes[:, 3]], dim=1
             )
-
-        boxes = _drop_empty(boxes)
-        mask_tensor = mask_to_tensor(mask) if mask is not None else None
-        return normalize(image), boxes, mask_tensor
+        mask = None if mask is None else mask.contiguous()
+        return image.contiguous(), _drop_empty(boxes), mask
 
 
 def apply_transform(
@@ -158,8 +176,14 @@ def make_sample(
 ) -> dict[str, Any]:
     """A reader's item (DESIGN.md): `apply_transform`, then the sample dict (`mask` only when
     the dataset has one)."""
-    image_t, boxes_t, mask_t = apply_transform(transform, image, boxes, mask)
-    sample: dict[str, Any] = {"image": image_t, "label": label, "boxes": boxes_t, "index": index}
-    if mask_t is not None:
-        sample["mask"] = mask_t
+    return sample_dict(*apply_transform(transform, image, boxes, mask), label, index)
+
+
+def sample_dict(
+    image: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor | None, label: int, index: int
+) -> dict[str, Any]:
+    """The sample dict of transformed tensors (`mask` only when the dataset has one)."""
+    sample: dict[str, Any] = {"image": image, "label": label, "boxes": boxes, "index": index}
+    if mask is not None:
+        sample["mask"] = mask
     return sample

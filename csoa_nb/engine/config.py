@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from csoa_nb import methods as method_registry
 from csoa_nb.cache import stable_hash
 from csoa_nb.checks import check_choice, check_run_theta
@@ -66,8 +68,9 @@ AMP_DTYPES = ("auto", "bf16", "fp16")
 #: Fields hashed only away from their default, because they were added after runs were
 #: committed: at the default they compute what those runs computed (`hashed_fields`).
 #: `world_size`: W torchrun processes, each on its own class-balanced batch (the global batch
-#: is W x batch_size, another run than W = 1; README "Several GPUs").
-HASHED_IF_NOT_DEFAULT = {"world_size": 1}
+#: is W x batch_size, another run than W = 1; README "Several GPUs"). `channels_last`: NHWC
+#: tensors round differently from NCHW ones.
+HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,10 @@ class RunConfig:
     device: str = "cpu"
     amp: bool = False  # autocast (float32 losses of Eq. 5 and Eq. 12), dtype `amp_dtype`
     amp_dtype: str = "auto"  # auto | bf16 | fp16 (CUDA only, with loss scaling); amp only
+    # train the CSoA network on NHWC tensors (`torch.channels_last`): the same computation,
+    # other float rounding (so hashed when on), about 2x faster with amp on a CPU with bf16
+    # instructions (bench/README.md, "make results")
+    channels_last: bool = False
     world_size: int = 1  # torchrun processes (the CLI sets it from torchrun's WORLD_SIZE)
     num_workers: int = 0  # data loader processes (per torchrun process)
     output_dir: str = "runs"
@@ -345,6 +352,11 @@ class RunConfig:
             return "synthetic-" + spec_hash(dataset_spec(**kwargs))
         metadata = str(project_path(self.metadata_dir)) if self.metadata_dir else ""
         return data_fingerprint(self.dataset, project_path(self.data_root), metadata)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The layout the networks train in: NHWC with `channels_last`, else NCHW."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     @property
     def hash(self) -> str:

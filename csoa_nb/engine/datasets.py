@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
 from csoa_nb.data.fingerprint import resolve_root
 from csoa_nb.data.synthetic import VAL_PER_CLASS, make_val_dataset
-from csoa_nb.data.transforms import make_sample
+from csoa_nb.data.transforms import make_sample, sample_dict
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 from csoa_nb.paths import project_path
@@ -130,9 +130,11 @@ class SeededItems(Dataset):
     `index`'s random crop and flip in `epoch` come from torch's generator seeded with
     `sample_seed(seed, epoch, index)` inside `torch.random.fork_rng`, so they depend on
     neither the process that loads it nor what was drawn before, and a resumed run draws the
-    same augmentations as an uninterrupted one. `cache=True` keeps the decoded images in memory
-    (the reader's `load_raw`; the synthetic benchmark's ~1,500 small images take ~20 MB), so
-    JPEG decoding happens once, not every epoch; the items are the same either way.
+    same augmentations as an uninterrupted one. `cache=True` keeps the decoded images in memory,
+    resized and normalised (`WSOLTransform.resize`; the synthetic benchmark's ~1,500 small
+    images take ~120 MB), so decoding, resizing and normalising happen once, not every epoch,
+    and an item is a crop and a flip (`WSOLTransform.place`); the items are the same bit for
+    bit either way.
     """
 
     def __init__(self, dataset: Any, seed: int, *, cache: bool = False) -> None:
@@ -152,10 +154,19 @@ class SeededItems(Dataset):
     def _item(self, index: int) -> dict[str, Any]:
         if not self.cache:
             return self.dataset[index]
+        transform, label = self.dataset.transform, self.dataset.labels[index]
         raw = self._raw.get(index)
         if raw is None:
-            raw = self._raw[index] = self.dataset.load_raw(index)
-        return make_sample(self.dataset.transform, *raw, self.dataset.labels[index], index)
+            image, boxes, mask = self.dataset.load_raw(index)
+            if transform is None:
+                raw = (image, boxes, mask)
+            else:  # the resized tensors: each epoch only crops and flips them
+                raw = (*transform.resize(image, mask), boxes, image.size)
+            self._raw[index] = raw
+        if transform is None:
+            return make_sample(None, *raw, label, index)
+        image_t, mask_t, boxes, size = raw
+        return sample_dict(*transform.place(image_t, boxes, mask_t, size), label, index)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)

@@ -26,6 +26,7 @@ import copy
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,11 @@ def collect_maps(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`.
+    """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`;
+    the network's forward pass inside `autocast()` if given (the trainer's per-epoch monitor
+    in its training precision).
 
     The network gets the ground-truth labels, as Choe et al.'s evaluation passes them: every
     map is of the ground-truth class, and ACoL's branch B is erased by branch A's map of that
@@ -88,7 +92,8 @@ def collect_maps(
     for batch in loader:
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
-        out = model(images, labels)  # the class whose map is scored (ACoL erases by it)
+        with autocast() if autocast else nullcontext():
+            out = model(images, labels)  # the class whose map is scored (ACoL erases by it)
         image_size = (int(images.shape[-2]), int(images.shape[-1]))
         parts["cam_last"].append(class_map(out.cam_last, labels).half().cpu())
         feature = None if out.cam_feature is None else class_map(out.cam_feature, labels)

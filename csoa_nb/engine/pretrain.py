@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from csoa_nb.cache import find_cached, stable_hash
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.distributed import make_amp
 from csoa_nb.engine.loop import NonFiniteLossError, run_epoch
 from csoa_nb.engine.runs import run_lock, save_torch, write_json
 from csoa_nb.models import CSoANet, EmbeddingNet
@@ -60,7 +61,15 @@ PRETRAIN_DIFFICULTY = Difficulty(family="pretrain", body_class_evidence=0.6, par
 
 
 def pretrain_settings(config: RunConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in PRETRAIN_FIELDS}
+    """The fields of `config` the stage depends on: `PRETRAIN_FIELDS`, and the precision and
+    layout it trains in when they are not float32 NCHW (`amp`, `amp_dtype`, `channels_last`;
+    left out at their defaults, so the stage of a float32 run keeps its hash)."""
+    settings = {name: getattr(config, name) for name in PRETRAIN_FIELDS}
+    if config.amp:
+        settings.update(amp=True, amp_dtype=config.amp_dtype)
+    if config.channels_last:
+        settings["channels_last"] = True
+    return settings
 
 
 def pretrain_hash(config: RunConfig) -> str:
@@ -156,9 +165,10 @@ def _pretrain_with(
         generator=torch.Generator().manual_seed(PRETRAIN_SEED),
     )
     classes = train_set.num_classes
+    layout = config.memory_format
     network = CSoANet(
         config.backbone, classes, baseline=True, slim_width=config.slim_width
-    ).to(device)
+    ).to(device, memory_format=layout)
     embed_net = EmbeddingNet(config.embedding, slim_width=config.slim_width).to(device)
     embed_head = nn.Linear(embed_net.out_dim, classes).to(device)
     params = [*network.parameters(), *embed_net.parameters(), *embed_head.parameters()]
@@ -167,12 +177,15 @@ def _pretrain_with(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.pretrain_lr, total_steps=total_steps, pct_start=0.2
     )
+    amp = make_amp(device.type, config.amp, config.amp_dtype)
+
     def step(index: int, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int, int]:
-        images = batch["image"].to(device)
+        images = batch["image"].to(device, memory_format=layout)
         labels = batch["label"].to(device)
-        loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
-            embed_head(embed_net(images)), labels
-        )
+        with amp.autocast():
+            loss = F.cross_entropy(network(images).logits_last, labels) + F.cross_entropy(
+                embed_head(embed_net(images)), labels
+            )
         return {"total": loss}, 0, 0
 
     for epoch in range(config.pretrain_epochs):
@@ -188,6 +201,7 @@ def _pretrain_with(
         totals = run_epoch(
             loader, step, optimizer, nonfinite=nonfinite, scheduler=scheduler,
             desc=f"pretrain epoch {epoch + 1}/{config.pretrain_epochs}", progress=progress,
+            backward_step=amp.backward_step,
         )
         say(f"[pretrain {pretrain_hash(config)}] epoch {epoch + 1}/{config.pretrain_epochs} "
             f"loss {totals.sums['total'] / len(loader):.4f}")

@@ -410,7 +410,7 @@ def setup_run(
     # The run's own random stream starts here, after the data and the (cached or not)
     # pretraining, so neither can shift it; augmentation draws from per-item generators.
     seed_everything(config.seed)
-    model = build_model(config, weights[0]).to(device)
+    model = build_model(config, weights[0]).to(device, memory_format=config.memory_format)
     embed_net = build_embedding(config, weights[1]).to(device) if config.uses_coaug else None
     optimizer, scheduler = build_optimizer(config, model)
     loader = DataLoader(
@@ -489,11 +489,13 @@ def on_shards(
     return gather_eval(collect(shard), env, indices=shard, total=size)
 
 
-def collect_sharded(state: RunState, dataset: Dataset) -> dict[str, Any]:
+def collect_sharded(
+    state: RunState, dataset: Dataset, autocast: Callable[[], Any] | None = None
+) -> dict[str, Any]:
     """`collect_maps` of `dataset`, by shards under torchrun (`on_shards`)."""
     return on_shards(state, len(dataset), lambda shard: collect_maps(
         state.model, dataset if shard is None else Subset(dataset, shard), state.config,
-        device=state.device))
+        device=state.device, autocast=autocast))
 
 
 def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any]:
@@ -516,6 +518,7 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
         # process draws for the same batch
         images, targets = augment_batch(config, images, labels, epoch,
                                         index * env.world_size + env.rank)
+        images = images.contiguous(memory_format=config.memory_format)
         with state.amp.autocast():
             out = net(images, labels)
             terms = method_losses(config, out, images, targets, alpha_at(index), state.embed_net)
@@ -559,7 +562,8 @@ def train_epoch(state: RunState, epoch: int, *, progress: bool) -> dict[str, Any
         **{f"loss_{k}": v / steps for k, v in sums.items()},
     }
     if state.val_set is not None:
-        val_maps = collect_sharded(state, state.val_set)
+        # a monitor, in the training precision; the final evaluation runs in float32
+        val_maps = collect_sharded(state, state.val_set, autocast=state.amp.autocast)
         val = score_maps(val_maps, config, thetas=(config.theta,), full=False)
         record.update({f"val_{k}": v for k, v in val.to_record().items()})
     record["epoch_time_s"] = time.perf_counter() - epoch_started
@@ -640,7 +644,8 @@ def load_final_model(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
     """
     run_dir = Path(run_dir)
     config = RunConfig.from_json(run_dir / "config.json")
-    model = build_model(config)
+    # in the layout it trained in, so its maps round as the trainer's final evaluation did
+    model = build_model(config).to(memory_format=config.memory_format)
     if (run_dir / MODEL_FILE).is_file():
         state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     elif (run_dir / "checkpoint.pt").is_file():
