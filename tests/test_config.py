@@ -43,6 +43,17 @@ def test_hash_ignores_where_and_how_but_not_what():
     assert len(base.hash) == 12 and int(base.hash, 16) >= 0
 
 
+def test_cpu_preset_trains_bf16_channels_last_and_the_layout_is_hashed_only_when_on():
+    cpu = RunConfig.from_preset("cpu")
+    assert (cpu.amp, cpu.channels_last, cpu.memory_format) == (True, True, torch.channels_last)
+    smoke = RunConfig.from_preset("smoke")
+    assert (smoke.amp, smoke.channels_last) == (False, False)
+    assert smoke.memory_format == torch.contiguous_format
+    assert "channels_last" not in smoke.hashed_fields()  # the hashes of NCHW runs stay put
+    assert smoke.replace(channels_last=True).hash != smoke.hash
+    assert cpu.replace(channels_last=False).hash != cpu.hash
+
+
 def test_json_round_trip_is_exact():
     config = RunConfig.from_preset("smoke", method="coaug", seed=3)
     assert RunConfig.from_dict(config.to_dict()) == config

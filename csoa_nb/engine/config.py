@@ -9,7 +9,9 @@ The `paper` preset is Section 4.1 of the paper: SGD, lr 0.001, momentum 0.9, wei
 lr x 0.95 each epoch, batch 48 with at most 12 classes, ImageNet-pretrained VGG16 (or
 InceptionV3), AlexNet embedding network W_E, 10-crop classification. The `cpu` preset runs the
 same recipe on the offline synthetic benchmark with the slim backbone, fine-tuned from our own
-pretraining stage (`csoa_nb.engine.pretrain`), standing in for ImageNet weights.
+pretraining stage (`csoa_nb.engine.pretrain`), standing in for ImageNet weights; it trains in
+bfloat16 autocast on channels-last tensors (the losses of Eq. 5 and Eq. 12 and all evaluation
+in float32), which halves the time of a step on a CPU with bf16 instructions.
 """
 
 from __future__ import annotations
@@ -441,7 +443,8 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         val_images=8,
     ),
     # minutes on a 2-core CPU: the offline analogue of the paper's protocol
-    "cpu": dict(pretrained="pretrain", slim_width=8, lr=0.005, head_lr_mult=10.0),
+    "cpu": dict(pretrained="pretrain", slim_width=8, lr=0.005, head_lr_mult=10.0, amp=True,
+                channels_last=True),
     # Sec. 4.1 on real CUB-200-2011 with a GPU
     "paper": dict(
         dataset="cub",
