@@ -65,6 +65,8 @@ WSOL_BASE_ROWS = ("cam", "csoa", "csoa_fix")
 #: The sweeps `make results` trains and the book reads (in this order). "wsol" needs the
 #: finished runs of "wsol_search" (the hyperparameters chosen on the validation split).
 SWEEPS = ("table1", "calibration", "table2", "diagnosis", "wsol_search", "wsol")
+#: The sweeps of chapter 14's comparison (issue #17); the others are the paper's tables.
+WSOL_SWEEPS = ("wsol_search", "wsol")
 
 
 class SearchPending(LookupError):
@@ -306,22 +308,25 @@ def _run_tasks(tasks: list[tuple[str, Any, str]], jobs: int) -> list[str]:
             name, seconds = future.result()
             task, what = futures[future]
             done.append(name)
-            print(f"[{len(done)}/{len(tasks)}] {task} {name} {what}: {seconds:.0f} s",
-                  flush=True)
+            print(f"[{len(done)}/{len(tasks)}] {time.strftime('%H:%M:%S')} {task} {name} "
+                  f"{what}: {seconds:.0f} s", flush=True)
     return done
 
 
-def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, int, int]]:
-    """Training order: the headline comparisons first (Table 1 fine-tuned, Table 2, Table 1
-    from scratch), so that a sweep stopped early has them."""
-    order: dict[str, tuple[bool, int, int]] = {}
+def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, bool, int, int]]:
+    """Training order: the paper's tables first (Table 1 fine-tuned, calibration, Table 2,
+    the diagnosis, then Table 1 from scratch), then the WSOL comparison's sweeps, so that a
+    `make results` stopped early has the headline comparisons. A run of two sweeps (e.g.
+    CAM in Table 1 and in "wsol") takes its place in the first."""
+    order: dict[str, tuple[bool, bool, int, int]] = {}
     for k, name in enumerate(SWEEPS):
         try:
             configs = sweep_configs(name, preset, **overrides)
         except (SearchPending, NoValidationSplit):
             continue
         for position, c in enumerate(configs):
-            order.setdefault(c.hash, (regime_of(c) != "pretrained", k, position))
+            order.setdefault(c.hash, (name in WSOL_SWEEPS, regime_of(c) != "pretrained", k,
+                                      position))
     return order
 
 
