@@ -1,7 +1,8 @@
 """Time one training step of cam, confseg, coaug and csoa on the same backbone and batch.
 
 A step is what `csoa_nb.engine.train.train` does per batch: forward, every loss term of the method
-(`csoa_nb.engine.train.method_losses`, alpha = 1 as after the ramp), backward, SGD step. The model,
+(`csoa_nb.engine.train.method_losses`, alpha = 1 as after the ramp), backward, SGD step, in the
+config's precision and layout (the cpu preset: bf16 autocast, channels-last). The model,
 embedding W_E and optimizer come from the engine's own builders, so the loss code timed here is
 the code that trains. Methods are timed round-robin (the order rotates every round) so that a
 change in machine load hits every method alike. Each sample is the CPU time of this process
@@ -18,6 +19,7 @@ flows through it into the CAM).
 
     python bench/step_time.py            # vgg_slim at the cpu preset's size
     python bench/step_time.py --quick    # fewer rounds (a smoke check of the script)
+    python bench/step_time.py --fp32-nchw    # float32 NCHW, as the cpu preset trained before
     python bench/step_time.py --vgg16    # also VGG16 at 224 px, AlexNet W_E, batch 4 (minutes)
 
 Target: csoa <= 1.6x cam (time per step).
@@ -39,6 +41,7 @@ except ModuleNotFoundError:  # run as `python bench/step_time.py`
     from _common import format_table, median_iqr, print_machine, set_threads  # type: ignore
 
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.distributed import make_amp
 from csoa_nb.engine.train import build_embedding, build_model, build_optimizer, method_losses
 
 METHODS = ("cam", "confseg", "coaug", "csoa")
@@ -85,27 +88,30 @@ def vgg16_setup(batch_size: int) -> Setup:
 
 
 def build_step(
-    setup: Setup, method: str, channels_last: bool = False
+    setup: Setup, method: str, fp32_nchw: bool = False
 ) -> tuple[Callable[[], None], Callable[[], None]]:
     """`(step, forward_backward)` for `method`: the full training step, and the same without
     the optimizer (what the FLOP counter sees). Weights are random (`weights=None`): the
-    cost of a step does not depend on their values. `channels_last` puts the CSoA network and
-    the batch in NHWC memory layout too (the engine trains them in the default NCHW; the frozen
-    W_E is always channels-last, see `EmbeddingNet.freeze`)."""
+    cost of a step does not depend on their values. The precision and layout are the config's,
+    as the engine trains (the `cpu` preset: bf16 autocast, channels-last network and batch);
+    `fp32_nchw` times float32 NCHW instead (the engine before the preset changed; the frozen
+    W_E is channels-last either way, see `EmbeddingNet.freeze`)."""
     config = setup.config.replace(method=method)
+    if fp32_nchw:
+        config = config.replace(amp=False, channels_last=False)
     torch.manual_seed(0)
-    model = build_model(config, weights=None)
+    model = build_model(config, weights=None).to(memory_format=config.memory_format)
     model.train()
     embed_net = build_embedding(config, weights=None) if config.uses_coaug else None
-    images, labels = setup.images, setup.labels
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = setup.images.contiguous(memory_format=config.memory_format)
+    labels = setup.labels
     optimizer, _ = build_optimizer(config, model)
+    amp = make_amp("cpu", config.amp, config.amp_dtype)
 
     def forward_backward() -> None:
-        out = model(images)
-        terms = method_losses(config, out, images, labels, ALPHA, embed_net)
+        with amp.autocast():
+            out = model(images)
+            terms = method_losses(config, out, images, labels, ALPHA, embed_net)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
 
@@ -134,14 +140,14 @@ def count_flops(fn: Callable[[], None]) -> tuple[float, dict[str, float]]:
 
 
 def time_methods(
-    setup: Setup, rounds: int, steps: int, warmup: int, channels_last: bool = False
+    setup: Setup, rounds: int, steps: int, warmup: int, fp32_nchw: bool = False
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, tuple[float, dict[str, float]]]]:
     """Seconds per step of every method, `rounds` samples each (mean of `steps` steps), as
     CPU time of this process (`"cpu"`) and wall-clock time (`"wall"`)."""
     steps_by_method = {}
     flops = {}
     for method in METHODS:
-        step, forward_backward = build_step(setup, method, channels_last)
+        step, forward_backward = build_step(setup, method, fp32_nchw)
         flops[method] = count_flops(forward_backward)
         for _ in range(warmup):
             step()
@@ -166,14 +172,16 @@ def paired_ratio(samples: dict[str, dict[str, list[float]]], method: str) -> tup
 
 
 def report(
-    setup: Setup, rounds: int, steps: int, warmup: int, channels_last: bool = False
+    setup: Setup, rounds: int, steps: int, warmup: int, fp32_nchw: bool = False
 ) -> None:
-    layout = ", channels_last" if channels_last else ""
+    config = setup.config.replace(amp=False, channels_last=False) if fp32_nchw else setup.config
+    layout = (f", {'bf16 autocast' if config.amp else 'float32'}, "
+              f"{'channels-last' if config.channels_last else 'NCHW'}")
     print(
         f"## {setup.label}{layout}: {rounds} rounds x {steps} steps per method, "
         f"{warmup} warm-up"
     )
-    samples, flops = time_methods(setup, rounds, steps, warmup, channels_last)
+    samples, flops = time_methods(setup, rounds, steps, warmup, fp32_nchw)
     cam_flops = flops["cam"][0]
     rows = []
     for method in METHODS:
@@ -220,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps per round, default 2")
     parser.add_argument("--vgg16-batch", type=int, default=4)
     parser.add_argument(
-        "--channels-last", action="store_true",
-        help="NHWC for the CSoA network and batch too (what-if: the engine uses NCHW there)",
+        "--fp32-nchw", action="store_true",
+        help="float32 NCHW instead of the preset's precision and layout (the cpu preset: bf16 "
+             "autocast, channels-last)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
@@ -230,12 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     steps = args.steps or (1 if args.quick else 2)
     if not args.vgg16_only:
-        report(cpu_setup(), rounds, steps, 1 if args.quick else 2, args.channels_last)
+        report(cpu_setup(), rounds, steps, 1 if args.quick else 2, args.fp32_nchw)
     if args.vgg16 or args.vgg16_only:
         # 10-30 s per step on one core: 2 rounds of 1 step; the FLOP-counting pass (a full
         # forward and backward) is the warm-up
         report(vgg16_setup(args.vgg16_batch), args.rounds or 2, args.steps or 1, 0,
-               args.channels_last)
+               args.fp32_nchw)
     return 0
 
 
