@@ -107,6 +107,23 @@ def test_every_cpu_run_the_book_needs_is_committed():
         assert (RUNS / f"pretrain-{digest}" / "weights.pt").is_file()
 
 
+def test_make_results_trains_the_papers_sweeps_before_the_wsol_comparison():
+    """`make results` sorts the missing runs by `_order`: every run of the paper's sweeps
+    (Table 1 in both regimes, calibration, Table 2, diagnosis) before any run that only the
+    WSOL comparison needs, so that the paper's tables are complete first."""
+    from csoa_nb.engine.results import WSOL_SWEEPS, _order
+
+    first_sweep: dict[str, str] = {}
+    for name in SWEEPS:
+        for config in sweep_configs(name, "cpu"):
+            first_sweep.setdefault(config.hash, name)
+    order = _order("cpu")
+    assert set(order) == set(first_sweep)
+    wsol_only = [first_sweep[h] in WSOL_SWEEPS for h in sorted(order, key=order.__getitem__)]
+    assert wsol_only == sorted(wsol_only)  # False (the paper's) ... then True (chapter 14's)
+    assert wsol_only.count(False) == 74 and wsol_only.count(True) == 32
+
+
 def test_finished_runs_never_trains(tmp_path):
     """A page that only reads a sweep (`finished_runs`) never trains a missing run."""
     from csoa_nb.engine.results import finished_runs
