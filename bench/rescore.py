@@ -1,12 +1,16 @@
-"""Re-score every committed run from its saved maps and compare with its `results.json`.
+"""Re-score every committed run from its saved maps; compare with `results.json` and
+`protocol.json`.
 
     python bench/rescore.py [--runs results/runs] [--data-root DIR]
 
 For each finished run folder, `csoa_nb.engine.evaluate.reevaluate` scores the saved
-`eval_maps.pt` at the thetas the run saved (PxAP from the run's dataset: `--data-root` names
+`eval_maps.npz` at the thetas the run saved (PxAP from the run's dataset: `--data-root` names
 its folder when the run's own one is elsewhere), and every key of the flat form
-(`Scores.to_record`) is compared with the committed `results.json` by exact equality. It prints
-one line per run that differs and "N runs identical"; the exit status is 1 if any differs.
+(`Scores.to_record`) is compared with the committed `results.json` by exact equality. Where the
+run has `protocol.json`, the protocol is run again from `val_maps.npz` and `eval_maps.npz`
+(theta chosen on the validation split, both splits scored there, PxAP with the data set's
+masks) and its theta and every key of both records are compared the same way. It prints one
+line per run that differs and "N runs identical"; the exit status is 1 if any differs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from pathlib import Path
 from _common import REPO_ROOT, set_threads
 
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.evaluate import reevaluate
+from csoa_nb.engine.datasets import build_datasets, build_val_set
+from csoa_nb.engine.evaluate import collect_masks, reevaluate
+from csoa_nb.engine.protocol import PROTOCOL_FILE, load_val_maps, protocol_scores
+from csoa_nb.engine.runs import load_arrays, read_run_config
+from csoa_nb.paths import project_path
 from csoa_nb.scores import Scores
 
 
@@ -29,6 +37,24 @@ def compare(saved: dict[str, float], again: dict[str, float]) -> list[str]:
     lines += [f"{k}: only re-scored" for k in sorted(set(again) - set(saved))]
     lines += [f"{k}: {saved[k]!r} != {again[k]!r}" for k in sorted(set(saved) & set(again))
               if saved[k] != again[k] or type(saved[k]) is not type(again[k])]
+    return lines
+
+
+def protocol_differences(run_dir: Path, config: RunConfig, data_root: str | None) -> list[str]:
+    """The protocol's scores made again from the run's arrays, against its `protocol.json`."""
+    saved = json.loads((run_dir / PROTOCOL_FILE).read_text())
+    root = Path(data_root) if data_root else project_path(config.data_root)
+    data = config.replace(data_root=str(root.resolve()))
+    _, test_set = build_datasets(data)
+    test_maps = load_arrays(run_dir, "test")
+    test_maps["masks"] = collect_masks(test_set)
+    val_maps = load_val_maps(run_dir)
+    val_maps["masks"] = collect_masks(build_val_set(data))
+    again = protocol_scores(val_maps, test_maps, config).to_record()
+    lines = [] if saved["theta"] == again["theta"] else [
+        f"protocol theta: {saved['theta']!r} != {again['theta']!r}"]
+    for split in ("val", "test"):
+        lines += [f"protocol {split} {line}" for line in compare(saved[split], again[split])]
     return lines
 
 
@@ -43,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     for results in sorted(Path(args.runs).glob("*/results.json")):
         run_dir = results.parent
         saved = json.loads(results.read_text())["metrics"]
-        config = RunConfig.from_json(run_dir / "config.json")
+        config = read_run_config(run_dir)
         thetas = Scores.from_record(saved, config.theta).thetas
         notes: list[str] = []
         again = reevaluate(run_dir, thetas, data_root=args.data_root, log=notes.append)
         lines = notes + compare(saved, again.to_record())
+        if (run_dir / PROTOCOL_FILE).is_file():
+            lines += protocol_differences(run_dir, config, args.data_root)
         if lines:
             different += 1
             print(f"{run_dir.name}: differs\n  " + "\n  ".join(lines), flush=True)

@@ -1,13 +1,15 @@
 """Validators shared by every layer: each raises `ValueError` naming the argument and the fix.
 
 One home for the checks that several modules need: the choice among named options, Eq. 13's
-threshold ratio theta, image-sized maps and sizes. A module's own checks of its own inputs stay
-in it.
+threshold ratio theta, image-sized maps and sizes, a folder to write into. A module's own
+checks of its own inputs stay in it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -85,3 +87,47 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     ):
         raise ValueError(f"{name} must be a pair of positive ints (H, W); got {size!r}")
     return int(size[0]), int(size[1])
+
+
+class FolderError(ValueError, OSError):
+    """A folder that cannot be used, refused before any work: bad input (a `ValueError`, which
+    the command lines print as one line) that is also the `OSError` that writing into it would
+    have raised, so that a caller catching either sees it."""
+
+
+def check_writable_folder(folder: str | os.PathLike[str], name: str, fix: str) -> Path:
+    """`folder` (absolute) when files can be written into it, creating nothing: it is a
+    writable folder, or the nearest existing folder above it is, and each missing name fits
+    the file system's limits. Else `FolderError` "<name> <folder> <reason>: <fix>", so that an
+    output folder on a read-only mount, under a file or over the file-name limit is named
+    before any work rather than by an `OSError` traceback when the first file is written."""
+    path = Path(folder).expanduser().absolute()
+
+    def refuse(reason: str) -> FolderError:
+        return FolderError(f"{name} {folder} {reason}: {fix}")
+
+    anchor, missing = path, []
+    while anchor.parent != anchor:
+        try:
+            if anchor.exists():
+                break
+        except OSError:  # e.g. a name over the limit: checked below, as a missing name
+            pass
+        missing.append(anchor.name)
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        if anchor == path:
+            raise refuse("is a file, not a folder")
+        raise refuse(f"lies under {anchor}, a file, not a folder")
+    name_max = os.pathconf(anchor, "PC_NAME_MAX")
+    too_long = [part for part in missing if len(os.fsencode(part)) > name_max]
+    if too_long:
+        raise refuse(f"has a name longer than the file system's limit of {name_max} bytes "
+                     f"({too_long[0][:16]}..., {len(os.fsencode(too_long[0]))} bytes)")
+    path_max = os.pathconf(anchor, "PC_PATH_MAX")
+    if len(os.fsencode(str(path))) >= path_max:
+        raise refuse(f"is longer than the file system's limit of {path_max} bytes for a path")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        reason = "is not writable (a read-only mount, or no write permission)"
+        raise refuse(reason if anchor == path else f"cannot be created: {anchor} {reason}")
+    return path

@@ -177,6 +177,19 @@ def _resolve_weights(weights: object, net: str) -> Path:
     return path
 
 
+def is_weights_name(value: str) -> bool:
+    """Whether `value` reads as a torchvision weights enum name ("VGG16_Weights.IMAGENET1K_V1")
+    rather than a file path (an existing file of that name is a path)."""
+    return bool(_ENUM_NAME.fullmatch(value)) and not Path(value).exists()
+
+
+def weights_file(weights: object, net: str) -> Path:
+    """The local file `weights` (a path or a torchvision enum name) names for network `net`
+    (a backbone name, "alexnet" or "slim embedding"), without reading it and never
+    downloading: the file `load_weights` would open. Raises as `load_weights` does."""
+    return _resolve_weights(weights, net)
+
+
 def _read_state(path: Path, net: str, expected: str) -> Mapping[str, object]:
     """``torch.load`` a weights file safely; a truncated or foreign file is a ValueError."""
     try:

@@ -8,6 +8,7 @@ the working directory when there is none (an installed package used elsewhere).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -23,3 +24,13 @@ def project_path(path: str | Path) -> Path:
     """`path` itself if absolute, else `path` under `project_root()`."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else project_root() / path
+
+
+def disk_full_error(error: OSError, folder: Path, what: str, then: str) -> OSError:
+    """The one message of every write of the project on a full disk: an `OSError` (ENOSPC)
+    naming `folder` and `what` was being written, and `then`, what a second try does; any
+    other `error` is returned as it is."""
+    if error.errno != errno.ENOSPC:
+        return error
+    return OSError(errno.ENOSPC, f"no space left on the disk of {folder} while writing {what}: "
+                                 f"free some space and run the same command again ({then})")

@@ -24,7 +24,7 @@ import torch
 
 from csoa_nb.engine import evaluate
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.runs import save_torch, write_json
+from csoa_nb.engine.runs import save_arrays, write_json
 from csoa_nb.report import runbook
 
 
@@ -204,7 +204,7 @@ def hand_maps(with_masks: bool) -> dict:
 def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
     """A run folder as `csoa_nb.engine.train.train` leaves it (config theta 0.3, data_root 'data').
 
-    `with_masks` also saves the test masks in `eval_maps.pt` (train does not), so that PxAP
+    `with_masks` also saves the test masks in `eval_maps.npz` (train does not), so that PxAP
     needs no dataset.
     """
     config = RunConfig.from_preset(
@@ -217,9 +217,7 @@ def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
     maps = hand_maps(with_masks)
     # what train() writes: the run's theta first, then the final thetas
     metrics = evaluate.score_maps(maps, config, thetas=(0.3, 0.2, 0.4), full=True).to_record()
-    save_torch(
-        run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks" or with_masks}
-    )
+    save_arrays(run_dir, "test", maps)
     write_json(run_dir / "results.json", {"config_hash": config.hash, "metrics": metrics})
     return run_dir
 
@@ -256,20 +254,20 @@ def test_item7_unsuffixed_keys_are_the_runs_theta(tmp_path, monkeypatch):
 # ------------------------------------------------------------ item 14: evaluate fails clearly
 def test_item14_not_a_finished_run_is_named(tmp_path):
     """Item 14: a missing folder, a non-run folder, an unfinished run and a run without
-    `eval_maps.pt` each gave a bare FileNotFoundError; now each is named, with what to do."""
+    `eval_maps.npz` each gave a bare FileNotFoundError; now each is named, with what to do."""
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "cat.jpg").write_bytes(b"\xff\xd8")
     unfinished = finished_run(tmp_path / "a")
     (unfinished / "results.json").unlink()
-    (unfinished / "eval_maps.pt").unlink()
+    (unfinished / "eval_maps.npz").unlink()
     no_maps = finished_run(tmp_path / "b")
-    (no_maps / "eval_maps.pt").unlink()
+    (no_maps / "eval_maps.npz").unlink()
     cases = [
         (tmp_path / "nowhere", r"nowhere is not a folder: pass a run folder"),
         (photos, r"photos is not a run folder \(it has no config.json\): pass a folder"),
         (unfinished, r"is an unfinished run \(config.json but no results.json\): finish it"),
-        (no_maps, r"eval_maps.pt does not exist.*Retrain the run: move .* away"),
+        (no_maps, r"eval_maps.npz does not exist.*Retrain the run: move .* away"),
     ]
     report = tmp_path / "metrics.json"
     for folder, message in cases:

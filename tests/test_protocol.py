@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from smoke_runs import smoke
+from smoke_runs import copy_run, smoke
 
 import csoa_nb.engine.baselines as baselines
 from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
@@ -20,7 +20,6 @@ from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import score_maps
 from csoa_nb.engine.posthoc_runs import (
-    POSTHOC_CAMS_FILE,
     POSTHOC_FILE,
     backfill,
     main,
@@ -39,7 +38,7 @@ from csoa_nb.engine.protocol import (
     protocol_scores,
     read_protocol,
 )
-from csoa_nb.engine.runs import MODEL_FILE, RunStoreError
+from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, load_arrays
 from csoa_nb.engine.train import load_final_model, train
 from csoa_nb.methods import WSOL_SPECS
 from csoa_nb.methods.posthoc import POSTHOC_KINDS
@@ -230,8 +229,7 @@ def test_finished_run_writes_model_val_maps_and_protocol(cam_run: Path):
 
 
 def test_backfill_remakes_the_files_a_finished_run_writes(cam_run: Path, tmp_path: Path):
-    old = tmp_path / cam_run.name
-    shutil.copytree(cam_run, old)
+    old = copy_run(cam_run, tmp_path)
     for name in (MODEL_FILE, VAL_MAPS_FILE, PROTOCOL_FILE):
         (old / name).unlink()
     with pytest.raises(RunStoreError, match=f"posthoc_runs backfill {old}"):
@@ -269,8 +267,7 @@ def test_run_sweep_gives_an_older_run_its_protocol_files(data_root: Path, tmp_pa
 
 
 def test_backfill_command_line_skips_a_run_that_has_the_files(cam_run, tmp_path, capsys):
-    old = tmp_path / cam_run.name
-    shutil.copytree(cam_run, old)
+    old = copy_run(cam_run, tmp_path)
     (old / PROTOCOL_FILE).unlink()
     assert main(["backfill", str(old), str(cam_run)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -280,7 +277,7 @@ def test_backfill_command_line_skips_a_run_that_has_the_files(cam_run, tmp_path,
 
 
 def test_load_final_model_says_what_to_do_without_final_weights(cam_run: Path, tmp_path: Path):
-    gone = tmp_path / "gone"
+    gone = tmp_path / cam_run.name
     gone.mkdir()
     shutil.copy(cam_run / "config.json", gone / "config.json")
     with pytest.raises(ValueError, match="neither model.pt nor checkpoint.pt.*Train its "
@@ -298,8 +295,7 @@ def test_load_final_model_says_what_to_do_without_final_weights(cam_run: Path, t
 
 
 def test_write_posthoc_scores_the_three_kinds_under_the_protocol(cam_run: Path, tmp_path: Path):
-    run = tmp_path / cam_run.name
-    shutil.copytree(cam_run, run)
+    run = copy_run(cam_run, tmp_path)
     records = write_posthoc(run)
     assert set(records) == set(POSTHOC_KINDS) == {"gradcam", "gradcampp", "scorecam"}
     stored = json.loads((run / POSTHOC_FILE).read_text())
@@ -320,9 +316,9 @@ def test_write_posthoc_scores_the_three_kinds_under_the_protocol(cam_run: Path, 
     test = score_maps(test_maps, config, thetas=(theta,), full=True)
     assert read["gradcam"].test.max_box_acc_v2 == pytest.approx(test.max_box_acc_v2)
     assert read["gradcam"].test.top1_loc_err == pytest.approx(test.top1_loc_err)
-    # the sample maps: one per sample image of cams.pt, at image size
-    samples = torch.load(run / "cams.pt", map_location="cpu", weights_only=True)
-    cams = torch.load(run / POSTHOC_CAMS_FILE, map_location="cpu", weights_only=True)
+    # the sample maps: one per sample image of cams.npz, at image size
+    samples = load_arrays(run, "sample")
+    cams = load_arrays(run, "posthoc")
     assert set(cams) == set(POSTHOC_KINDS)
     for kind in POSTHOC_KINDS:
         assert cams[kind].shape == (len(samples["indices"]), 32, 32)
@@ -339,11 +335,11 @@ def test_read_posthoc_without_the_file_names_the_command_that_makes_it(cam_run: 
 
 
 def test_write_posthoc_refuses_a_run_of_another_method(cam_run: Path, tmp_path: Path):
-    run = tmp_path / "cutmix_run"
+    cutmix = RunConfig.from_json(cam_run / "config.json").replace(method="cutmix")
+    run = tmp_path / cutmix.hash  # a CutMix run: CutMix's network is CAM's, its weights load
     shutil.copytree(cam_run, run)
-    config = json.loads((run / "config.json").read_text())
-    config["method"] = "cutmix"  # CutMix's network is CAM's: its weights load
-    (run / "config.json").write_text(json.dumps(config))
+    (run / "config.json").write_text(json.dumps(cutmix.to_dict()))
+    (run / "results.json").unlink()
     with pytest.raises(ValueError, match="is a 'cutmix' run: post-hoc maps are scored on the "
                                          "plain CAM network"):
         write_posthoc(run)

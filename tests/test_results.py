@@ -49,7 +49,7 @@ def test_committed_run_matches_its_config_and_a_current_sweep(run_dir):
         f"{run_dir} is not a run of the current sweeps: the configs changed since "
         "`make results`; delete it and run `make results` again"
     )
-    for name in ("eval_maps.pt", "cams.pt", "metrics.jsonl"):
+    for name in ("eval_maps.npz", "cams.npz", "metrics.jsonl"):
         assert (run_dir / name).is_file(), name
 
 

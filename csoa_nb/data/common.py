@@ -40,7 +40,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
 
     Raises `DataError` naming the absolute path when the file is missing, truncated, corrupt or
     not an image (decoding is forced with `Image.load()`, so truncation shows up here and not
-    later inside a DataLoader worker). 16-bit images are reduced to 8 bit first (`to_8bit`).
+    later inside a DataLoader worker). 16-bit and float images are reduced to 8 bit first
+    (`to_8bit`).
     """
     return _decode(path, "RGB", "image", "image",
                    "re-download the dataset or fix its file list")
@@ -65,7 +66,9 @@ def _decode(path: str | os.PathLike[str], mode: str, name: str, kind: str,
     try:
         with Image.open(p) as img:
             img.load()
-            return to_8bit(img).convert(mode)
+            return to_8bit(img, where=f"{name} {p}").convert(mode)
+    except DataError:
+        raise  # to_8bit's own message (a float image out of range) says what to do
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(
             f"{p} is not a readable {kind} (corrupt or truncated?): re-download/replace it "
@@ -78,18 +81,42 @@ def _decode(path: str | os.PathLike[str], mode: str, name: str, kind: str,
 #: TIFF or PGM as). PIL's own `convert("RGB"/"L")` clips these at 255, so a 16-bit image
 #: decodes to almost pure white; `to_8bit` scales them first.
 WIDE_INT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+#: PIL's mode of 32-bit float images (a grey float TIFF). PIL's own `convert` truncates its
+#: values to integers, so an image in [0, 1] decodes to black; `to_8bit` scales it first.
+FLOAT_MODE = "F"
 
 
-def to_8bit(img: Image.Image) -> Image.Image:
-    """`img` with a 16-bit integer mode (`WIDE_INT_MODES`) scaled to an 8-bit "L" image.
+def to_8bit(img: Image.Image, where: str = "image") -> Image.Image:
+    """`img` with a 16-bit integer mode (`WIDE_INT_MODES`) or a float mode (`FLOAT_MODE`)
+    scaled to an 8-bit "L" image.
 
     The 16-bit value v becomes `v >> 8` (its high byte: 0 -> 0, 32768 -> 128, 65535 -> 255),
     the same reduction Pillow applies when it opens a 16-bit RGB PNG as "RGB". Mode "I" holds
     32-bit integers but in practice 16-bit data (Pillow opens 16-bit grey PNG/TIFF/PGM files as
     "I"), so it is read in the same 0..65535 range: negative values become 0 and values above
-    65535 become 255. Every other mode (all 8-bit images) is returned unchanged, so 8-bit
-    JPEG/PNG files decode exactly as before.
+    65535 become 255.
+
+    A float image is assumed to hold intensities in [0, 1] (the usual convention of float
+    image data): v becomes `round(v * 255)` (0.5 -> 128). A float image with a value outside
+    [0, 1] (e.g. 0..255 stored as float) or a NaN/infinite value is ambiguous: `DataError`
+    naming `where` and the range found, saying how to convert it. Every other mode (all 8-bit
+    images) is returned unchanged, so 8-bit JPEG/PNG files decode exactly as before.
     """
+    if img.mode == FLOAT_MODE:
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(
+                f"{where} is a 32-bit float image with NaN or infinite values: replace them, or "
+                "save the image as 8-bit (uint8) instead"
+            )
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"{where} is a 32-bit float image with values in [{low:g}, {high:g}], but float "
+                "images are read as intensities in [0, 1]: rescale it to [0, 1], or save it as "
+                "an 8-bit (uint8) image"
+            )
+        return Image.fromarray(np.rint(values * 255.0).astype(np.uint8))
     if img.mode not in WIDE_INT_MODES:
         return img
     values = np.asarray(img).astype(np.int64)
@@ -100,8 +127,9 @@ def load_mask(path: str | os.PathLike[str], threshold: int = 128) -> Image.Image
     """Load a segmentation mask as a binary `PIL.Image` of mode "L" with values 0/255.
 
     A pixel is foreground when its grey value is `>= threshold` (128 for CUB's soft
-    segmentations and our synthetic masks; 1 for OpenImages' binary masks). A 16-bit mask is
-    first reduced to 8 bit (`to_8bit`: v >> 8), so the threshold is always on the 0..255 scale.
+    segmentations and our synthetic masks; 1 for OpenImages' binary masks). A 16-bit or float
+    mask is first reduced to 8 bit (`to_8bit`: v >> 8, round(v * 255)), so the threshold is
+    always on the 0..255 scale.
     """
     grey = np.asarray(_decode(path, "L", "mask", "mask image",
                               "re-download the masks or remove the mask folder"))
@@ -152,6 +180,109 @@ def check_num_classes(dataset_classes: int, model_classes: int, where: str) -> N
             f"requested: set num_classes={dataset_classes} (or point to the dataset with "
             f"{model_classes} classes)"
         )
+
+
+#: The fewest classes a data set may have: with one class the classifier has nothing to learn
+#: (its loss is 0 and its classification error 0 % from the first step). The synthetic
+#: benchmark refuses `num_classes` < 2 alike (`csoa_nb.data.synthetic.dataset_spec`).
+MIN_CLASSES = 2
+
+
+def check_min_classes(num_classes: int, source: str, fix: str) -> None:
+    """`DataError` when a data set has fewer than `MIN_CLASSES` classes.
+
+    `source` says where the count comes from and is the start of the message, e.g.
+    "<path>/classes.txt lists 1 class"; `fix` ends it.
+    """
+    if int(num_classes) < MIN_CLASSES:
+        raise DataError(
+            f"{source}: WSOL needs at least {MIN_CLASSES} classes (with one class the classifier "
+            "has nothing to learn: its loss is 0 and its classification error 0 % from the first "
+            f"step; the synthetic benchmark refuses num_classes < {MIN_CLASSES} alike): use a data "
+            f"set of at least {MIN_CLASSES} classes ({fix})"
+        )
+
+
+def _escape(top: str, relpath: str) -> tuple[str, str]:
+    """`(normpath(top/relpath), why it leaves top or "")` for a normalised absolute `top`."""
+    if os.path.isabs(relpath):
+        return relpath, "an absolute path"
+    joined = os.path.normpath(os.path.join(top, relpath))
+    if joined != top and not joined.startswith(top.rstrip(os.sep) + os.sep):
+        return joined, "its '..' steps leave it"
+    if ".." in relpath and ".." in Path(relpath).parts:
+        real_top = os.path.realpath(top)
+        real = os.path.realpath(os.path.join(top, relpath))  # links first, then the '..'
+        if real != real_top and not real.startswith(real_top.rstrip(os.sep) + os.sep):
+            return joined, "its '..' steps leave it through a link"
+    return joined, ""
+
+
+def _outside_error(
+    where: str, what: str, relpath: str, base: Path, why: str, fix: str
+) -> DataError:
+    return DataError(
+        f"{where}: {what} {relpath!r} lies outside {base} ({why}): list paths relative to that "
+        f"folder and inside it ({fix})"
+    )
+
+
+def inside(base: Path, relpath: str, where: str, what: str, fix: str) -> Path:
+    """`base / relpath` for a path read from a list file, refused (`DataError`) when it lies
+    outside `base`: an absolute path, or `..` steps that leave `base`.
+
+    Nothing is opened: the check is on the path's text (`os.path.normpath`), so a list cannot
+    name `/etc/passwd` or `../../x.jpg` whatever exists there; symbolic links inside `base`
+    (e.g. `images/` linked to another disk) stay allowed. A path with a `..` step must also
+    stay inside `base` once links are resolved. `where` ("<file>, line <n>") and `what`
+    ("image path") start the message, `fix` ends it. Returns `base / relpath` unchanged
+    (not normalised), so image paths read as before.
+    """
+    _, why = _escape(os.path.normpath(base), relpath)
+    if why:
+        raise _outside_error(where, what, relpath, base, why, fix)
+    return base / relpath
+
+
+class ListedFiles:
+    """The files named by the lines of one list file, each checked once as it is read.
+
+    `add` refuses (`DataError`) a path outside `base` (`inside`) and a file listed twice,
+    however spelled (`a/x.jpg`, `./a//x.jpg`, `a/../a/x.jpg`: one normalised path), naming both
+    lines; when the two lines belong to different groups (a training and a test image) the
+    message calls it a leak. The readers of CUB (`images.txt`) and of wsolevaluation metadata
+    (`image_ids.txt`) share it. About 2 us a line (ILSVRC's 1.28 M training ids: under 3 s).
+    """
+
+    def __init__(self, listing: Path, base: Path, what: str, fix: str):
+        self.listing, self.base, self.what, self.fix = listing, base, what, fix
+        self._top = os.path.normpath(base)
+        self._first: dict[str, tuple[int, str, str]] = {}  # normalised path -> line, text, group
+
+    def add(self, relpath: str, line: int, group: str = "") -> str:
+        """`relpath` (read on `line` of the listing; `group` e.g. "train"/"test") normalised and
+        made absolute, once it is known to lie inside `base` and to be new."""
+        key, why = _escape(self._top, relpath)
+        if why:
+            where = f"{self.listing}, line {line}"
+            raise _outside_error(where, self.what, relpath, self.base, why, self.fix)
+        first = self._first.get(key)
+        if first is not None:
+            first_line, text, first_group = first
+            spelled = f" (as {text!r})" if text != relpath else ""
+            leak = ""
+            if first_group != group:
+                leak = (
+                    f"; line {first_line} is a {first_group} image and line {line} a {group} "
+                    f"image: a {first_group}/{group} leak, the same image would be trained and "
+                    "tested on"
+                )
+            raise DataError(
+                f"{self.listing}, line {line}: {self.what} {relpath!r} is already listed on line "
+                f"{first_line}{spelled}{leak}: keep one line per image ({self.fix})"
+            )
+        self._first[key] = (line, relpath, group)
+        return key
 
 
 def collate_wsol(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

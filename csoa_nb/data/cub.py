@@ -12,7 +12,9 @@ Layout (the folder that `CUB_200_2011.tgz` extracts to)::
     segmentations/<relative/path.png>  optional, the official CUB segmentation release
 
 A box `(x, y, w, h)` becomes `(x, y, x + w, y + h)` (x1/y1 exclusive, DESIGN.md). A mask pixel is
-foreground when its grey value is >= 128.
+foreground when its grey value is >= 128. Every path of images.txt must lie inside `images/` and
+name its image once (`common.ListedFiles`); classes.txt must list at least 2 classes
+(`common.check_min_classes`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from torch.utils.data import Dataset
 
 from csoa_nb.data.common import (
     DataError,
+    ListedFiles,
     abspath,
     check_boxes_in_image,
+    check_min_classes,
     check_num_classes,
     load_image,
     load_mask,
@@ -92,6 +96,9 @@ class CUB200(Dataset):
         classes = self._classes()
         self.class_names = [name for _, name in classes]
         self.num_classes = len(self.class_names)
+        check_min_classes(
+            self.num_classes, f"{self.root / 'classes.txt'} lists {self.num_classes} class", _FIX
+        )
         if num_classes is not None:
             check_num_classes(self.num_classes, num_classes, where=f"CUB200({self.root})")
 
@@ -117,6 +124,9 @@ class CUB200(Dataset):
         labels_file = self.root / "image_class_labels.txt"
         split_file = self.root / "train_test_split.txt"
         boxes_file = self.root / "bounding_boxes.txt"
+        # every line, of both splits: a path outside images/ or an image listed twice (a
+        # train/test leak when one line is a training and the other a test image) is refused
+        listed = ListedFiles(self.root / "images.txt", self.root / "images", "image path", _FIX)
         for image_id, (line, relpath) in paths.items():
             flag_line, flag = is_train[image_id]
             if flag not in (0, 1):
@@ -135,6 +145,7 @@ class CUB200(Dataset):
                     f"{boxes_file}, line {box_line}: box (x, y, w, h) = ({x}, {y}, {w}, {h}) "
                     f"needs x, y >= 0 and w, h > 0: {_FIX}"
                 )
+            listed.add(relpath, line, SPLITS[1 - flag])
             if flag != want:
                 continue
             image_path = self.root / "images" / relpath

@@ -13,7 +13,8 @@ Class order: `LOC_synset_mapping.txt` when present, else the sorted folder names
 A training image without an XML gets the whole image as its box (WSOL never trains on boxes;
 this keeps the sample contract K >= 1). Validation label = the class of the first `<object>`;
 all objects' boxes are kept. XML coordinates are used as given: `(xmin, ymin, xmax, ymax)`
-with `xmax`/`ymax` taken as the exclusive end, as in the common WSOL code bases.
+with `xmax`/`ymax` taken as the exclusive end, as in the common WSOL code bases. The class list
+must hold at least 2 classes (`common.check_min_classes`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from csoa_nb.data.common import (
     DataError,
     abspath,
     check_boxes_in_image,
+    check_min_classes,
     check_num_classes,
     load_image,
     read_table,
@@ -116,8 +118,9 @@ class ILSVRCLoc(Dataset):
             raise DataError(f"ILSVRC split {split!r} is not one of {SPLITS}: pick one of them")
         self.split = split
         self.transform = transform
-        self.wnids, self.class_names = self._classes()
+        self.wnids, self.class_names, source = self._classes()
         self.num_classes = len(self.wnids)
+        check_min_classes(self.num_classes, source, _FIX)
         if num_classes is not None:
             check_num_classes(self.num_classes, num_classes, where=f"ILSVRCLoc({self.root})")
         self._index = {w: i for i, w in enumerate(self.wnids)}
@@ -134,7 +137,8 @@ class ILSVRCLoc(Dataset):
             folder = self.root / split
             raise DataError(f"no images (*.JPEG) found under {folder}: {_FIX}")
 
-    def _classes(self) -> tuple[list[str], list[str]]:
+    def _classes(self) -> tuple[list[str], list[str], str]:
+        """wnids, class names, and where they come from (for messages)."""
         mapping = self.root / "LOC_synset_mapping.txt"
         if mapping.is_file():
             rows = read_table(mapping, (1, 2), fix=f"repair {mapping.name}", maxsplit=1)
@@ -150,7 +154,7 @@ class ILSVRCLoc(Dataset):
             if len(set(wnids)) != len(wnids):
                 raise DataError(f"{mapping} lists a wnid twice: repair it")
             if wnids:
-                return wnids, names
+                return wnids, names, f"{mapping} lists {len(wnids)} class"
         train = self.root / "train"
         if not train.is_dir():
             raise DataError(
@@ -161,7 +165,7 @@ class ILSVRCLoc(Dataset):
         wnids = sorted(p.name for p in train.iterdir() if p.is_dir())
         if not wnids:
             raise DataError(f"{train} has no class folders: {_FIX}")
-        return wnids, list(wnids)
+        return wnids, list(wnids), f"{train} has {len(wnids)} class folder"
 
     def _scan_train(self) -> None:
         train = self.root / "train"

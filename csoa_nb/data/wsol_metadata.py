@@ -12,7 +12,9 @@
 `localization.txt` may be absent or empty for the train split (WSOL trains from labels; each
 item then gets the whole image as its box); val/test need it. Every image id appears once in
 image_ids.txt, class_labels.txt and image_sizes.txt (a repeated id is an error naming both
-lines).
+lines; in image_ids.txt two spellings of one file, `a/x.jpg` and `a/./x.jpg`, are a repeat).
+Image ids and mask paths must lie inside `root` / `mask_root` (no absolute paths, no `..` that
+leaves it: `common.inside`). The data set needs at least 2 classes (`common.check_min_classes`).
 
 Images live at `root/<image_id>`, masks at `mask_root/<mask_path>` (`mask_root` defaults to
 `root`). Box format: one box per line, x1/y1 taken as exclusive. Mask format: the item's mask
@@ -33,8 +35,11 @@ from torch.utils.data import Dataset
 
 from csoa_nb.data.common import (
     DataError,
+    ListedFiles,
     abspath,
     check_boxes_in_image,
+    check_min_classes,
+    inside,
     load_image,
     load_mask,
     mask_box,
@@ -102,11 +107,12 @@ class WSOLMetadata(Dataset):
         self.metadata_dir = meta
 
         ids_file = meta / "image_ids.txt"
-        id_line: dict[str, int] = {}
+        # an id outside the image root, or naming a file already listed, is refused unopened
+        listed = ListedFiles(ids_file, self.root, "image id", _FIX)
+        self.image_ids = []
         for number, (image_id,) in read_table(ids_file, 1, sep="\n", fix=_FIX):
-            _reject_repeat(ids_file, number, image_id, id_line.get(image_id))
-            id_line[image_id] = number
-        self.image_ids = list(id_line)
+            listed.add(image_id, number)
+            self.image_ids.append(image_id)
         if not self.image_ids:
             raise DataError(f"{ids_file} lists no images: {_FIX}")
         known = set(self.image_ids)
@@ -129,7 +135,14 @@ class WSOLMetadata(Dataset):
         inferred = max(self.labels) + 1
         if num_classes is None:
             self.num_classes = inferred
+            check_min_classes(
+                inferred,
+                f"{labels_file} gives {inferred} class (its largest label is {inferred - 1}; "
+                "pass num_classes if the data set has more)",
+                _FIX,
+            )
         else:
+            check_min_classes(num_classes, f"WSOLMetadata({meta}): num_classes={num_classes}", _FIX)
             if inferred > num_classes:
                 bad = self.image_ids[self.labels.index(max(self.labels))]
                 raise DataError(
@@ -192,7 +205,9 @@ class WSOLMetadata(Dataset):
                     f"{loc_file}, line {number}: image {image_id!r} is not in image_ids.txt: {_FIX}"
                 )
             if self.has_masks:
-                self._masks.setdefault(image_id, []).append(self.mask_root / fields[1])
+                where = f"{loc_file}, line {number}"
+                mask = inside(self.mask_root, fields[1], where, "mask path", _FIX)
+                self._masks.setdefault(image_id, []).append(mask)
                 continue
             x0, y0, x1, y1 = (
                 parse_number(f, float, loc_file, number, "coordinate", _FIX) for f in fields[1:]

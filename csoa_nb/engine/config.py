@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 
 from csoa_nb import methods as method_registry
 from csoa_nb.cache import stable_hash
-from csoa_nb.checks import check_choice, check_run_theta
+from csoa_nb.checks import FolderError, check_choice, check_run_theta, check_writable_folder
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
 from csoa_nb.methods.acol import ACoLConfig
@@ -73,6 +74,11 @@ AMP_DTYPES = ("auto", "bf16", "fp16")
 #: is W x batch_size, another run than W = 1; README "Several GPUs"). `channels_last`: NHWC
 #: tensors round differently from NCHW ones.
 HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
+#: Integer fields' least values (beside those with their own checks in `RunConfig.validate`):
+#: num_workers 0 loads in the training process; the pretraining stage needs an epoch, two
+#: classes and an image per class; the synthetic images a pixel.
+AT_LEAST = {"num_workers": 0, "num_distractors": 0, "pretrain_epochs": 1, "pretrain_classes": 2,
+            "pretrain_images_per_class": 1, "synthetic_size": 1}
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ class RunConfig:
     def validate(self) -> None:
         """Raise one ValueError per bad setting, naming the valid choices."""
         self._check_types()
+        self._check_numbers()
         check_choice("preset", self.preset, PRESETS)
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("method", self.method, METHODS)
@@ -228,6 +235,23 @@ class RunConfig:
                 defaults = ", ".join(f"{name}={getattr(settings, arg)!r}"
                                      for name, arg in names.items())
                 raise ValueError(f"{error}; set a valid value (defaults: {defaults})") from None
+
+    def _check_numbers(self) -> None:
+        """Every float field is finite (an inf lr or CutMix beta would pass the range checks
+        and only fail mid-training, as NaN), and the integer fields of `AT_LEAST` reach it."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(
+                    f"{spec.name} must be a finite number, got {value!r}: set a finite value "
+                    f"(--set {spec.name}=...; papermill -p {spec.name} ...; default "
+                    f"{spec.default!r})"
+                )
+            if spec.name in AT_LEAST and value < AT_LEAST[spec.name]:
+                raise ValueError(
+                    f"{spec.name} must be >= {AT_LEAST[spec.name]}, got {value}: e.g. "
+                    f"--set {spec.name}={spec.default} (its default)"
+                )
 
     def _check_types(self) -> None:
         """Each field has its default's type (a float field takes an int too): a papermill
@@ -335,15 +359,16 @@ class RunConfig:
     def from_json(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def hashed_fields(self) -> dict[str, Any]:
-        """The fields that decide what a run computes, plus `data`: the identity of its data."""
+    def hashed_fields(self, data: str | None = None) -> dict[str, Any]:
+        """The fields that decide what a run computes, plus `data`: the identity of its data
+        (`data_identity()`, or `data` when given)."""
         skip = UNHASHED if self.uses_coaug else UNHASHED + COAUG_FIELDS
         skip += tuple(name for name in METHOD_FIELDS if name not in self.method_spec.settings)
         if not self.amp:  # the dtype of autocast means nothing without it
             skip += ("amp_dtype",)
         skip += tuple(k for k, v in HASHED_IF_NOT_DEFAULT.items() if getattr(self, k) == v)
         fields_ = {k: v for k, v in self.to_dict().items() if k not in skip}
-        fields_["data"] = self.data_identity()
+        fields_["data"] = self.data_identity() if data is None else data
         return fields_
 
     def data_identity(self) -> str:
@@ -355,6 +380,26 @@ class RunConfig:
         metadata = str(project_path(self.metadata_dir)) if self.metadata_dir else ""
         return data_fingerprint(self.dataset, project_path(self.data_root), metadata)
 
+    def check_output_dir(self) -> Path:
+        """`output_dir` (absolute) once run folders can be written there
+        (`checks.check_writable_folder`; nothing is created): the trainer, the pretraining stage
+        and `make results` call it before any work."""
+        return check_writable_folder(
+            project_path(self.output_dir), "output_dir",
+            "pass a writable output_dir (--set output_dir=DIR; papermill: -p output_dir DIR)")
+
+    def data_root_error(self, error: OSError) -> FolderError:
+        """The error to raise when `data_root` cannot be read, or (the synthetic benchmark
+        and the pretraining stage's data are generated there) written: names the folder,
+        what failed and the fix."""
+        what = error.strerror or str(error)
+        where = f": {error.filename}" if error.filename else ""
+        return FolderError(
+            f"data_root {project_path(self.data_root)} cannot be used ({what}{where}): pass a "
+            "folder you can read, and write where the synthetic data are generated (--set "
+            "data_root=DIR; papermill: -p data_root DIR)"
+        )
+
     @property
     def memory_format(self) -> torch.memory_format:
         """The layout the networks train in: NHWC with `channels_last`, else NCHW."""
@@ -365,6 +410,11 @@ class RunConfig:
         """12 hex digits of sha256 over the canonical JSON of the hashed fields
         (`csoa_nb.cache.stable_hash`)."""
         return stable_hash(self.hashed_fields())
+
+    def hash_on(self, data: str) -> str:
+        """The hash of this config on data of identity `data` (what a finished run's
+        `results.json` records): a stored run is checked without reading its data set."""
+        return stable_hash(self.hashed_fields(data))
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Arguments of `csoa_nb.data.synthetic.make_dataset` for this config's benchmark."""

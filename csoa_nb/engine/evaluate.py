@@ -7,7 +7,7 @@ loc. error, GT-known loc. error, classification errors, MaxBoxAccV2 and PxAP. On
 ground-truth class's maps are needed: when the top-1 class is wrong the image is a localisation
 error whatever its box, and when it is right its box is the ground-truth class's box.
 
-The maps are saved with the run (`eval_maps.pt`), so another theta costs no retraining::
+The maps are saved with the run (`eval_maps.npz`), so another theta costs no retraining::
 
     python -m csoa_nb.engine.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
 
@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.checks import check_run_theta
 from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
-from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.arrays import FILES
+from csoa_nb.engine.config import THETA_DECIMALS, RunConfig
 from csoa_nb.engine.datasets import build_datasets
-from csoa_nb.engine.runs import write_json
+from csoa_nb.engine.runs import has_arrays, load_arrays, read_run_config, write_json
 from csoa_nb.localize import REPORTED_THETAS, fuse_cams
 from csoa_nb.methods.confseg import class_map
 from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
@@ -47,7 +48,7 @@ from csoa_nb.monitors import collapse_stats
 from csoa_nb.paths import project_root
 from csoa_nb.scores import Scores
 
-#: Images kept in `cams.pt` for figures and widgets.
+#: Images kept in `cams.npz` for figures and widgets.
 SAMPLE_COUNT = 16
 
 
@@ -234,7 +235,7 @@ def check_run_folder(run_dir: Path) -> None:
     """Raise `ValueError` naming what is missing unless `run_dir` is a finished run with maps.
 
     A finished run folder (`csoa_nb.engine.runs`) holds `config.json`, `results.json` and
-    `eval_maps.pt`; the message tells a non-folder, a non-run folder, an unfinished run and a
+    `eval_maps.npz`; the message tells a non-folder, a non-run folder, an unfinished run and a
     run without saved maps apart, and what to do about each.
     """
     if not run_dir.is_dir():
@@ -254,11 +255,11 @@ def check_run_folder(run_dir: Path) -> None:
             "running the same training command or chapter again (it resumes from its "
             "checkpoint.pt), then evaluate it"
         )
-    if not (run_dir / "eval_maps.pt").is_file():
+    if not has_arrays(run_dir, "test"):
         raise ValueError(
-            f"{run_dir / 'eval_maps.pt'} does not exist: the finished run's saved maps are what "
+            f"{run_dir / FILES['test']} does not exist: the finished run's saved maps are what "
             f"re-evaluation reads. Retrain the run: move {run_dir} away and train its "
-            "config.json again (the new run saves eval_maps.pt)"
+            f"config.json again (the new run saves {FILES['test']})"
         )
 
 
@@ -273,20 +274,26 @@ def _dataset_config(
 ) -> RunConfig | str:
     """`config` with absolute dataset paths, or the reason there are none.
 
-    `data_root` (relative to the working directory) overrides the run's. A relative path of
-    the run means the checkout that holds `run_dir`, else the checkout that holds the working
-    directory (`csoa_nb.paths`); outside any checkout it means nothing, and the reason is
-    returned instead, so that no dataset is read from, or generated into, a stray `./data`.
+    `data_root` (relative to the working directory) overrides the run's. The paths a run
+    folder's `config.json` names are not trusted (the folder may have been copied from
+    anywhere): a relative one means the checkout that holds `run_dir`, else the checkout that
+    holds the working directory (`csoa_nb.paths`), and must stay inside it; an absolute one, or
+    one whose `..` steps leave the checkout, is used only when the user names it with
+    `data_root`. Otherwise the reason is returned, so that no dataset is read from, or
+    generated into, a folder the user did not choose (a stray `./data`, `/`, `../../..`).
     """
     changes: dict[str, str] = {}
     if data_root is not None:
         changes["data_root"] = str(Path(data_root).expanduser().resolve())
     paths = {"data_root": config.data_root, "metadata_dir": config.metadata_dir}
-    relative = {
-        key: value
-        for key, value in paths.items()
-        if value and key not in changes and not Path(value).expanduser().is_absolute()
-    }
+    absolute = [f"{key} {value!r}" for key, value in paths.items()
+                if value and key not in changes and Path(value).expanduser().is_absolute()]
+    if absolute:
+        return (f"the run's config.json names the absolute {', '.join(absolute)}; a run "
+                "folder's paths are trusted only inside the checkout, so nothing was read or "
+                "written there: pass --data-root DIR, the dataset folder the run was trained "
+                "on, for PxAP")
+    relative = {key: value for key, value in paths.items() if value and key not in changes}
     if relative:
         anchor = _checkout_of(run_dir.resolve()) or _checkout_of(Path.cwd())
         if anchor is None:
@@ -296,6 +303,13 @@ def _dataset_config(
                 f"so the run's relative {names} names no folder (nothing was read or written); "
                 "pass --data-root DIR, the dataset folder the run was trained on, for PxAP"
             )
+        outside = [f"{key} {value!r}" for key, value in relative.items()
+                   if not (anchor / value).resolve().is_relative_to(anchor.resolve())]
+        if outside:
+            return (f"the run's config.json names {', '.join(outside)}, outside the checkout "
+                    f"{anchor}; a run folder's paths are trusted only inside it, so nothing was "
+                    "read or written there: pass --data-root DIR, the dataset folder the run "
+                    "was trained on, for PxAP")
         changes.update({key: str(anchor / value) for key, value in relative.items()})
     return config.replace(**changes) if changes else config
 
@@ -323,12 +337,12 @@ def reevaluate(
     metric stands.
 
     Raises:
-        ValueError: `run_dir` is not a finished run folder with `eval_maps.pt`.
+        ValueError: `run_dir` is not a finished run folder with `eval_maps.npz`.
     """
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
-    config = RunConfig.from_json(run_dir / "config.json")
-    maps = torch.load(run_dir / "eval_maps.pt", map_location="cpu", weights_only=True)
+    config = read_run_config(run_dir)
+    maps = load_arrays(run_dir, "test")
     if maps.get("masks") is None:
         dataset_config = _dataset_config(run_dir, config, data_root)
         if isinstance(dataset_config, str):
@@ -382,6 +396,38 @@ def check_json_destination(path: str | Path) -> Path:
     return target
 
 
+def theta_arguments(values: Sequence[float], note: Callable[[str], None] = _warn) -> tuple[
+        float, ...]:
+    """`--theta`'s values as a run rounds theta (`THETA_DECIMALS` decimals), each once, in the
+    order given; `note` gets one line per value given twice (or per values that round alike).
+
+    Raises:
+        SystemExit: a value outside (0, 1), before or after rounding.
+    """
+    groups: dict[float, list[float]] = {}
+    for theta in values:
+        try:
+            check_run_theta(theta)
+            rounded = check_run_theta(round(theta, THETA_DECIMALS))
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        groups.setdefault(rounded, []).append(theta)
+    for rounded, given in groups.items():
+        distinct = list(dict.fromkeys(given))
+        if len(distinct) > 1:
+            note(f"--theta {' and '.join(map(str, distinct))} are one theta at "
+                 f"{THETA_DECIMALS} decimals ({rounded:g}, as a run rounds it): scored once")
+        elif len(given) > 1:
+            times = "twice" if len(given) == 2 else f"{len(given)} times"
+            note(f"--theta {given[0]} is given {times}: scored once")
+    return tuple(groups)
+
+
+def _theta_label(theta: float) -> str:
+    """0.20 for 0.2 (two decimals, as the reported thetas), 0.125 where two would hide one."""
+    return f"{theta:.2f}" if round(theta, 2) == theta else f"{theta:g}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m csoa_nb.engine.evaluate",
@@ -398,21 +444,17 @@ def main(argv: list[str] | None = None) -> int:
         "one means the checkout that holds RUN_DIR)",
     )
     args = parser.parse_args(argv)
-    for theta in args.theta:
-        try:
-            check_run_theta(theta)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None
+    thetas = theta_arguments(args.theta)
     json_path = check_json_destination(args.json) if args.json else None
-    try:
+    try:  # a folder that is no finished run, or whose arrays cannot be read (RunStoreError)
         check_run_folder(Path(args.run_dir))
+        scores = reevaluate(args.run_dir, thetas, data_root=args.data_root)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    scores = reevaluate(args.run_dir, tuple(args.theta), data_root=args.data_root)
-    for theta in args.theta:
+    for theta in thetas:
         errors = scores.at(theta)
         print(
-            f"theta {theta:.2f}: top-1 loc err {errors.top1_loc_err:.2f}  "
+            f"theta {_theta_label(theta)}: top-1 loc err {errors.top1_loc_err:.2f}  "
             f"top-5 loc err {errors.top5_loc_err:.2f}  "
             f"GT-known loc err {errors.gt_known_loc_err:.2f}"
         )

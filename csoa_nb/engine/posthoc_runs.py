@@ -3,10 +3,10 @@
 * `write_posthoc(run_dir)`: Grad-CAM, Grad-CAM++ and Score-CAM (`csoa_nb.methods.posthoc`, the
   ``grad-cam`` package) of a trained CAM network, on the validation and the test split, scored
   under Choe et al.'s protocol (`csoa_nb.engine.protocol`) exactly as a trained method's own
-  maps: `posthoc.json` holds one `ProtocolScores` record per map kind, `posthoc_cams.pt` the
-  maps of the run's sample images (`cams.pt`'s images) for figures. The class scores are the
+  maps: `posthoc.json` holds one `ProtocolScores` record per map kind, `posthoc_cams.npz` the
+  maps of the run's sample images (`cams.npz`'s images) for figures. The class scores are the
   network's own (the maps change, not the classifier).
-* `backfill(run_dir)`: `val_maps.pt` and `protocol.json` of a run finished before the trainer
+* `backfill(run_dir)`: `val_maps.npz` and `protocol.json` of a run finished before the trainer
   wrote them, from its final weights (`csoa_nb.engine.train.load_final_model`), by the same
   functions the trainer's finalize step calls: a re-made file equals the one a fresh run
   writes.
@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from csoa_nb.data import collate_wsol
+from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import collect_maps, collect_masks
@@ -37,7 +38,15 @@ from csoa_nb.engine.protocol import (
     protocol_scores,
     write_protocol,
 )
-from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, read_json, save_torch, write_json
+from csoa_nb.engine.runs import (
+    MODEL_FILE,
+    RunStoreError,
+    load_arrays,
+    read_json,
+    save_arrays,
+    save_torch,
+    write_json,
+)
 from csoa_nb.engine.train import load_final_model
 from csoa_nb.methods.posthoc import POSTHOC_KINDS, default_target_layer, posthoc_maps
 
@@ -47,7 +56,7 @@ __all__ = ["POSTHOC_FILE", "POSTHOC_CAMS_FILE", "backfill", "posthoc_collect", "
 #: The post-hoc maps' protocol scores in a CAM run's folder.
 POSTHOC_FILE = "posthoc.json"
 #: The post-hoc maps of the run's sample images.
-POSTHOC_CAMS_FILE = "posthoc_cams.pt"
+POSTHOC_CAMS_FILE = FILES["posthoc"]
 
 
 def posthoc_collect(
@@ -69,7 +78,7 @@ def posthoc_collect(
 
 def write_posthoc(run_dir: str | Path, kinds: tuple[str, ...] = POSTHOC_KINDS) -> dict[str, Any]:
     """Score the post-hoc maps of a finished CAM run under the protocol; writes
-    `posthoc.json` and `posthoc_cams.pt` into `run_dir` and returns the records."""
+    `posthoc.json` and `posthoc_cams.npz` into `run_dir` and returns the records."""
     run_dir = Path(run_dir)
     config, model = load_final_model(run_dir)
     if config.method != "cam":
@@ -77,7 +86,7 @@ def write_posthoc(run_dir: str | Path, kinds: tuple[str, ...] = POSTHOC_KINDS) -
                          "the plain CAM network (method 'cam')")
     _, test_set = build_datasets(config)
     val_set = build_val_set(config)
-    samples = torch.load(run_dir / "cams.pt", map_location="cpu", weights_only=True)["indices"]
+    samples = load_arrays(run_dir, "sample")["indices"]
     records, sample_maps = {}, {}
     for kind in kinds:
         scores = protocol_scores(posthoc_collect(model, val_set, config, kind),
@@ -85,7 +94,7 @@ def write_posthoc(run_dir: str | Path, kinds: tuple[str, ...] = POSTHOC_KINDS) -
         records[kind] = scores.to_record()
         sample_set = Subset(test_set, [int(i) for i in samples])
         sample_maps[kind] = posthoc_collect(model, sample_set, config, kind)["cam_last"]
-    save_torch(run_dir / POSTHOC_CAMS_FILE, sample_maps)
+    save_arrays(run_dir, "posthoc", sample_maps)
     write_json(run_dir / POSTHOC_FILE, records)
     return records
 
@@ -101,7 +110,20 @@ def read_posthoc(run_dir: str | Path) -> dict[str, ProtocolScores]:
         raise RunStoreError(f"{path} does not exist: score the CAM run's post-hoc maps with "
                             f"`python -m csoa_nb.engine.posthoc_runs posthoc {Path(run_dir)}`")
     records = read_json(path, "post-hoc scores")
-    return {kind: ProtocolScores.from_record(record) for kind, record in records.items()}
+    remake = (f"delete it and score the maps again with `python -m csoa_nb.engine.posthoc_runs "
+              f"posthoc {Path(run_dir)}`")
+    unknown = sorted(set(records) - set(POSTHOC_KINDS))
+    if unknown or not records:
+        raise RunStoreError(f"{path} holds {unknown or 'no'} post-hoc maps, not some of "
+                            f"{list(POSTHOC_KINDS)}: {remake}")
+    scores = {}
+    for kind, record in records.items():
+        try:
+            scores[kind] = ProtocolScores.from_record(record)
+        except ValueError as error:
+            raise RunStoreError(f"{path}: the record of {kind!r} is not a record of the "
+                                f"protocol's scores ({error}): {remake}") from None
+    return scores
 
 
 def posthoc_scores(run_dir: str | Path) -> dict[str, ProtocolScores]:
@@ -113,14 +135,14 @@ def posthoc_scores(run_dir: str | Path) -> dict[str, ProtocolScores]:
 
 
 def backfill(run_dir: str | Path) -> ProtocolScores:
-    """`val_maps.pt` and `protocol.json` (and `model.pt`) of a finished run, from its final
+    """`val_maps.npz` and `protocol.json` (and `model.pt`) of a finished run, from its final
     weights, as the trainer's finalize step writes them."""
     run_dir = Path(run_dir)
     config, model = load_final_model(run_dir)
     if not (run_dir / MODEL_FILE).is_file():
         save_torch(run_dir / MODEL_FILE, model.state_dict())
     _, test_set = build_datasets(config)
-    test_maps = torch.load(run_dir / "eval_maps.pt", map_location="cpu", weights_only=True)
+    test_maps = load_arrays(run_dir, "test")
     test_maps["masks"] = collect_masks(test_set)
     val_maps = collect_maps(model, build_val_set(config), config)
     return write_protocol(run_dir, config, val_maps, test_maps)

@@ -94,21 +94,24 @@ def pretrain(
             f"backbone {config.backbone!r} / embedding {config.embedding!r} pass torchvision's "
             "ImageNet weights file as `pretrained` / `embedding_weights`"
         )
+    config.check_output_dir()  # before find_pretrained reads it
     found = find_pretrained(config)
     if found is not None:
-        return check_pretrained(found)
+        return check_pretrained(found, config)
     out_dir = project_path(config.output_dir) / f"pretrain-{pretrain_hash(config)}"
     with run_lock(out_dir), torch.random.fork_rng(devices=[]):
         # fork_rng: the stage seeds and draws from torch's global generator; the caller's
         # stream (a run's seed) must come out as it went in, cached stage or not
         found = find_pretrained(config)  # a twin process may have written it while we waited
         if found is not None:
-            return check_pretrained(found)
+            return check_pretrained(found, config)
         return _pretrain(config, out_dir, progress=progress, say=log or print)
 
 
-def check_pretrained(weights: Path) -> Path:
-    """`weights` if it is a readable pretraining file, else an error saying what to delete."""
+def check_pretrained(weights: Path, config: RunConfig | None = None) -> Path:
+    """`weights` if it is a readable pretraining file (whose networks fit `config`'s, when
+    given), else an error saying which folder to delete."""
+    fix = f"delete the folder {weights.parent} and run the same command again to pretrain anew"
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         ok = isinstance(state, dict) and {"backbone", "embedding"} <= state.keys()
@@ -117,11 +120,42 @@ def check_pretrained(weights: Path) -> Path:
     else:
         reason = "no 'backbone'/'embedding' weights"
     if not ok:
+        raise ValueError(f"the cached pretraining weights {weights} are corrupt ({reason}): {fix}")
+    misfit = None if config is None else _misfit(state, config)
+    if config is not None and misfit is not None:
         raise ValueError(
-            f"the cached pretraining weights {weights} are corrupt ({reason}): delete the folder "
-            f"{weights.parent} and run the same command again to pretrain anew"
+            f"the cached pretraining weights {weights} do not fit the {config.backbone} "
+            f"backbone and {config.embedding} W_E of slim_width {config.slim_width} ({misfit}; "
+            f"written by other code, or copied there): {fix}"
         )
     return weights
+
+
+def _misfit(state: dict[str, Any], config: RunConfig) -> str | None:
+    """The first tensor of a pretraining file's `state` that `config`'s networks lack or hold
+    in another shape, described; None when every tensor fits."""
+    with torch.random.fork_rng(devices=[]):  # the initial weights are not used
+        own = {
+            "backbone": CSoANet(config.backbone, 2, baseline=True,
+                                slim_width=config.slim_width).backbone.state_dict(),
+            "embedding": EmbeddingNet(config.embedding, slim_width=config.slim_width)
+            .state_dict(),
+        }
+    for part, expected in own.items():
+        saved = state[part]
+        if not isinstance(saved, dict):
+            return f"{part} is a {type(saved).__name__}, not a state dict"
+        for key, tensor in expected.items():
+            found = saved.get(key)
+            if not isinstance(found, torch.Tensor):
+                return f"{part} lacks {key}"
+            if found.shape != tensor.shape:
+                return (f"{part} {key} has shape {tuple(found.shape)}, the network's is "
+                        f"{tuple(tensor.shape)}")
+        extra = sorted(set(saved) - set(expected))
+        if extra:
+            return f"{part} has {len(extra)} unexpected tensors, e.g. {extra[0]}"
+    return None
 
 
 def _pretrain(
@@ -146,15 +180,18 @@ def _pretrain_with(
     torch.manual_seed(PRETRAIN_SEED)
     started = time.perf_counter()
 
-    root = make_dataset(
-        project_path(config.data_root) / "synthetic",
-        num_classes=config.pretrain_classes,
-        images_per_class=config.pretrain_images_per_class,
-        image_size=config.synthetic_size,
-        seed=PRETRAIN_SEED + 1,
-        test_per_class=max(config.pretrain_images_per_class // 4, 1),
-        difficulty=PRETRAIN_DIFFICULTY,
-    )
+    try:
+        root = make_dataset(
+            project_path(config.data_root) / "synthetic",
+            num_classes=config.pretrain_classes,
+            images_per_class=config.pretrain_images_per_class,
+            image_size=config.synthetic_size,
+            seed=PRETRAIN_SEED + 1,
+            test_per_class=max(config.pretrain_images_per_class // 4, 1),
+            difficulty=PRETRAIN_DIFFICULTY,
+        )
+    except OSError as error:
+        raise config.data_root_error(error) from error
     train_set = CUB200(root, "train", WSOLTransform(True, config.resize_size, config.crop_size))
     test_set = CUB200(root, "test", WSOLTransform(False, config.resize_size, config.crop_size))
     loader = DataLoader(
@@ -252,9 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = RunConfig.from_preset(args.preset, **RunConfig.parse_assignments(args.assignments))
+        weights = pretrain(config)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    print(pretrain(config))
+    print(weights)
     return 0
 
 

@@ -15,7 +15,7 @@ What a finished run keeps for it (written by the trainer's finalize step,
 
 | file | holds |
 | --- | --- |
-| `val_maps.pt` | the validation split's maps, in `eval_maps.pt`'s form (no masks) |
+| `val_maps.npz` | the validation split's maps, as `eval_maps.npz` (`csoa_nb.engine.arrays`) |
 | `protocol.json` | `theta` chosen on the validation split; `val` and `test` scores there |
 
 The choices, all on the validation split:
@@ -36,12 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
+from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import has_val_split
 from csoa_nb.engine.evaluate import score_maps
-from csoa_nb.engine.runs import RunStoreError, read_json, save_torch, write_json
+from csoa_nb.engine.runs import RunStoreError, load_arrays, read_json, save_arrays, write_json
 from csoa_nb.scores import Scores
 
 __all__ = [
@@ -59,7 +58,7 @@ __all__ = [
 ]
 
 #: The validation split's maps in a run folder.
-VAL_MAPS_FILE = "val_maps.pt"
+VAL_MAPS_FILE = FILES["val"]
 #: The protocol's scores in a run folder.
 PROTOCOL_FILE = "protocol.json"
 #: The IoU level (percent) whose best CAM threshold is the chosen theta.
@@ -89,8 +88,25 @@ class ProtocolScores:
         return {"theta": self.theta, "val": self.val.to_record(), "test": self.test.to_record()}
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ProtocolScores:
-        theta = float(record["theta"])
+    def from_record(cls, record: Any) -> ProtocolScores:
+        """The scores of a record written by `to_record`.
+
+        Raises:
+            ValueError: not such a record: not an object, a theta that is no number in
+                ``[THETA_FLOOR, 1 - THETA_FLOOR]``, a split that is not an object of metrics,
+                or a metric missing or not a number (`Scores.from_record`).
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"a protocol record is an object, not {type(record).__name__}")
+        theta = record.get("theta")
+        if (isinstance(theta, bool) or not isinstance(theta, (int, float))
+                or not THETA_FLOOR <= theta <= 1 - THETA_FLOOR):
+            raise ValueError(f"theta is {theta!r}, not a threshold in [{THETA_FLOOR}, "
+                             f"{1 - THETA_FLOOR:g}]")
+        for split in ("val", "test"):
+            if not isinstance(record.get(split), dict):
+                raise ValueError(f"{split!r} is {record.get(split)!r}, not an object of metrics")
+        theta = float(theta)
         return cls(theta, Scores.from_record(record["val"], theta),
                    Scores.from_record(record["test"], theta))
 
@@ -125,9 +141,9 @@ def protocol_scores(
 def write_protocol(
     run_dir: Path, config: RunConfig, val_maps: dict[str, Any], test_maps: dict[str, Any]
 ) -> ProtocolScores:
-    """Score a run under the protocol and write `val_maps.pt` and `protocol.json` into it."""
+    """Score a run under the protocol and write `val_maps.npz` and `protocol.json` into it."""
     scores = protocol_scores(val_maps, test_maps, config)
-    save_torch(run_dir / VAL_MAPS_FILE, {k: v for k, v in val_maps.items() if k != "masks"})
+    save_arrays(run_dir, "val", {k: v for k, v in val_maps.items() if k != "masks"})
     write_json(run_dir / PROTOCOL_FILE, scores.to_record())
     return scores
 
@@ -145,7 +161,14 @@ def read_protocol(run_dir: str | Path) -> ProtocolScores:
             "written; make them from its final weights with `python -m "
             f"csoa_nb.engine.posthoc_runs backfill {Path(run_dir)}`"
         )
-    return ProtocolScores.from_record(read_json(path, "protocol scores", ("theta", "val", "test")))
+    record = read_json(path, "protocol scores", ("theta", "val", "test"))
+    try:
+        return ProtocolScores.from_record(record)
+    except ValueError as error:
+        raise RunStoreError(
+            f"{path} is not a record of the protocol's scores ({error}): delete it and make it "
+            f"again from the run's final weights with `python -m csoa_nb.engine.posthoc_runs "
+            f"backfill {Path(run_dir)}`") from None
 
 
 def lacks_protocol(run_dir: str | Path, config: RunConfig) -> bool:
@@ -155,8 +178,8 @@ def lacks_protocol(run_dir: str | Path, config: RunConfig) -> bool:
 
 
 def load_val_maps(run_dir: str | Path) -> dict[str, Any]:
-    """The validation split's maps of a finished run (`val_maps.pt`)."""
-    return torch.load(Path(run_dir) / VAL_MAPS_FILE, map_location="cpu", weights_only=True)
+    """The validation split's maps of a finished run (`val_maps.npz`)."""
+    return load_arrays(run_dir, "val")
 
 
 def choose_best(candidates: Sequence[tuple[T, float]]) -> T:

@@ -19,15 +19,16 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from csoa_nb.engine.config import PRESET_SPECS, RunConfig
+from csoa_nb.checks import check_choice, check_writable_folder
+from csoa_nb.engine.config import PRESET_SPECS, PRESETS, RunConfig
 from csoa_nb.engine.runs import RunResult
+from csoa_nb.engine.workers import worker_pool
 from csoa_nb.methods import ROWS, TABLE1_ROWS, WSOL_SPECS, MethodSpec, row_key
 from csoa_nb.paths import project_path
 
@@ -106,8 +107,8 @@ def sweep_configs(
 ) -> list[RunConfig]:
     """The runs of sweep `name` (one of SWEEPS) for `preset`, in a stable order (`regimes`:
     those of `REGIMES` that Table 1 runs)."""
-    if name not in SWEEPS:
-        raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}")
+    check_choice("sweep", name, SWEEPS)
+    check_choice("preset", preset, PRESETS)
     seeds = PRESET_SPECS[preset].seeds
 
     def make(row: str, **fields: Any) -> RunConfig:
@@ -168,17 +169,26 @@ def sweep_configs(
     ]
 
 
-def all_configs(preset: str, *, pending_ok: bool = False, **overrides: Any) -> list[RunConfig]:
+def all_configs(
+    preset: str,
+    *,
+    pending_ok: bool = False,
+    left_out: dict[str, LookupError | ValueError] | None = None,
+    **overrides: Any,
+) -> list[RunConfig]:
     """Every distinct run the book's tables need, deduplicated by hash. `pending_ok`: leave
     out the sweeps whose settings wait for unfinished runs (`SearchPending`), or that the
-    preset's data cannot have (`NoValidationSplit`), instead of raising."""
+    preset's data cannot have (`NoValidationSplit`), instead of raising; `left_out` then
+    receives each such sweep's name and why."""
     unique: dict[str, RunConfig] = {}
     for name in SWEEPS:
         try:
             configs = sweep_configs(name, preset, **overrides)
-        except (SearchPending, NoValidationSplit):
+        except (SearchPending, NoValidationSplit) as error:
             if not pending_ok:
                 raise
+            if left_out is not None:
+                left_out[name] = error
             continue
         for config in configs:
             unique.setdefault(config.hash, config)
@@ -301,7 +311,7 @@ def _in_worker(task: str, payload: Any) -> tuple[str, float]:
 def _run_tasks(tasks: list[tuple[str, Any, str]], jobs: int) -> list[str]:
     """Run `(task, payload, description)` triples `jobs` at a time; returns the names done."""
     done: list[str] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with worker_pool(jobs) as pool:  # its workers end with this process, even on SIGKILL
         futures = {pool.submit(_in_worker, task, payload): (task, what)
                    for task, payload, what in tasks}
         for future in as_completed(futures):
@@ -335,12 +345,24 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
     finished runs that lack them (`posthoc_runs.backfill`) and the post-hoc maps' scores of
     the CAM runs of the "wsol" sweep (`posthoc_runs.write_posthoc`). Sweeps whose settings
     are chosen from other runs ("wsol" from "wsol_search") follow once those are finished.
-    Returns the hashes trained."""
+    Returns the hashes trained.
+
+    Raises:
+        ValueError: an unknown preset, `jobs` < 1, an `output_dir` that cannot be written, or
+            a run's device or weights file missing: all before any work.
+    """
     from csoa_nb.engine.datasets import dataset_root
     from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
     from csoa_nb.engine.pretrain import pretrain
     from csoa_nb.engine.protocol import lacks_protocol
     from csoa_nb.engine.runs import find_run
+    from csoa_nb.engine.train import check_device, check_weight_files
+
+    check_choice("preset", preset, PRESETS)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (runs trained at once), got {jobs}: e.g. --jobs 2")
+    check_writable_folder(project_path(output_dir), "output_dir",
+                          "choose a folder you can write (--output-dir DIR)")
 
     trained: list[str] = []
     # the search runs that "wsol"'s settings are chosen from are found in output_dir too
@@ -351,6 +373,9 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
         order = _order(preset, **into)
         missing.sort(key=lambda c: order[c.hash])
         print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
+        for config in missing:  # what a worker would refuse, before any work
+            check_device(config)
+            check_weight_files(config)
         # shared, cached inputs first, so parallel workers never build them twice
         for config in missing:
             dataset_root(config)
@@ -360,7 +385,7 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
                                 f"{c.feature_block} seed {c.seed}") for c in missing], jobs)
         found = [(c, find_run(c)) for c in configs]
         stale = [path for config, path in found if path and lacks_protocol(path, config)]
-        _run_tasks([("backfill", str(path), "val_maps.pt, protocol.json") for path in stale],
+        _run_tasks([("backfill", str(path), "val_maps.npz, protocol.json") for path in stale],
                    jobs)
         if not missing and not stale:
             break
@@ -378,20 +403,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.results", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make", help="train every missing run of the book's sweeps")
-    make.add_argument("--preset", default="cpu")
+    make.add_argument("--preset", default="cpu", choices=PRESETS)
     make.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     make.add_argument("--output-dir", default=RESULTS_DIR)
     listing = sub.add_parser("list", help="print the sweeps' runs and whether they exist")
-    listing.add_argument("--preset", default="cpu")
+    listing.add_argument("--preset", default="cpu", choices=PRESETS)
     args = parser.parse_args(argv)
     if args.command == "make":
         started = time.perf_counter()
-        make_results(args.preset, args.jobs, args.output_dir)
+        try:
+            make_results(args.preset, args.jobs, args.output_dir)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
         print(f"done in {time.perf_counter() - started:.0f} s")
         return 0
     from csoa_nb.engine.runs import find_run
 
-    for config in all_configs(args.preset):
+    left_out: dict[str, LookupError | ValueError] = {}
+    configs = all_configs(args.preset, pending_ok=True, left_out=left_out)
+    for name, why in left_out.items():  # a status line each, not a traceback
+        print(f"{name}: {'pending' if isinstance(why, SearchPending) else 'left out'}: {why}")
+    for config in configs:
         where = find_run(config)
         print(f"{config.hash}  {config.method:8s} {regime_of(config):10s} "
               f"block {config.feature_block} seed {config.seed}  {where or 'missing'}")

@@ -8,11 +8,16 @@ A run of config `c` lives in `<output_dir>/<c.hash>/`:
 | `metrics.jsonl` | each epoch | losses by term, alpha, lr, train accuracy, validation loc/cls |
 | `checkpoint.pt` | each epoch | model, optimizer, scheduler, epoch, RNG states (atomic) |
 | `results.json` | at the end | final test metrics, timings, the command that made it |
-| `eval_maps.pt` | at the end | ground-truth-class CAMs of every test image, class scores, boxes |
-| `cams.pt` | at the end | a few test images with all-class CAMs, for figures and widgets |
+| `eval_maps.npz` | at the end | ground-truth-class CAMs of every test image, class scores |
+| `cams.npz` | at the end | maps of two classes of a few test images, for figures and widgets |
 | `model.pt` | at the end | the final weights (`state_dict`; not committed, like `checkpoint.pt`) |
-| `val_maps.pt` | at the end | the validation split's maps (`csoa_nb.engine.protocol`) |
+| `val_maps.npz` | at the end | the validation split's maps (`csoa_nb.engine.protocol`) |
 | `protocol.json` | at the end | theta chosen on the validation split; scores there |
+
+The arrays that the data set fixes (labels, boxes, the sample's images and masks) are stored
+once for all the runs of a store, in `<store>/shared/` (`csoa_nb.engine.arrays`, which also
+says how the `.npz` files are written); `save_arrays` / `load_arrays` write and read a run's
+arrays of one kind in the dict form the engine works with.
 
 Every file is written to a temporary name, fsynced and renamed (and the folder fsynced), so a
 killed run never leaves a torn file; temporary files of a failed write are removed, and those of
@@ -26,7 +31,6 @@ at a time: `run_lock` holds an exclusive `fcntl` lock on `<run folder>/.lock`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -40,8 +44,18 @@ from typing import Any
 import torch
 
 from csoa_nb.cache import find_cached
+from csoa_nb.engine.arrays import (
+    FILES,
+    LEGACY_FILES,
+    SHARED_DIR,
+    join_arrays,
+    npz_bytes,
+    read_npz,
+    shared_name,
+    split_arrays,
+)
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.paths import project_path
+from csoa_nb.paths import disk_full_error, project_path
 from csoa_nb.scores import Scores
 
 
@@ -77,12 +91,12 @@ class RunResult:
         return self.scores.to_record()
 
     def cams(self) -> dict[str, Any]:
-        """The sample of test images and CAMs saved for figures (`cams.pt`)."""
-        return torch.load(self.run_dir / "cams.pt", map_location="cpu", weights_only=True)
+        """The sample of test images and CAMs saved for figures (`cams.npz`)."""
+        return load_arrays(self.run_dir, "sample")
 
     def eval_maps(self) -> dict[str, Any]:
-        """Ground-truth-class CAMs and class scores of the whole test set (`eval_maps.pt`)."""
-        return torch.load(self.run_dir / "eval_maps.pt", map_location="cpu", weights_only=True)
+        """Ground-truth-class CAMs and class scores of the whole test set (`eval_maps.npz`)."""
+        return load_arrays(self.run_dir, "test")
 
 
 def run_dir_for(config: RunConfig) -> Path:
@@ -113,15 +127,45 @@ def read_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict[str, An
     return data
 
 
-def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The `config.json` of a run folder, checked against the folder: the folder is named by
+    its hash, and so is the run of its `results.json` (when finished). The hash is taken on the
+    data identity that `results.json` records, so a finished run is checked without its data.
+
+    Raises:
+        RunStoreError: a file that is unreadable, not a config, or from another run (edited or
+            copied in); the message names it and the fix.
+    """
     run_dir = Path(run_dir)
-    results = read_json(run_dir / "results.json", "results file", ("metrics",))
     config_path = run_dir / "config.json"
     saved = read_json(config_path, "run config")
     try:
         config = RunConfig.from_dict(saved)
     except (TypeError, ValueError) as error:
         raise RunStoreError(f"{config_path} is not a valid run config ({error}); {_FIX}") from None
+    results_path = run_dir / "results.json"
+    data = None
+    if results_path.is_file():
+        results = read_json(results_path, "results file", ("metrics",))
+        owner = results.get("config_hash")
+        if owner is not None and owner != run_dir.name:
+            raise RunStoreError(
+                f"{results_path} belongs to run {owner}, not to the folder {run_dir.name}: it was "
+                f"copied from another run folder. Restore the run's own file, or {_FIX}")
+        data = results.get("data")
+    made = config.hash if data is None else config.hash_on(str(data))
+    if made != run_dir.name:
+        raise RunStoreError(
+            f"{config_path} hashes to {made}, not to its folder's name {run_dir.name}: it was "
+            f"edited or copied from another run, so it does not describe the run's files. "
+            f"Restore the run's own config.json (git checkout), or {_FIX}")
+    return config
+
+
+def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
+    run_dir = Path(run_dir)
+    results = read_json(run_dir / "results.json", "results file", ("metrics",))
+    config = read_run_config(run_dir)
     try:
         scores = Scores.from_record(results["metrics"], config.theta)
     except ValueError as error:
@@ -170,11 +214,8 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _disk_error(error: OSError, path: Path) -> OSError:
-    if error.errno == errno.ENOSPC:
-        return OSError(errno.ENOSPC, f"no space left on the disk of {path.parent} while writing "
-                       f"{path.name}: free some space and run the same command again (the run "
-                       "resumes from its last checkpoint)")
-    return error
+    return disk_full_error(error, path.parent, path.name,
+                           "the run resumes from its last checkpoint")
 
 
 def _write_via_tmp(path: Path, write: Callable[[Path], None]) -> None:
@@ -205,8 +246,15 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def save_torch(path: Path, payload: Any) -> None:
-    """`torch.save` through a temporary file, fsync and an atomic rename."""
-    _write_via_tmp(path, lambda tmp: torch.save(payload, tmp))
+    """`torch.save` through a temporary file, fsync and an atomic rename. torch writes into a
+    Python file object, so a full disk is the `OSError` it is (given a path, torch's own
+    writer says only "unexpected pos")."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+
+    _write_via_tmp(path, write)
 
 
 def remove_stale_tmp(folder: Path) -> list[Path]:
@@ -220,6 +268,81 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+CONVERT_COMMAND = "python -m csoa_nb.engine.convert_runs"
+
+
+def save_arrays(run_dir: Path, kind: str, maps: dict[str, Any]) -> Path:
+    """Write a run's arrays of `kind` (`csoa_nb.engine.arrays.FILES`): its own into its folder,
+    the data set's into `<store>/shared/` unless that file is there already (same name, same
+    bytes). Each file is written atomically; returns the run's file."""
+    own, shared = split_arrays(kind, maps)
+    meta: dict[str, Any] = {"kind": kind}
+    if shared:
+        name = shared_name(kind, shared)
+        meta["shared"] = name
+        path = run_dir.parent / SHARED_DIR / f"{name}.npz"
+        if not path.is_file():
+            try:
+                path.parent.mkdir(exist_ok=True)
+            except OSError as error:
+                raise _disk_error(error, path) from error
+            write_atomic(path, npz_bytes(shared, {"kind": kind}))
+    path = run_dir / FILES[kind]
+    write_atomic(path, npz_bytes(own, meta))
+    return path
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return read_npz(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - zip, lzma, numpy and JSON errors alike
+        raise RunStoreError(
+            f"{path} is not a readable array file of the run store ({type(error).__name__}: "
+            f"{error}); it may be truncated: {_FIX}"
+        ) from None
+
+
+def load_arrays(run_dir: str | Path, kind: str) -> dict[str, Any]:
+    """A run's arrays of `kind` (`save_arrays`), joined with the data set's shared arrays.
+
+    Raises:
+        RunStoreError: the file is missing, unreadable, or in the old format (the message
+            names the file and the command that converts it).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / FILES[kind]
+    legacy = run_dir / LEGACY_FILES[kind]
+    if not path.is_file():
+        if legacy.is_file():
+            raise RunStoreError(
+                f"{legacy} is in the run store's old format (a torch pickle, format 1): convert "
+                f"the store with `{CONVERT_COMMAND} {run_dir.parent}` (no retraining; every "
+                "array is kept bit for bit)")
+        raise RunStoreError(f"{path} does not exist: {run_dir} is not a finished run with "
+                            f"its {kind} arrays")
+    own, manifest = _read_arrays(path)
+    if manifest.get("kind") != kind:
+        raise RunStoreError(f"{path} holds {manifest.get('kind')!r} arrays, not {kind!r}; {_FIX}")
+    shared: dict[str, Any] = {}
+    if manifest.get("shared"):
+        shared_path = run_dir.parent / SHARED_DIR / f"{manifest['shared']}.npz"
+        if not shared_path.is_file():
+            raise RunStoreError(
+                f"{shared_path} does not exist: {path} keeps its data set's arrays there. A run "
+                f"folder copied alone needs the {SHARED_DIR}/ folder of its store beside it: "
+                f"copy it into {run_dir.parent}")
+        shared, _ = _read_arrays(shared_path)
+    return join_arrays(kind, own, shared)
+
+
+def has_arrays(run_dir: str | Path, kind: str) -> bool:
+    """Whether the run folder holds arrays of `kind`, in either format."""
+    run_dir = Path(run_dir)
+    return (run_dir / FILES[kind]).is_file() or (run_dir / LEGACY_FILES[kind]).is_file()
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -247,8 +370,12 @@ def run_lock(folder: Path, say: Callable[[str], None] = print) -> Iterator[None]
     lock is released when the holder ends, however it ends (the kernel drops `flock` locks of
     a dead process). The lock file itself stays (removing it would race with a waiter).
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole block
+    except OSError as error:
+        raise _disk_error(error, folder / LOCK_NAME) from error
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -256,10 +383,13 @@ def run_lock(folder: Path, say: Callable[[str], None] = print) -> Iterator[None]
             holder = handle.read().strip() or "another process"
             say(f"{folder} is in use by {holder}; waiting for it to finish")
             fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            # unbuffered: a full disk fails here, not again when the file is closed
+            os.write(handle.fileno(), f"process {os.getpid()} on {os.uname().nodename}\n".encode())
+        except OSError as error:
+            raise _disk_error(error, folder / LOCK_NAME) from error
         try:
             yield
         finally:

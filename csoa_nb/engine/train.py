@@ -100,14 +100,17 @@ from csoa_nb.engine.protocol import write_protocol
 from csoa_nb.engine.runs import (
     MODEL_FILE,
     RunResult,
+    RunStoreError,
     append_jsonl,
     command_line,
     find_run,
     load_checkpoint,
     load_run,
+    read_run_config,
     remove_stale_tmp,
     run_dir_for,
     run_lock,
+    save_arrays,
     save_torch,
     truncate_jsonl,
     write_json,
@@ -115,7 +118,7 @@ from csoa_nb.engine.runs import (
 from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 from csoa_nb.methods.confseg import alpha as alpha_schedule
-from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet
+from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet, is_weights_name, weights_file
 from csoa_nb.monitors import diagnose_collapse
 from csoa_nb.scores import Scores
 
@@ -139,6 +142,47 @@ def check_device(config: RunConfig) -> torch.device:
             "(papermill: -p device cpu) or install a CUDA build of PyTorch"
         )
     return device
+
+
+def check_weight_files(config: RunConfig) -> None:
+    """The files that `pretrained` and (for CoAug) `embedding_weights` name exist: a local
+    file, or a torchvision weights name whose file is in the torch hub cache ("" and
+    "pretrain" name none). Checked before any work; a ValueError names the setting and its
+    fix."""
+    settings = {"pretrained": config.backbone}
+    if config.uses_coaug:
+        settings["embedding_weights"] = (
+            "alexnet" if config.embedding == "alexnet" else "slim embedding")
+    for name, net in settings.items():
+        value = getattr(config, name)
+        if value in ("", "pretrain") or Path(value).expanduser().is_file():
+            continue
+        if is_weights_name(value):
+            try:
+                weights_file(value, net)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"{name}={value!r}: {error}") from None
+            continue
+        otherwise = "random weights" if name == "pretrained" else "the backbone's source"
+        raise ValueError(
+            f"{name}={value!r}: no weights file at {Path(value).expanduser().resolve()}: name "
+            f"an existing file (--set {name}=PATH; papermill: -p {name} PATH), 'pretrain' for "
+            f"our pretraining stage, or '' for {otherwise}"
+        )
+
+
+def read_splits(config: RunConfig) -> tuple[Dataset, Dataset]:
+    """The train and test readers (`build_datasets`), after reading the lists of every split
+    the run reads: the validation split too where `finalize_run` scores it (Choe et al.'s
+    protocol), so that a missing one fails before any work, not after the last epoch. A
+    data_root that cannot be read (or written, for generated data) is a ValueError naming it."""
+    try:
+        splits = build_datasets(config)
+        if has_val_split(config):
+            build_val_set(config)
+    except OSError as error:
+        raise config.data_root_error(error) from error
+    return splits
 
 
 def dataset_labels(dataset: Any) -> list[int]:
@@ -273,11 +317,12 @@ def train(
 ) -> RunResult:
     """Train `config` (or load it if already finished) and return its `RunResult`.
 
-    Everything that can be checked is checked before any work (device, data, classes, batch
-    size), and pretraining (cached) runs before the run folder exists, so bad settings leave no
-    run folder. The run folder is locked (`csoa_nb.engine.runs.run_lock`): a twin command waits,
-    then loads the finished run. `stop_after_epoch` ends the call after that epoch's checkpoint,
-    as a kill would (the next call resumes). `log` receives one line per epoch (default: print).
+    Everything that can be checked is checked before any work (output folder, device, weights
+    files, every data split, classes, batch size), and pretraining (cached) runs before the run
+    folder exists, so bad settings leave no run folder. The run folder is locked
+    (`csoa_nb.engine.runs.run_lock`): a twin command waits, then loads the finished run.
+    `stop_after_epoch` ends the call after that epoch's checkpoint, as a kill would (the next
+    call resumes). `log` receives one line per epoch (default: print).
     """
     say = log or print
     env_now = read_env()
@@ -288,6 +333,7 @@ def train(
             "--nproc_per_node/--nnodes, or pass --set world_size="
             f"{env_now.world_size} (the CLI sets it from torchrun by itself)"
         )
+    config.check_output_dir()  # before find_run reads it
     env = DistEnv()
     if config.world_size > 1:  # join the job; a single process checks its device below
         env = init_distributed(check_device(config).type)
@@ -298,10 +344,11 @@ def train(
     finished = broadcast_from_main(env, find_run(config) if main else None, ctl)
     if finished is not None:
         return load_run(finished)
+    check_weight_files(config)
     started = time.perf_counter()
     device = env.device if env.distributed else check_device(config)
     with _main_first(env, ctl):  # rank 0 generates the synthetic data, the others then read it
-        train_set, test_set = build_datasets(config)
+        train_set, test_set = read_splits(config)
     check_num_classes(train_set.num_classes, config.num_classes, f"{config.dataset} dataset")
     sampler = build_sampler(config, train_set, env)
     run_dir = run_dir_for(config)
@@ -605,8 +652,8 @@ def finalize_run(state: RunState, say: Callable[[str], None]) -> RunResult:
         return load_run(run_dir, cached=False)
     thetas = (config.theta, *(t for t in REPORTED_THETAS if t != config.theta))
     scores = score_maps(maps, config, thetas=thetas, full=True)
-    save_torch(run_dir / "eval_maps.pt", {k: v for k, v in maps.items() if k != "masks"})
-    save_torch(run_dir / "cams.pt", sample_cams(model, state.test_set, device=device))
+    save_arrays(run_dir, "test", {k: v for k, v in maps.items() if k != "masks"})
+    save_arrays(run_dir, "sample", sample_cams(model, state.test_set, device=device))
     save_torch(run_dir / MODEL_FILE, model.state_dict())
     if has_val_split(config):  # Choe et al.'s protocol (csoa_nb.engine.protocol)
         val_maps = collect_maps(model, build_val_set(config), config, device=device)
@@ -643,11 +690,17 @@ def load_final_model(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
         ValueError: neither file holds the final weights (the message says what to do).
     """
     run_dir = Path(run_dir)
-    config = RunConfig.from_json(run_dir / "config.json")
+    config = read_run_config(run_dir)
     # in the layout it trained in, so its maps round as the trainer's final evaluation did
     model = build_model(config).to(memory_format=config.memory_format)
     if (run_dir / MODEL_FILE).is_file():
-        state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing
+            raise RunStoreError(
+                f"{run_dir / MODEL_FILE} is not readable final weights ({type(error).__name__}: "
+                f"{error}); it may be truncated: delete it, and the run's checkpoint.pt (or a "
+                "new training of its config) gives them again") from None
     elif (run_dir / "checkpoint.pt").is_file():
         saved = load_checkpoint(run_dir / "checkpoint.pt", config)
         if int(saved["epoch"]) != config.epochs:
@@ -772,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {error}") from None
     try:
         result = train(config, progress=not args.no_progress and sys.stderr.isatty())
+    except ValueError as error:  # a setting or input refused (the message says what to do)
+        raise SystemExit(f"error: {error}") from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -38,6 +38,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from csoa_nb.checks import check_writable_folder
 from csoa_nb.engine.config import PRESETS
 
 #: The source checkout that holds ``_toc.yml``, ``_config.yml`` and ``book/``.
@@ -89,6 +90,16 @@ def _refuse_source_overlap(folder: Path, option: str, example: str, root: Path) 
             f"that would overwrite the committed notebooks. Choose a folder outside {book} that "
             f"is not the project root, e.g. {option} {example}"
         )
+
+
+def _check_writable(folder: Path, option: str, example: str) -> None:
+    """Refuse an output ``folder`` that cannot be written (a read-only mount, a name over the
+    file system's limit, a file on its path), naming it and the fix, before any work."""
+    try:
+        check_writable_folder(folder, option,
+                              f"choose a folder you can write, e.g. {option} {example}")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _owned(folder: Path) -> bool:
@@ -216,6 +227,25 @@ def _show_run_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path``; a ValueError naming the file when it is none (not a
+    ``.ipynb`` file, not JSON, not in the notebook format)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".ipynb":
+        raise ValueError(
+            f"{path} is not a notebook file: name one, e.g. book/02_cam_baseline.ipynb"
+        )
+    fix = (f"restore it (e.g. `git checkout -- {path}`, or JupyterLab's last checkpoint) or "
+           "repair it in a text editor")
+    try:
+        return nbformat.read(path, as_version=4)
+    except nbformat.reader.NotJSONError as error:
+        why = f"it is not valid JSON ({error})"
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+        why = f"{type(error).__name__}: {error}"
+    raise ValueError(f"{path} is not a notebook: {why}: {fix}")
+
+
 def strip_notebook(path: Path) -> bool:
     """Make a chapter committable again after JupyterLab saved it with its results.
 
@@ -224,11 +254,7 @@ def strip_notebook(path: Path) -> bool:
     tags, cell ids and the kernelspec stay. Returns True if the file changed.
     """
     path = Path(path)
-    if not path.is_file() or path.suffix != ".ipynb":
-        raise ValueError(
-            f"{path} is not a notebook file: name one, e.g. book/02_cam_baseline.ipynb"
-        )
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     changed = nb.metadata.pop("widgets", None) is not None
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -277,6 +303,7 @@ def execute(
     root = _check_root(root)
     build_dir = Path(build_dir).resolve()
     _refuse_source_overlap(build_dir, "--build-dir", f"_build/{preset}", root)
+    _check_writable(build_dir, "--build-dir", f"_build/{preset}")
     parameters = {
         "preset": preset,
         "data_root": data_root,
@@ -350,6 +377,7 @@ def stage_and_build(
     """
     root = _check_root(root)
     build_dir, html_out = Path(build_dir).resolve(), Path(html_out).resolve()
+    _check_writable(build_dir, "--build-dir", "_build/cpu")
     dest = check_html_destination(html_out, build_dir, root)  # also: build_dir is not book/
     _refuse_foreign(build_dir, "--build-dir", root)
     notebooks = notebooks_from_toc(root / TOC_FILE)
@@ -437,11 +465,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "strip":
+        try:
+            for path in args.notebooks:  # every one readable, before any is changed
+                read_notebook(path)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
         for path in args.notebooks:
-            try:
-                changed = strip_notebook(path)
-            except ValueError as err:
-                raise SystemExit(str(err)) from None
+            changed = strip_notebook(path)
             print(f"{path}: {'stripped' if changed else 'no outputs, nothing to do'}", flush=True)
         return
     if args.command == "all" and args.only:

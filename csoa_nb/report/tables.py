@@ -301,7 +301,7 @@ def theta_frame(
     """Eq. 13 errors of every run at every theta: one row per (run, theta).
 
     A theta the run saved (`result.scores.at(0.3)`) is read; the others are computed from the
-    run's saved ground-truth-class CAMs (`eval_maps.pt`), all in one pass per run, as
+    run's saved ground-truth-class CAMs (`eval_maps.npz`), all in one pass per run, as
     `csoa_nb.engine.evaluate.reevaluate` does but without MaxBoxAccV2 and PxAP, which do not
     depend on theta. Nothing is retrained.
 

@@ -1,9 +1,11 @@
 """Per-image computations that the book's figures and widgets share.
 
-The book's figures and widgets look at the sample of test images a run saves (`cams.pt`, read
+The book's figures and widgets look at the sample of test images a run saves (`cams.npz`, read
 with `RunResult.cams()`): a dict with `images` (uint8 ``N x H x W x 3``), `labels` (``N``),
 `boxes` (list of ``K x 4``, ``x0, y0, x1, y1`` in pixels, x1/y1 exclusive), `masks`,
-`cam_last` (S_L, ``N x C x h x w``), `cam_feature` (S_F or None) and `probs`.
+`cam_last` (S_L, ``N x C x h x w``), `cam_feature` (S_F or None), `probs` and, for a saved
+run, `classes` (``N x 2``: the classes whose maps it keeps, the ground truth first; the maps of
+the other classes are NaN, `csoa_nb.engine.arrays`).
 
 These functions hold the numbers that figures and widgets show, so that a widget and the
 static figure that stands in for it in the book can never disagree:
@@ -45,6 +47,7 @@ __all__ = [
     "coaug_views",
     "confseg_one",
     "image_size",
+    "kept_classes",
     "localize_one",
     "model_images",
 ]
@@ -58,6 +61,14 @@ def check_index(cams: dict[str, Any], index: int) -> int:
     return int(index)
 
 
+def kept_classes(cams: dict[str, Any], index: int) -> list[int]:
+    """The classes whose maps the sample holds for image `index` (all, for a sample without
+    `classes`)."""
+    if cams.get("classes") is not None:
+        return [int(c) for c in cams["classes"][index]]
+    return list(range(cams["cam_last"].shape[1]))
+
+
 def class_of(cams: dict[str, Any], index: int, class_index: int | None) -> int:
     """`class_index`, or the ground-truth class of image `index` when None."""
     if class_index is None:
@@ -65,6 +76,10 @@ def class_of(cams: dict[str, Any], index: int, class_index: int | None) -> int:
     num_classes = cams["cam_last"].shape[1]
     if isinstance(class_index, bool) or not 0 <= int(class_index) < num_classes:
         raise ValueError(f"class_index {class_index!r} out of range 0..{num_classes - 1}")
+    kept = kept_classes(cams, index)
+    if int(class_index) not in kept:
+        raise ValueError(f"the sample keeps the maps of classes {kept} of image {index} (the "
+                         f"ground truth and the strongest other class), not of {class_index}")
     return int(class_index)
 
 

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
 from csoa_nb.report.plots import cam_panel, confseg_steps
-from csoa_nb.report.views import check_index, confseg_one, localize_one
+from csoa_nb.report.views import check_index, confseg_one, kept_classes, localize_one
 
 __all__ = [
     "MaskInspector",
@@ -48,6 +48,11 @@ def _image_picker(cams: dict[str, Any]) -> widgets.Dropdown:
             text += f", predicted {int(probs[i].argmax())}"
         options.append((text, i))
     return widgets.Dropdown(options=options, value=0, description="image")
+
+
+def _class_options(cams: dict[str, Any], index: int) -> list[tuple[str, int]]:
+    """The classes of image `index` whose maps the sample keeps, the ground truth first."""
+    return [(f"class {c}", c) for c in kept_classes(cams, index)]
 
 
 class ThetaExplorer:
@@ -114,9 +119,8 @@ class MaskInspector:
         self._syncing = False
         self.image_picker = _image_picker(cams)
         self.image_picker.value = check_index(cams, index)
-        num_classes = cams["cam_last"].shape[1]
         self.class_picker = widgets.Dropdown(
-            options=[(f"class {c}", c) for c in range(num_classes)],
+            options=_class_options(cams, self.image_picker.value),
             value=int(cams["labels"][self.image_picker.value]),
             description="class",
         )
@@ -132,6 +136,7 @@ class MaskInspector:
     def _on_image(self, change: Any) -> None:
         self._syncing = True
         try:
+            self.class_picker.options = _class_options(self.cams, change["new"])
             self.class_picker.value = int(self.cams["labels"][change["new"]])
         finally:
             self._syncing = False

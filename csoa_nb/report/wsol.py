@@ -46,10 +46,10 @@ from torch import Tensor
 from csoa_nb import methods
 from csoa_nb.engine.baselines import TRIVIAL_KINDS, map_size, trivial_protocol
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.posthoc_runs import POSTHOC_CAMS_FILE, posthoc_scores
+from csoa_nb.engine.posthoc_runs import posthoc_scores
 from csoa_nb.engine.protocol import ProtocolScores, read_protocol
 from csoa_nb.engine.results import regime_of
-from csoa_nb.engine.runs import RunResult
+from csoa_nb.engine.runs import RunResult, load_arrays
 from csoa_nb.localize import binarize, fuse_cams, largest_component_box
 from csoa_nb.methods.posthoc import POSTHOC_KINDS
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
@@ -605,7 +605,7 @@ def plot_accuracy_vs_classification(
 
 
 def gt_class_maps(cams: Mapping[str, Any], positions: Sequence[int]) -> Tensor:
-    """The evaluated map of a trained run for sample images `positions` of its `cams.pt`:
+    """The evaluated map of a trained run for sample images `positions` of its `cams.npz`:
     Eq. 13's union of the ground-truth class's S_L and S_F (`localize.fuse_cams`: upsampled,
     min-max normalised, elementwise max; S_L alone for a one-head network). ``K x H x W`` in
     [0, 1], H x W the images' size (what `views.localize_one` calls `loc_map`)."""
@@ -656,8 +656,8 @@ def sample_maps(
     seed: int = 0, count: int = 6,
 ) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, float]]:
     """The maps of every row of `protocol` on the same `count` test images (spread over the
-    runs' saved sample, `cams.pt`), for the runs of `regime` and `seed`: the trained runs'
-    `gt_class_maps`, the CAM run's post-hoc maps (`posthoc_cams.pt`), the trivial maps
+    runs' saved sample, `cams.npz`), for the runs of `regime` and `seed`: the trained runs'
+    `gt_class_maps`, the CAM run's post-hoc maps (`posthoc_cams.npz`), the trivial maps
     (`trivial_sample_maps`, sigma from `protocol`). Returns the sample (`images` uint8
     ``K x H x W x 3``, `boxes`, `labels`, `indices`: test-set indices), the maps by row key
     and the theta chosen on the validation split by row key.
@@ -682,8 +682,7 @@ def sample_maps(
                                  "other sample images than the CAM run: rerun both")
             maps[key] = gt_class_maps(cams, positions)
         elif key in POSTHOC_KINDS:
-            saved = torch.load(chosen[BASE].run_dir / POSTHOC_CAMS_FILE, map_location="cpu",
-                               weights_only=True)
+            saved = load_arrays(chosen[BASE].run_dir, "posthoc")
             maps[key] = fuse_cams(saved[key][positions].float(), None, size)
         elif key in TRIVIAL_KINDS:
             rows = protocol[(protocol["method"] == key) & (protocol["regime"] == regime)]

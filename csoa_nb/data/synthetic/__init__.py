@@ -61,6 +61,7 @@ from PIL import Image
 
 from csoa_nb.cache import stable_hash
 from csoa_nb.data.common import DataError, abspath, mask_box
+from csoa_nb.paths import disk_full_error
 
 #: Bumped whenever the rendering changes, so cached datasets are regenerated (it is hashed).
 GENERATOR_VERSION = "1"
@@ -670,9 +671,13 @@ def _materialize(root_path: Path, name: str, spec: dict[str, Any], digest: str,
             f"{final} exists but is not a complete synthetic dataset with hash {digest} (no valid "
             "manifest.json): delete that folder (it is not ours to overwrite) or use another root"
         )
-    root_path.mkdir(parents=True, exist_ok=True)
+    then = "the half-written folder is removed, and the benchmark is generated again"
     prefix = f".tmp-{final.name}-{_host_tag()}-{os.getpid()}-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root_path))
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root_path))
+    except OSError as error:
+        raise disk_full_error(error, root_path, f"the synthetic benchmark {name}", then) from error
     try:
         _write_dataset(tmp, spec, digest, difficulty, splits)
         os.chmod(tmp, 0o755)
@@ -681,6 +686,8 @@ def _materialize(root_path: Path, name: str, spec: dict[str, Any], digest: str,
         except OSError:
             if not _is_complete(final, digest):  # else another process finished it first
                 raise
+    except OSError as error:
+        raise disk_full_error(error, root_path, f"the synthetic benchmark {name}", then) from error
     finally:  # after a successful rename `tmp` is gone; otherwise it is half-written
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
