@@ -179,7 +179,8 @@ def test_two_processes_compute_what_two_ddp_ranks_compute(two_ranks, tmp_path):
     assert maps["labels"].tolist() == dataset_labels(test_set)
     assert maps["cam_last"].shape[0] == len(maps["boxes"]) == 16
 
-    history, metrics = simulate_two_ranks(config, tmp_path / "sim")
+    # the simulated run in a folder named by its own (world size 1) hash, as a run folder is
+    history, metrics = simulate_two_ranks(config, tmp_path / config.replace(world_size=1).hash)
     # the log (both ranks' losses, validation on the gathered shards), bit for bit
     for got, want in zip(result.history, history, strict=True):
         assert set(got) == {*want, "epoch_time_s"}
