@@ -393,6 +393,23 @@ class MaxBoxAccV2:
             best[has] = _pair_iou(chosen[:, None, :], gt[None]).max(axis=1)
         return best
 
+    def image_hits(self, loc_maps: Tensor, gt_boxes: Sequence[Tensor]) -> np.ndarray:
+        """Whether each map is correct at each (IoU level, CAM threshold): bool ``B x
+        len(iou_thresholds) x len(cam_thresholds)``; their mean over images is the BoxAcc curve
+        (`accumulate` adds them up), so a bootstrap over images can re-weight them.
+
+        Args and errors as `accumulate`.
+        """
+        maps = _check_unit_maps(loc_maps)
+        gts = _check_box_list(gt_boxes, maps.shape[0])
+        arr = maps.detach().cpu().numpy()
+        hits = np.zeros((arr.shape[0], len(self.iou_thresholds), self.cam_thresholds.size),
+                        dtype=bool)
+        for i in range(arr.shape[0]):
+            best = self.best_ious(arr[i], gts[i].cpu().numpy())
+            hits[i] = best[None, :] >= self._iou_fractions[:, None]
+        return hits
+
     def accumulate(self, loc_maps: Tensor, gt_boxes: Sequence[Tensor]) -> None:
         """Add a batch.
 
@@ -404,13 +421,9 @@ class MaxBoxAccV2:
         Raises:
             ValueError: maps not ``B x H x W``, outside ``[0, 1]``, NaN; bad boxes.
         """
-        maps = _check_unit_maps(loc_maps)
-        gts = _check_box_list(gt_boxes, maps.shape[0])
-        arr = maps.detach().cpu().numpy()
-        for i in range(arr.shape[0]):
-            best = self.best_ious(arr[i], gts[i].cpu().numpy())
-            self.num_correct += best[None, :] >= self._iou_fractions[:, None]
-        self.count += arr.shape[0]
+        hits = self.image_hits(loc_maps, gt_boxes)
+        self.num_correct += hits.sum(axis=0)
+        self.count += hits.shape[0]
 
     def compute(self) -> dict:
         """Final metrics.

@@ -27,16 +27,18 @@ def test_verdicts_from_the_interval():
     table = findings.claims_table(frame()).set_index(["claim", "compared"])
     confseg = table.loc[("ConfSeg lowers the top-1 loc. error of the base CAM",
                          "ConfSeg − CAM (base)")]
-    assert confseg["verdict"] == "reproduced"
+    # six claims have runs on both sides: one family, Holm over six tests
+    assert confseg["verdict"] == "reproduced (Holm, 6 tests)" and confseg["kind"] == "reproduced"
     assert confseg["ours (A − B, 95 % CI)"] == "-5.0 [-5.0, -5.0]"
     assert confseg["paper (A − B)"] == "-14.4"  # 39.02 - 53.42, the paper's Table 1
     assert confseg["provenance"].startswith("6 runs (loaded from results/runs; 6 min")
     coaug = table.loc[("CoAug lowers the top-1 loc. error of the base CAM",
                        "CoAug (as written) − CAM (base)")]
-    assert coaug["verdict"] == "opposite"
+    # diffs 10, 9, 8: paired t = 15.6, p = 0.0041; six tests: 6 x 0.0041 = 0.025 < 0.05
+    assert coaug["verdict"] == "opposite (Holm, 6 tests)" and coaug["kind"] == "opposite"
     csoa = table.loc[("CSoA lowers the top-1 loc. error of the base CAM",
                       "CSoA (as written) − CAM (base)")]
-    assert csoa["verdict"] == "not shown"
+    assert csoa["verdict"] == "not shown" == csoa["kind"]
     fixed = table.loc[("CoAug lowers the top-1 loc. error of the base CAM (our Eq. 10 fix)",
                        "CoAug, Eq. 10 fix (ours) − CAM (base)")]
     assert fixed["verdict"] == "not testable here" and fixed["ours (A − B, 95 % CI)"] == "–"
@@ -44,9 +46,11 @@ def test_verdicts_from_the_interval():
 
 def test_verdict_directions():
     diff = findings.difference(pd.Series([1.0, 2.0, 3.0]), pd.Series([5.0, 5.0, 6.0]))
-    assert findings.verdict(diff, lower=True) == "reproduced"
-    assert findings.verdict(diff, lower=False) == "opposite"
-    assert findings.verdict(None) == "not testable here"
+    (lower,) = findings.verdicts([diff], [False])  # the claim: A is lower
+    (higher,) = findings.verdicts([diff], [True])
+    assert findings.claim_word(lower) == "reproduced" == findings.verdict_kind(lower)
+    assert findings.claim_word(higher) == "opposite" == findings.verdict_kind(higher)
+    assert findings.claim_word(None) == "not testable here" == findings.verdict_kind(None)
 
 
 def test_headline_groups_by_verdict():
@@ -103,20 +107,24 @@ def test_differences_are_described_from_the_numbers():
     unclear = findings.difference(pd.Series([1.0, 5.0, 3.0]), pd.Series([2.0, 2.0, 4.0]))
     candidates = {"heads": shown, "lr": unclear}
     frame = findings.differences_frame(candidates, "cls. err")
-    assert frame["verdict"].tolist() == ["shown", "not shown"]
+    assert frame["verdict"].tolist() == ["shown (Holm, 2 tests)", "not shown"]
     assert frame["Δ cls. err (points)"].tolist() == pytest.approx([-10 / 3, 1 / 3])
     text = findings.describe_differences(candidates, "cls. err")
     # diffs -4, -3, -3: mean -3.33, sd 0.577, se 1/3; half-width 4.303 / 3 = 1.434
-    assert "- heads: -3.3 points, 95 % CI [-4.8, -1.9]: shown." in text
-    assert "largest change of the cls. err that these runs show: **heads** (-3.3" in text
+    # p = 0.0099 alone, 0.020 after Holm over the two changes
+    assert "- heads: -3.3 points, 95 % CI [-4.8, -1.9]: shown (Holm, 2 tests)." in text
+    assert ("largest change of the cls. err that these runs show (Holm over the 2 changes): "
+            "**heads** (-3.3") in text
     assert "- lr: +0.3 points" in text and "contains 0: not shown." in text
 
 
 def test_versus_base_by_hand():
     """Paired differences over three seeds (t quantile 4.303 for 2 degrees of freedom): the fix
     row's MaxBoxAccV2 differs from CAM's by 1, 2, 3 (mean 2, sd 1: CI 2 ± 2.48, not shown) and
-    its error by -3, -4, -5 (mean -4: CI [-6.5, -1.5], better because lower is better); the
-    as-written row's MaxBoxAccV2 by -10, -11, -12 (worse). Other regimes and blocks are ignored."""
+    its error by -3, -4, -5 (mean -4: CI [-6.5, -1.5], p = 0.020, better because lower is
+    better, but 3 x 0.020 = 0.061 after Holm over the table's 4 tests: suggested); the
+    as-written row's MaxBoxAccV2 by -10, -11, -12 (worse, p = 0.0011, 0.0045 after Holm). Other
+    regimes and blocks are ignored."""
     rows = []
     for seed in range(3):
         base = {"regime": "scratch", "feature_block": 4, "seed": seed}
@@ -135,9 +143,40 @@ def test_versus_base_by_hand():
     by_row = table.set_index("row")
     assert list(by_row.index) == ["CoAug (as written)", "CoAug, Eq. 10 fix (ours)"]
     assert by_row.loc["CoAug, Eq. 10 fix (ours)", "MaxBoxAccV2"] == "+2.0 [-0.5, +4.5] not shown"
-    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "Top-1 loc. err"] == "-4.0 [-6.5, -1.5] better"
-    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].endswith(" worse")
+    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "Top-1 loc. err"] == (
+        "-4.0 [-6.5, -1.5] suggested better (unadjusted p = 0.020)")
+    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].endswith(" worse (Holm, 4 tests)")
     assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].startswith("-11.0 ")
     assert by_row["seeds"].tolist() == [3, 3]
     with pytest.raises(ValueError, match="no 'cam' run in regime 'pretrained'"):
         findings.versus_base(frame[frame.method != "cam"], "pretrained")
+
+
+def test_a_claim_that_does_not_survive_holm_is_suggested():
+    """p = 0.03 alone reproduces a claim; beside a second test (p = 0.04) Holm gives 0.06 and
+    0.06: neither is reproduced, both are suggested, with their direction and unadjusted p."""
+    a = findings.Difference(-2.0, -3.0, -1.0, 5, True, 0.03)
+    b = findings.Difference(1.0, 0.5, 1.5, 5, True, 0.04)
+    (alone,) = findings.verdicts([a], [False])
+    assert findings.claim_word(alone) == "reproduced"
+    first, second = findings.verdicts([a, b], [False, False])
+    assert findings.claim_word(first) == (
+        "suggested (the paper's direction; unadjusted p = 0.030)")
+    assert findings.claim_word(second) == (
+        "suggested (the opposite direction; unadjusted p = 0.040)")
+    assert findings.verdict_kind(first) == "suggested" == findings.verdict_kind(second)
+
+
+def test_box_hits_give_a_committed_runs_max_box_acc_v2():
+    """The per-image hits that the bootstrap re-weights average to the run's own MaxBoxAccV2."""
+    from pathlib import Path
+
+    from csoa_nb.engine.evaluate import box_hits
+    from csoa_nb.engine.runs import load_run
+    from csoa_nb.report.stats import box_acc_v2
+
+    runs = Path(__file__).resolve().parents[1] / "results" / "runs"
+    run = load_run(next(p.parent for p in sorted(runs.glob("*/results.json"))))
+    hits = box_hits(run.eval_maps())
+    assert hits.shape == (run.scores.num_images, 3, 100) and hits.dtype == bool
+    assert box_acc_v2(hits.mean(0)) == pytest.approx(run.scores.max_box_acc_v2, abs=1e-9)

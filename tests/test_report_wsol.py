@@ -17,6 +17,7 @@ from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
 from csoa_nb.engine.protocol import PROTOCOL_FILE, ProtocolScores
 from csoa_nb.engine.runs import RunResult, write_json
 from csoa_nb.report import wsol
+from csoa_nb.report.stats import Difference, verdicts
 from csoa_nb.report.views import localize_one
 from csoa_nb.scores import Scores, ThetaErrors
 
@@ -159,12 +160,16 @@ def test_differences_paired_by_seed_with_verdicts():
     # diffs −10, −11, −11: mean −10.667, sem 1/3, half width 4.303 / 3 = 1.434
     assert csoa["mean"] == pytest.approx(-32 / 3)
     assert csoa["low"] == pytest.approx(-32 / 3 - T2 / 3, abs=1e-5)
-    assert csoa["verdict"] == "worse"
-    # the Gaussian, unpaired: 60 − (50, 52, 54) = 10, 8, 6, a one-sample t interval
+    # t = 32, p = 0.00098; Holm over the table's 14 tests: 11 x p = 0.011 (rank 4 of 14)
+    assert csoa["verdict"] == "worse" and csoa["tests"] == 14
+    assert csoa["p_holm"] == pytest.approx(11 * csoa["p"])
+    # the Gaussian, unpaired: 60 − (50, 52, 54) = 10, 8, 6, a one-sample t interval, which
+    # excludes 0 (p = 0.020) but not after Holm over the table (0.20): suggested, not shown
     gauss = diffs.loc[("center_gaussian", "max_box_acc_v2")]
     assert gauss["test"] == "one-sample t" and gauss["mean"] == pytest.approx(8.0)
     assert gauss["low"] == pytest.approx(8 - T2 * 2 / math.sqrt(3), abs=1e-5)
-    assert gauss["verdict"] == "better"
+    assert gauss["p"] == pytest.approx(0.0202, abs=1e-4)
+    assert gauss["verdict"] == "suggested better"
     assert diffs.loc[("center_gaussian", "top1_cls_err"), "verdict"] == "n/a"
     assert "cam" not in diffs.index.get_level_values("method")
 
@@ -175,25 +180,39 @@ def test_differences_against_a_trivial_base():
     # HaS − 60 = −7, −5, −3: mean −5, half width 4.968: [−9.97, −0.03], below the Gaussian
     assert box.loc["has", "mean"] == pytest.approx(-5.0)
     assert box.loc["has", "high"] == pytest.approx(-5 + T2 * 2 / math.sqrt(3), abs=1e-5)
-    assert box.loc["has", "verdict"] == "worse"
+    assert box.loc["has", "verdict"] == "suggested worse"  # p = 0.049; 0.056 after Holm
     assert list(box.index) == ["cam", "has", "adl", "csoa"]
     with pytest.raises(ValueError, match="no 'full_image' row"):
         wsol.differences(frame(), "pretrained", base="full_image")
 
 
 def test_verdict_word_directions():
-    assert wsol.verdict_word(2.0, 1.0, 3.0, "pxap") == "better"
-    assert wsol.verdict_word(2.0, 1.0, 3.0, "top1_cls_err") == "worse"
-    assert wsol.verdict_word(2.0, -1.0, 3.0, "pxap") == "not shown"
-    assert wsol.verdict_word(2.0, math.nan, math.nan, "pxap") == "one seed"
-    assert wsol.verdict_word(math.nan, math.nan, math.nan, "pxap") == "n/a"
+    shown = Difference(2.0, 1.0, 3.0, 3, True, 0.01)
+    unclear = Difference(2.0, -1.0, 3.0, 3, True, 0.3)
+    single = Difference(2.0, math.nan, math.nan, 1, True)
+    up, down, none, one = (*verdicts([shown], [True]), *verdicts([shown], [False]),
+                           *verdicts([unclear], [True]), *verdicts([single], [True]))
+    assert wsol.verdict_word(up, 2.0) == "better"  # a higher PxAP
+    assert wsol.verdict_word(down, 2.0) == "worse"  # a higher classification error
+    assert wsol.verdict_word(none, 2.0) == "not shown"
+    assert wsol.verdict_word(one, 2.0) == "one seed"
+    assert wsol.verdict_word(up, math.nan) == "n/a"
+    (suggested, _) = verdicts([shown, Difference(1.0, 0.5, 1.5, 3, True, 0.04)], [True, True])
+    assert suggested.p_adjusted == pytest.approx(0.02)  # 2 x 0.01: still shown
+    assert wsol.verdict_word(suggested, 2.0) == "better"
+    (_, second) = verdicts([shown, Difference(1.0, 0.5, 1.5, 3, True, 0.03)], [True, True])
+    assert wsol.verdict_word(second, 1.0) == "better"  # max(0.02, 1 x 0.03) = 0.03
+    (first, _) = verdicts([Difference(1.0, 0.5, 1.5, 3, True, 0.03)] * 2, [True, True])
+    assert wsol.verdict_word(first, 1.0) == "suggested better"  # 2 x 0.03 = 0.06
 
 
 def test_versus_table_text():
     table = wsol.versus_table(wsol.differences(frame(), "pretrained"))
     column = "Δ MaxBoxAccV2 (points)"
-    assert table.loc["HaS", column] == "+3.0 [+3.0, +3.0] better"
-    assert table.loc["CSoA (as written)", column] == "−10.7 [−12.1, −9.2] worse"
+    assert table.loc["HaS", column] == "+3.0 [+3.0, +3.0] better (Holm, 14 tests)"
+    assert table.loc["CSoA (as written)", column] == "−10.7 [−12.1, −9.2] worse (Holm, 14 tests)"
+    assert table.loc["centred Gaussian", column] == (
+        "+8.0 [+3.0, +13.0] suggested better (unadjusted p = 0.020)")
     assert table.loc["centred Gaussian", "Δ Top-1 cls. err (points)"] == "–"
     assert table.loc["HaS", "t interval (n)"] == "paired (3)"
     assert table.loc["centred Gaussian", "t interval (n)"] == "one-sample (3)"
@@ -206,12 +225,14 @@ def test_verdict_markdown_from_the_numbers():
                                                                  base=wsol.GAUSSIAN)},
                                  metrics=("max_box_acc_v2",), ours=("csoa",))
     assert text.splitlines()[0] == "**pretrained + fine-tuned.**"
-    assert ("- MaxBoxAccV2: shown better than CAM (base): HaS; shown worse: CSoA (as written); "
-            "not shown different: ADL.") in text
-    assert ("- CSoA (as written) − CAM (base): MaxBoxAccV2 −10.7 [−12.1, −9.2] worse "
-            "(points, 95 % CI).") in text
-    assert ("- No method is shown above the centred Gaussian on MaxBoxAccV2; shown below it: "
-            "CAM (base), HaS, ADL, CSoA (as written).") in text
+    assert ("- MaxBoxAccV2: shown better than CAM (base): HaS; shown worse: CSoA (as written) "
+            "(Holm over the table's 14 tests); only suggested (unadjusted p < 0.05): none; not "
+            "shown different: ADL.") in text
+    assert ("- CSoA (as written) − CAM (base): MaxBoxAccV2 −10.7 [−12.1, −9.2] worse (Holm, 14 "
+            "tests) (points, 95 % CI).") in text
+    # against the Gaussian only CSoA survives Holm over that table's 8 tests (p 0.0022 x 4)
+    assert ("- No method is shown above the centred Gaussian on MaxBoxAccV2 (Holm over the "
+            "table's 8 tests); shown below it: CSoA (as written).") in text
     # one seed: no verdict, and the sentence says so
     one = data[data.seed.isna() | (data.seed == 0)]
     text = wsol.verdict_markdown({"pretrained": wsol.differences(one, "pretrained")}, {},
@@ -223,8 +244,9 @@ def test_verdict_markdown_from_the_numbers():
 def test_headline_sentence_from_the_numbers():
     diffs = wsol.differences(frame(), "pretrained")
     assert wsol.headline(diffs, ours=("csoa",)) == (
-        "on MaxBoxAccV2, shown better than CAM (base): HaS; shown worse: CSoA (as written); "
-        "CSoA (as written) −10.7 [−12.1, −9.2] worse (points, 95 % CI)")
+        "on MaxBoxAccV2, shown better than CAM (base): HaS; shown worse: CSoA (as written) "
+        "(Holm over the table's 14 tests); CSoA (as written) −10.7 [−12.1, −9.2] worse (Holm, "
+        "14 tests) (points, unadjusted 95 % CI)")
     # lower is better for an error: the verdicts follow the metric's direction
     assert "shown better than CAM (base): none" in wsol.headline(diffs, "top1_cls_err")
 

@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -42,7 +43,7 @@ from csoa_nb.engine.datasets import build_datasets
 from csoa_nb.engine.runs import has_arrays, load_arrays, read_run_config, write_json
 from csoa_nb.localize import REPORTED_THETAS, fuse_cams
 from csoa_nb.methods.confseg import class_map
-from csoa_nb.metrics import LocalizationEvaluator, ten_crop_logits
+from csoa_nb.metrics import LocalizationEvaluator, MaxBoxAccV2, ten_crop_logits
 from csoa_nb.models import CSoAOutput
 from csoa_nb.monitors import collapse_stats
 from csoa_nb.paths import project_root
@@ -174,6 +175,23 @@ def score_maps(
     return evaluator.compute().with_values(
         box_mass_ratio=float(torch.cat(ratios).mean()), **collapse_stats(maps["cam_last"])
     )
+
+
+def box_hits(maps: dict[str, Any], chunk: int = 128) -> np.ndarray:
+    """Per-image BoxAcc hits of collected maps (`collect_maps`' form): bool ``N x 3 x 100``
+    (IoU 30/50/70 x CAM thresholds 0.00-0.99), from Eq. 13's fused map as `score_maps` scores
+    it; the mean over images, maxed over thresholds and averaged over IoU levels, is the run's
+    MaxBoxAccV2 (`csoa_nb.metrics.MaxBoxAccV2.image_hits`)."""
+    metric = MaxBoxAccV2()
+    size = tuple(maps["image_size"])
+    parts = []
+    for start in range(0, len(maps["labels"]), chunk):
+        stop = min(start + chunk, len(maps["labels"]))
+        feature = maps["cam_feature"]
+        loc_maps = fuse_cams(maps["cam_last"][start:stop].float(),
+                             None if feature is None else feature[start:stop].float(), size)
+        parts.append(metric.image_hits(loc_maps, maps["boxes"][start:stop]))
+    return np.concatenate(parts)
 
 
 @torch.no_grad()

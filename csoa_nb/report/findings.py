@@ -4,11 +4,14 @@ Each `Claim` says "row A has a lower (or higher) `metric` than row B" in some sw
 paper's own two numbers (`csoa_nb.report.paper`). `claims_table(frame)` measures every claim on
 our runs (`csoa_nb.engine.results.runs_frame` of the sweeps), as the paired difference A - B over
 seeds with its 95 % confidence interval (`csoa_nb.report.stats.difference`), and writes the
-verdict from it:
+verdict from it, the claims of the table being one family whose p-values are adjusted together
+(Holm, `csoa_nb.report.stats.verdicts`):
 
-- **reproduced**: the interval excludes 0 on the paper's side;
-- **opposite**: the interval excludes 0 on the other side;
-- **not shown**: the interval contains 0 (these runs cannot tell A from B);
+- **reproduced**: the adjusted p-value is below 5 % and the difference on the paper's side;
+- **opposite**: the same, on the other side;
+- **suggested**: only the unadjusted p-value is below 5 % (its interval excludes 0, but the
+  difference does not survive the adjustment for the family's other tests);
+- **not shown**: the unadjusted interval contains 0 (these runs cannot tell A from B);
 - **not testable here**: the rows are not in the frame (e.g. real data, a GPU) or one seed.
 
 Rows marked `ours=True` test our extension (the Eq. 10 fix of chapter 04) against the paper's
@@ -19,15 +22,22 @@ Nothing here is typed from a result: every number comes from the frame or the pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from csoa_nb.methods import ROWS, label, row_key
 from csoa_nb.report.paper import paper_table
-from csoa_nb.report.stats import Difference, difference
+from csoa_nb.report.stats import (
+    Difference,
+    Verdict,
+    bootstrap_difference,
+    difference,
+    verdicts,
+)
 from csoa_nb.report.vocabulary import column_label, higher_is_better
 
-VERDICTS = ("reproduced", "opposite", "not shown", "not testable here")
+VERDICTS = ("reproduced", "opposite", "suggested", "not shown", "not testable here")
 
 
 @dataclass(frozen=True)
@@ -113,13 +123,24 @@ def measure(frame: pd.DataFrame, claim: Claim) -> tuple[Difference | None, pd.Da
     return difference(by_seed(rows_a, claim.metric), by_seed(rows_b, claim.metric)), used
 
 
-def verdict(diff: Difference | None, lower: bool = True) -> str:
-    """One of `VERDICTS` for a difference A - B and the claimed direction."""
-    if diff is None or diff.shown is None:
+def verdict_kind(judged: Verdict | None) -> str:
+    """One of `VERDICTS` for a claim's verdict (None: not measured)."""
+    if judged is None or judged.strength == "one seed":
         return "not testable here"
-    if not diff.shown:
-        return "not shown"
-    return "reproduced" if (diff.mean < 0) == lower else "opposite"
+    if judged.strength in ("not shown", "suggested"):
+        return judged.strength
+    return "reproduced" if judged.sign > 0 else "opposite"
+
+
+def claim_word(judged: Verdict | None) -> str:
+    """The verdict of a claim in words: "reproduced (Holm, 17 tests)", "suggested (the
+    paper's direction; unadjusted p = 0.048)", "not shown", "not testable here"."""
+    if judged is None or judged.strength == "one seed":
+        return "not testable here"
+    if judged.strength == "suggested":
+        side = "the paper's direction" if judged.sign > 0 else "the opposite direction"
+        return f"suggested ({side}; unadjusted p = {judged.p:.3f})"
+    return judged.word("reproduced", "opposite")
 
 
 def _label(claim: Claim, key: str) -> str:
@@ -129,13 +150,18 @@ def _label(claim: Claim, key: str) -> str:
 
 
 def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """One row per claim of `CLAIMS`: the claim, the paper's A - B, ours (mean and 95 % CI of
-    A - B, points), the verdict and the provenance (runs, seeds, trained or loaded, wall
+    """One row per claim of `CLAIMS`: the claim, the paper's A - B, ours (mean and unadjusted
+    95 % CI of A - B, points), the verdict (the claims are one family: Holm over those with a
+    test), its kind (`VERDICTS`) and the provenance (runs, seeds, trained or loaded, wall
     time)."""
+    measured = [measure(frame, claim) for claim in CLAIMS]
+    tested = [(k, diff) for k, (diff, _) in enumerate(measured) if diff is not None]
+    judged_list = verdicts([d for _, d in tested], [not CLAIMS[k].lower for k, _ in tested])
+    judged: dict[int, Verdict] = {k: v for (k, _), v in zip(tested, judged_list, strict=True)}
     rows = []
-    for claim in CLAIMS:
+    for k, claim in enumerate(CLAIMS):
         pa, pb = _paper_numbers(claim)
-        diff, used = measure(frame, claim)
+        diff, used = measured[k]
         label_a, label_b = _label(claim, claim.a), _label(claim, claim.b)
         if diff is None:
             ours = "–"
@@ -153,7 +179,8 @@ def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
             "metric": claim.metric,
             "paper (A − B)": f"{pa - pb:+.{digits}f}",
             "ours (A − B, 95 % CI)": ours,
-            "verdict": verdict(diff, claim.lower),
+            "verdict": claim_word(judged.get(k)),
+            "kind": verdict_kind(judged.get(k)),
             "provenance": provenance,
             "hashes": " ".join(sorted(used["hash"])) if "hash" in used else "",
         })
@@ -161,10 +188,11 @@ def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
 
 def headline(table: pd.DataFrame) -> dict[str, list[str]]:
-    """The claims (text, as-written rows and ours apart) grouped by verdict."""
+    """The claims (text, as-written rows and ours apart) grouped by the kind of their verdict
+    (`VERDICTS`)."""
     out: dict[str, list[str]] = {v: [] for v in VERDICTS}
     for _, row in table.iterrows():
-        out[row["verdict"]].append(f"{row['claim']} ({row['compared']})")
+        out[row["kind"]].append(f"{row['claim']} ({row['compared']})")
     return out
 
 
@@ -199,38 +227,55 @@ def head_ablation(results: list) -> pd.DataFrame:
 
 
 
+def _change_verdicts(candidates: dict[str, Difference]) -> dict[str, Verdict]:
+    """The candidates as one family (Holm); "shown" means a change (either direction)."""
+    judged = verdicts(list(candidates.values()), [True] * len(candidates))
+    return dict(zip(candidates, judged, strict=True))
+
+
+def _change_word(judged: Verdict) -> str:
+    """"shown (Holm, 3 tests)", "suggested (unadjusted p = 0.031)", "not shown", "one seed"."""
+    return judged.word("shown", "shown").replace("suggested shown", "suggested")
+
+
 def differences_frame(candidates: dict[str, Difference], metric: str,
                       digits: int = 2) -> pd.DataFrame:
-    """One row per named difference: mean, 95 % CI, how it was paired, the verdict."""
+    """One row per named difference: mean, unadjusted 95 % CI, how it was paired, the
+    verdict (the candidates are one family: Holm)."""
+    judged = _change_verdicts(candidates)
     return pd.DataFrame([
         {"change": name, f"Δ {metric} (points)": diff.mean, "95 % CI": diff.interval(digits),
-         "test": diff.how(),
-         "verdict": {True: "shown", False: "not shown", None: "one seed"}[diff.shown]}
+         "test": diff.how(), "verdict": _change_word(judged[name])}
         for name, diff in candidates.items()
     ])
 
 
 def describe_differences(candidates: dict[str, Difference], metric: str,
                          digits: int = 1) -> str:
-    """Markdown bullets written from the differences: which changes move `metric` beyond
-    their 95 % interval, which do not, and the largest shown one."""
+    """Markdown bullets written from the differences (one family, Holm): which changes move
+    `metric` beyond their interval after the adjustment, which only before it, which do not,
+    and the largest shown one."""
+    judged = _change_verdicts(candidates)
     lines = []
     for name, diff in candidates.items():
-        if diff.shown is None:
+        word = _change_word(judged[name])
+        if judged[name].strength == "one seed":
             lines.append(f"- {name}: {diff.mean:+.{digits}f} points, one seed, no interval.")
-        elif diff.shown:
-            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
-                         f"{diff.interval(digits)}: shown.")
-        else:
+        elif judged[name].strength == "not shown":
             lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
                          f"{diff.interval(digits)} contains 0: not shown.")
-    shown = {k: d for k, d in candidates.items() if d.shown}
+        else:
+            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
+                         f"{diff.interval(digits)}: {word}.")
+    shown = {k: d for k, d in candidates.items() if judged[k].strength == "shown"}
     if shown:
         largest = max(shown, key=lambda k: abs(shown[k].mean))
-        lines.append(f"- The largest change of the {metric} that these runs show: **{largest}** "
+        lines.append(f"- The largest change of the {metric} that these runs show (Holm over "
+                     f"the {judged[largest].family} changes): **{largest}** "
                      f"({shown[largest].mean:+.{digits}f} points).")
     else:
-        lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval.")
+        lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval "
+                     f"once adjusted for the {len(candidates)} changes tested together (Holm).")
     return "\n".join(lines)
 
 
@@ -244,26 +289,73 @@ def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
                 metrics: tuple[str, ...] = VERSUS_METRICS, digits: int = 1) -> pd.DataFrame:
     """Every Table 1 row of `regime` (W_F after block 4) against `base`, one row each: for
     each metric, the paired difference row − base over seeds with its 95 % CI (points), and
-    whether the row is shown *better*, shown *worse* or *not shown* different (the direction
-    of "better" from `vocabulary.higher_is_better`). Rows with one seed get no interval."""
+    whether the row is shown *better*, shown *worse*, *suggested* so or *not shown* different
+    (the direction of "better" from `vocabulary.higher_is_better`); the table's cells are one
+    family (Holm over all of them, `stats.verdicts`). Rows with one seed get no interval."""
     chosen = frame[(frame["regime"] == regime) & (frame["feature_block"] == 4)]
     if base not in set(chosen["method"]):
         raise ValueError(f"no {base!r} run in regime {regime!r}; present: "
                          f"{sorted(set(chosen['method']))}")
 
     base_runs = chosen[chosen["method"] == base]
+    keys = [k for k in ROWS if k != base and k in set(chosen["method"])]
+    cells = [(key, metric, difference(by_seed(chosen[chosen["method"] == key], metric),
+                                      by_seed(base_runs, metric)))
+             for key in keys for metric in metrics]
+    judged = verdicts([d for _, _, d in cells], [higher_is_better(m) for _, m, _ in cells])
+    words = {(key, metric): (diff, verdict_) for (key, metric, diff), verdict_
+             in zip(cells, judged, strict=True)}
     rows = []
-    for key in [k for k in ROWS if k != base and k in set(chosen["method"])]:
-        runs = chosen[chosen["method"] == key]
-        row = {"row": label(key), "seeds": len(runs)}
+    for key in keys:
+        row = {"row": label(key), "seeds": len(chosen[chosen["method"] == key])}
         for metric in metrics:
-            diff = difference(by_seed(runs, metric), by_seed(base_runs, metric))
-            if diff.shown is None:
-                word = "one seed"
-            elif not diff.shown:
-                word = "not shown"
-            else:
-                word = "better" if (diff.mean > 0) == higher_is_better(metric) else "worse"
-            row[column_label(metric)] = f"{diff.mean:+.{digits}f} {diff.interval(digits)} {word}"
+            diff, verdict_ = words[(key, metric)]
+            row[column_label(metric)] = (f"{diff.mean:+.{digits}f} {diff.interval(digits)} "
+                                         f"{verdict_.word()}")
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ the headline, two intervals
+#: The headline claims: each Table 1 row whose CoAug the paper or our fix changes, against CAM.
+HEADLINE_KEYS = ("coaug", "csoa", "coaug_fix", "csoa_fix")
+
+
+def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam",
+                  keys: tuple[str, ...] = HEADLINE_KEYS, replicates: int = 2000,
+                  digits: int = 1) -> pd.DataFrame:
+    """The headline claims on MaxBoxAccV2 with two intervals: the paired t interval over
+    seeds (with its verdict, Holm over the claims) and a hierarchical bootstrap over seeds and
+    test images (`stats.bootstrap_difference`, from each run's saved maps: `box_hits`).
+
+    `results`: `RunResult`s of Table 1's sweep (W_F after block 4 in `regime` is used).
+    """
+    from csoa_nb.engine.evaluate import box_hits
+    from csoa_nb.engine.results import regime_of
+
+    chosen = [r for r in results if regime_of(r.config) == regime
+              and r.config.feature_block == 4]
+    by_row: dict[str, dict[int, Any]] = {}  # row -> seed -> RunResult
+    for result in chosen:
+        by_row.setdefault(row_key(result.config), {})[result.config.seed] = result
+    if base not in by_row:
+        raise ValueError(f"no {base!r} run in regime {regime!r}")
+    hits = {key: {seed: box_hits(run.eval_maps()) for seed, run in runs.items()}
+            for key, runs in by_row.items() if key in (base, *keys)}
+    present = [k for k in keys if k in hits]
+    t_tests = [difference(pd.Series({s: r.scores.max_box_acc_v2 for s, r in by_row[k].items()}),
+                          pd.Series({s: r.scores.max_box_acc_v2
+                                     for s, r in by_row[base].items()})) for k in present]
+    judged = verdicts(t_tests, [True] * len(present))
+    rows = []
+    for key, t_test, verdict_ in zip(present, t_tests, judged, strict=True):
+        boot = bootstrap_difference(hits[key], hits[base], replicates=replicates)
+        rows.append({
+            "row − CAM": f"{label(key)} − {label(base)}",
+            "seeds": t_test.n,
+            "Δ MaxBoxAccV2 (points)": f"{t_test.mean:+.{digits}f}",
+            "t interval over seeds (95 %)": t_test.interval(digits),
+            "verdict (t, Holm)": verdict_.word(),
+            "bootstrap, seeds and images (95 %)": boot.interval(digits),
+        })
     return pd.DataFrame(rows)

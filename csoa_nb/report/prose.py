@@ -2,23 +2,25 @@
 did not produce.
 
 `compare(frame, a, b, metric)` writes "The top-1 loc. error of CSoA is lower than that of CAM
-(base) by ..." from the numbers, with a verdict against the seed spread; `table1_findings`
-strings several together; `ranking_summary` says which method ranks first under how many
-metrics; `orders_beside` orders the methods of one of the paper's tables and ours that stand
-for each other, and counts the pairs of methods on which the two orders agree.
+(base) by ..." from the numbers, with a verdict against the seed spread; `compare_all` writes
+the sentences of one paragraph, whose comparisons are one family (their verdicts adjusted
+together, Holm: `csoa_nb.report.stats.verdicts`); `table1_findings` strings several together;
+`ranking_summary` says which method ranks first under how many metrics; `orders_beside`
+orders the methods of one of the paper's tables and ours that stand for each other, and counts
+the pairs of methods on which the two orders agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
 import pandas as pd
 
 from csoa_nb.engine.results import mean_std
-from csoa_nb.report.stats import Difference, difference
+from csoa_nb.report.stats import Difference, Verdict, difference, verdicts
 from csoa_nb.report.tables import check_metrics, formatted, numeric, ours_table, select
 from csoa_nb.report.vocabulary import column_label, higher_is_better, metric_prose, prose_label
 
@@ -111,11 +113,12 @@ def orders_beside(paper_df: pd.DataFrame, ours_df: pd.DataFrame, metric: str,
 # ---------------------------------------------------------------------------- sentences
 @dataclass(frozen=True)
 class Comparison:
-    """Mean ± std of one metric for two rows of a sweep, and the 95 % confidence interval of
-    their difference (`csoa_nb.report.stats.difference`: paired by seed where the seeds match).
+    """Mean ± std of one metric for two rows of a sweep, the 95 % confidence interval of
+    their difference (`csoa_nb.report.stats.difference`: paired by seed where the seeds match)
+    and the verdict within its family (`judged`; a comparison alone is a family of one).
 
-    `shown` is True when the interval of mean_a - mean_b excludes 0, False when it contains
-    it, None with a single seed (no interval).
+    `shown` is True when the difference is shown after the family's adjustment, False when it
+    is not (or only suggested), None with a single seed (no interval).
     """
 
     metric: str
@@ -128,6 +131,14 @@ class Comparison:
     std_b: float
     n_b: int
     diff: Difference
+    judged: Verdict | None = None
+
+    @property
+    def verdict_in_family(self) -> Verdict:
+        """`judged`, or this comparison as a family of one."""
+        if self.judged is not None:
+            return self.judged
+        return verdicts([self.diff], [higher_is_better(self.metric)])[0]
 
     @property
     def difference(self) -> float:
@@ -142,7 +153,8 @@ class Comparison:
 
     @property
     def shown(self) -> bool | None:
-        return self.diff.shown
+        strength = self.verdict_in_family.strength
+        return None if strength == "one seed" else strength == "shown"
 
     @property
     def a_better_shown(self) -> bool:
@@ -151,12 +163,14 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """"better" / "worse" (interval excludes 0), "no difference shown", or "one seed"."""
-        if self.shown is None:
+        """"better" / "worse" (with the family's adjustment when it has several tests),
+        "suggested better" ... (unadjusted p), "no difference shown", or "one seed"."""
+        judged = self.verdict_in_family
+        if judged.strength == "one seed":
             return "one seed"
-        if not self.shown:
+        if judged.strength == "not shown":
             return "no difference shown"
-        return "better" if self.a_is_better else "worse"
+        return judged.word()
 
     def sentence(self, digits: int = 2) -> str:
         name = metric_prose(self.metric)
@@ -173,13 +187,20 @@ class Comparison:
                     f"{self.label_b} by {d:.{digits}f}{unit}")
         detail = (f"{self.label_a} {mean_std(self.mean_a, self.std_a, self.n_a, digits)}, "
                   f"{self.label_b} {mean_std(self.mean_b, self.std_b, self.n_b, digits)}")
-        if self.shown is None:
+        judged = self.verdict_in_family
+        interval = f"{self.diff.interval(digits)}{unit} ({self.diff.how()})"
+        family = "" if judged.family <= 1 else f", Holm over the {judged.family} comparisons"
+        if judged.strength == "one seed":
             verdict = ("a single seed, so there is no confidence interval and no difference can "
                        "be told apart from noise")
+        elif judged.strength == "shown":
+            verdict = f"the difference is shown{family}, its 95 % CI is {interval}"
+        elif judged.strength == "suggested":
+            verdict = (f"the difference is suggested, not shown: its 95 % CI {interval} excludes "
+                       f"0 (p = {judged.p:.3f}), but not after Holm's adjustment over the "
+                       f"{judged.family} comparisons")
         else:
-            interval = f"{self.diff.interval(digits)}{unit} ({self.diff.how()})"
-            verdict = (f"the difference is shown, its 95 % CI is {interval}" if self.shown else
-                       f"these runs do not show a difference, its 95 % CI {interval} "
+            verdict = (f"these runs do not show a difference, its 95 % CI {interval} "
                        "contains 0")
         return f"{head} ({detail}): {verdict}."
 
@@ -216,6 +237,22 @@ def compare_runs(
                       diff)
 
 
+def as_family(comparisons: list[Comparison]) -> list[Comparison]:
+    """The `comparisons` (of any metrics) as one family, the claims of one paragraph: each
+    with its verdict adjusted over all of them (Holm, `stats.verdicts`)."""
+    judged = verdicts([c.diff for c in comparisons],
+                      [higher_is_better(c.metric) for c in comparisons])
+    return [replace(c, judged=v) for c, v in zip(comparisons, judged, strict=True)]
+
+
+def compare_all(
+    frame: pd.DataFrame, pairs: list[tuple[Any, Any]], metric: str, *, by: str = "method",
+    **where: Any,
+) -> list[Comparison]:
+    """`compare_runs` for each `(a, b)` of `pairs`, as one family (`as_family`)."""
+    return as_family([compare_runs(frame, a, b, metric, by=by, **where) for a, b in pairs])
+
+
 def compare(frame: pd.DataFrame, a: Any, b: Any, metric: str, *, by: str = "method",
             **where: Any) -> str:
     """E.g. "The top-1 loc. error of CSoA is lower (better) than that of CAM (base) by 3.10
@@ -241,30 +278,35 @@ def table1_findings(
     missing gain can be traced: the two-head union without the inner loss against CAM (the
     union of Eq. 13 alone), ConfSeg against that (the inner loss of Eq. 5), CoAug against CAM
     (Eq. 12) and CSoA against ConfSeg (CoAug on top of ConfSeg); then the same for our reading
-    of Eq. 10 (the "_fix" rows) where the frame has them. Each verdict is the 95 % interval of
-    the paired difference (`Comparison`).
+    of Eq. 10 (the "_fix" rows) where the frame has them. The comparisons are one family
+    (`compare_all`: Holm over them); each sentence names its metric.
     """
     selected = select(frame, regime=regime)
     present = set(selected["method"])
     pairs = [("csoa", "cam"), ("twohead", "cam"), ("confseg", "twohead"), ("confseg", "cam"),
              ("coaug", "cam"), ("csoa", "confseg"), ("coaug_fix", "cam"),
              ("coaug_fix", "coaug"), ("csoa_fix", "cam"), ("csoa_fix", "coaug_fix")]
+    found = compare_all(selected, [(a, b) for a, b in pairs if a in present and b in present],
+                        metric)
     lines = [f"- Best first by {metric_prose(metric)}: {ordering(selected, metric)}."]
-    for a, b in pairs:
-        if a in present and b in present:
-            lines.append("- " + compare(selected, a, b, metric))
+    lines += ["- " + c.sentence() for c in found]
+    name = metric_prose(metric)
     for key in ("csoa", "csoa_fix"):
-        if {key, "cam"} <= present:
-            main = compare_runs(selected, key, "cam", metric)
-            label = prose_label("method", key)
-            if main.a_better_shown:
-                lines.append(f"- {label} beats the base CAM in these runs (95 % interval of the "
-                             "difference excludes 0).")
-            else:
-                lines.append(
-                    f"- **{label} does not beat the base CAM in these runs**"
-                    + (" (a single seed cannot show it)." if main.shown is None else
-                       " (the 95 % interval of the difference does not show it).")
-                    + " The comparisons above show which step fails to add a gain."
-                )
+        main = next((c for c in found if c.label_a == prose_label("method", key)
+                     and c.label_b == prose_label("method", "cam")), None)
+        if main is None:
+            continue
+        label = prose_label("method", key)
+        if main.a_better_shown:
+            lines.append(f"- {label} has a better {name} than the base CAM in these runs "
+                         f"({main.verdict}).")
+        elif main.shown and not main.a_is_better:
+            lines.append(f"- **{label} has a worse {name} than the base CAM in these runs** "
+                         f"({main.verdict}). The comparisons above show which step costs it.")
+        else:
+            lines.append(
+                f"- **These runs do not show that {label} has a better {name} than the base "
+                f"CAM**" + (" (a single seed cannot show it)." if main.shown is None else
+                            f" ({main.verdict}).")
+                + " The comparisons above show which step fails to add a gain.")
     return "\n".join(lines)

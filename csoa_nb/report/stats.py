@@ -10,11 +10,20 @@ the mean difference A - B with Student's t confidence interval:
 
 The interval excludes 0 -> the difference is shown at the 95 % level; it contains 0 -> these
 runs do not show a difference (which is not the same as showing there is none).
+
+A printed table or a paragraph makes many such claims at once: with 24 comparisons at 5 %
+each, one "shown" in every 20 true nulls is expected by chance. So every verdict belongs to a
+*family* (the comparisons printed together), and its word comes from the family's p-values
+adjusted by Holm's step-down method (`holm`; it controls the chance of any false "shown" in
+the family at 5 %, whatever their dependence): `verdict` is the one function that words them.
+A difference whose own p-value is below 5 % but does not survive the adjustment is
+"suggested", with its unadjusted p. The unadjusted t interval stays printed beside the word.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +42,8 @@ class Difference:
     high: float
     n: int
     paired: bool
+    #: the t test's two-sided p-value for "no difference" (NaN without an interval)
+    p: float = float("nan")
 
     @property
     def shown(self) -> bool | None:
@@ -69,15 +80,18 @@ def difference(a: pd.Series, b: pd.Series, level: float = LEVEL) -> Difference:
         if len(diffs) < 2:
             return Difference(mean, nan, nan, len(diffs), True)
         if np.allclose(diffs, diffs[0]):  # no spread at all: the interval is the point
-            return Difference(mean, mean, mean, len(diffs), True)
-        ci = stats.ttest_rel(a.to_numpy(), b.to_numpy()).confidence_interval(level)
-        return Difference(mean, float(ci.low), float(ci.high), len(diffs), True)
+            return Difference(mean, mean, mean, len(diffs), True, 0.0 if mean else 1.0)
+        result = stats.ttest_rel(a.to_numpy(), b.to_numpy())
+        ci = result.confidence_interval(level)
+        return Difference(mean, float(ci.low), float(ci.high), len(diffs), True,
+                          float(result.pvalue))
     mean = float(a.mean() - b.mean())
     if min(len(a), len(b)) < 2:
         return Difference(mean, nan, nan, len(a) + len(b), False)
     result = stats.ttest_ind(a.to_numpy(), b.to_numpy(), equal_var=False)
     ci = result.confidence_interval(level)
-    return Difference(mean, float(ci.low), float(ci.high), len(a) + len(b), False)
+    return Difference(mean, float(ci.low), float(ci.high), len(a) + len(b), False,
+                      float(result.pvalue))
 
 
 def mean_interval(values: pd.Series, level: float = LEVEL) -> tuple[float, float, float]:
@@ -89,3 +103,135 @@ def mean_interval(values: pd.Series, level: float = LEVEL) -> tuple[float, float
         return mean, mean - spread, mean + spread
     low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
     return mean, float(low), float(high)
+
+
+def one_sample(values: pd.Series, level: float = LEVEL) -> Difference:
+    """The mean of per-seed differences from a fixed value and its one-sample t interval
+    and p-value (`scipy.stats.ttest_1samp`)."""
+    values = values.astype(float).dropna()
+    mean, low, high = mean_interval(values, level)
+    if len(values) < 2:
+        p = float("nan")
+    elif low == high:  # no spread: the interval is the point
+        p = 0.0 if mean else 1.0
+    else:
+        p = float(stats.ttest_1samp(values.to_numpy(), 0.0).pvalue)
+    return Difference(mean, low, high, len(values), False, p)
+
+
+# ---------------------------------------------------------------------------- families
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of one family's p-values (Holm 1979), in their order.
+
+    With the m finite p-values sorted, p_(1) <= ... <= p_(m), the adjusted value of p_(k) is
+    max_{j <= k} min(1, (m - j + 1) p_(j)): a difference is shown at level alpha, with the
+    chance of any false "shown" in the family at most alpha, when its adjusted p is below
+    alpha. NaN (no test: one seed) stays NaN and is not counted in m. Written here rather than
+    taken from statsmodels (`multipletests(method="holm")`, the same numbers) to keep the
+    book's dependencies as they are; `tests/test_stats.py` checks it on hand-computed values.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    m = len(finite)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one comparison of a family shows: `strength` is "shown" (the Holm-adjusted p
+    below 1 - LEVEL), "suggested" (only the unadjusted p is), "not shown", or "one seed" (no
+    test); `sign` +1 or -1 is the direction of the difference; `family` the number of tests
+    in the family; `p` and `p_adjusted` the two p-values."""
+
+    strength: str
+    sign: int
+    family: int
+    p: float
+    p_adjusted: float
+
+    def word(self, positive: str = "better", negative: str = "worse") -> str:
+        """The verdict in words, e.g. "better (Holm, 24 tests)", "suggested worse
+        (unadjusted p = 0.031)", "not shown", "one seed"; `positive` / `negative` name the
+        two directions ("better"/"worse", "reproduced"/"opposite")."""
+        if self.strength in ("not shown", "one seed"):
+            return self.strength
+        side = positive if self.sign > 0 else negative
+        if self.strength == "shown":
+            return side if self.family == 1 else f"{side} (Holm, {self.family} tests)"
+        return f"suggested {side} (unadjusted p = {self.p:.3f})"
+
+
+ALPHA = 1 - LEVEL
+
+
+def verdicts(differences: Sequence[Difference], positive: Sequence[bool]) -> list[Verdict]:
+    """The verdicts of one family of differences, in their order: the p-values adjusted
+    together (`holm`). `positive[i]`: whether a positive mean of difference i is the
+    direction called `positive` in `Verdict.word` (e.g. "better": a higher metric, or a lower
+    error)."""
+    adjusted = holm([d.p for d in differences])
+    size = int(np.sum(~np.isnan([d.p for d in differences])))
+    out = []
+    for diff, up, p_adj in zip(differences, positive, adjusted, strict=True):
+        sign = 1 if (diff.mean > 0) == up else -1
+        if math.isnan(diff.p):
+            strength = "one seed"
+        elif p_adj < ALPHA:
+            strength = "shown"
+        elif diff.p < ALPHA:
+            strength = "suggested"
+        else:
+            strength = "not shown"
+        out.append(Verdict(strength, sign, size, diff.p, float(p_adj)))
+    return out
+
+
+# ---------------------------------------------------------------------------- bootstrap
+def box_acc_v2(curve: np.ndarray) -> np.ndarray:
+    """MaxBoxAccV2 (percent) of BoxAcc curves ``... x IoU levels x thresholds`` (fractions):
+    the best threshold per IoU level, then the mean over levels (Choe et al., CVPR 2020)."""
+    return 100.0 * curve.max(axis=-1).mean(axis=-1)
+
+
+def bootstrap_difference(
+    hits_a: dict[int, np.ndarray], hits_b: dict[int, np.ndarray], *, level: float = LEVEL,
+    replicates: int = 2000, seed: int = 0,
+) -> Difference:
+    """MaxBoxAccV2 of A − B with a hierarchical bootstrap interval over seeds and test images.
+
+    `hits_a[s]`, `hits_b[s]`: the per-image BoxAcc hits of seed s (`engine.evaluate.box_hits`,
+    ``N x IoU levels x thresholds``, the same N test images for both). Each replicate draws
+    the seeds with replacement, then, within each drawn seed, the test images with replacement
+    (the same draw for A and B: paired by seed and by image), and takes the mean over drawn
+    seeds of MaxBoxAccV2(A) − MaxBoxAccV2(B). The interval is the replicates' percentile
+    interval; it carries the image sampling that the t interval over seeds ignores. `mean` is
+    the observed difference; `p` is NaN (no test: this interval sits beside the t test's).
+    """
+    seeds = sorted(set(hits_a) & set(hits_b))
+    if not seeds:
+        raise ValueError("bootstrap_difference needs at least one seed on both sides")
+    flat = {s: (hits_a[s].reshape(len(hits_a[s]), -1).astype(np.float32),
+                hits_b[s].reshape(len(hits_b[s]), -1).astype(np.float32)) for s in seeds}
+    shape = hits_a[seeds[0]].shape[1:]
+    observed = float(np.mean([box_acc_v2(a.mean(0).reshape(shape))
+                              - box_acc_v2(b.mean(0).reshape(shape)) for a, b in flat.values()]))
+    rng = np.random.default_rng(seed)
+    out = np.empty(replicates)
+    for r in range(replicates):
+        drawn = rng.choice(len(seeds), size=len(seeds), replace=True)
+        diffs = []
+        for k in drawn:
+            a, b = flat[seeds[k]]
+            weights = rng.multinomial(len(a), np.full(len(a), 1.0 / len(a))) / len(a)
+            pair = np.stack([weights @ a, weights @ b]).reshape(2, *shape)
+            diffs.append(box_acc_v2(pair[0]) - box_acc_v2(pair[1]))
+        out[r] = np.mean(diffs)
+    tail = (1 - level) / 2
+    low, high = np.quantile(out, [tail, 1 - tail])
+    return Difference(observed, float(low), float(high), len(seeds), True)

@@ -65,7 +65,14 @@ from csoa_nb.report.plots import (
     _heat_bar,
     house_style,
 )
-from csoa_nb.report.stats import difference, mean_interval
+from csoa_nb.report.stats import (
+    Difference,
+    Verdict,
+    difference,
+    mean_interval,
+    one_sample,
+    verdicts,
+)
 from csoa_nb.report.vocabulary import (
     MISSING,
     REGIME_LABELS,
@@ -141,9 +148,12 @@ SETTING_LABELS = {
     "adl_gamma": "drop threshold γ",
     "cutmix_prob": "mixing probability",
 }
-#: Verdicts of a difference row − base: the interval excludes 0 on the better / worse side;
-#: contains 0; no interval (one seed); no number (a trivial map has no classification error).
-VERDICT_WORDS = ("better", "worse", "not shown", "one seed", "n/a")
+#: Verdicts of a difference row − base, within the family of one regime's table (Holm,
+#: `stats.verdicts`): shown better / worse after the adjustment; suggested (only the
+#: unadjusted interval excludes 0); not shown; no interval (one seed); no number (a trivial map
+#: has no classification error).
+VERDICT_WORDS = ("better", "worse", "suggested better", "suggested worse", "not shown",
+                 "one seed", "n/a")
 
 
 # ------------------------------------------------------------------------------ row names
@@ -330,33 +340,33 @@ def search_table(search: pd.DataFrame,
 
 
 # ------------------------------------------------------------------------------ differences
-def verdict_word(mean: float, low: float, high: float, metric: str) -> str:
-    """One of `VERDICT_WORDS` for a difference row − base with its interval [low, high]:
-    "better" / "worse" when the interval excludes 0 (the direction from
-    `vocabulary.higher_is_better`), "not shown" when it contains 0, "one seed" without an
-    interval, "n/a" without a number."""
+def verdict_word(judged: Verdict, mean: float) -> str:
+    """One of `VERDICT_WORDS` for a difference row − base and its verdict in the family
+    (`stats.verdicts`; the direction of "better" from `vocabulary.higher_is_better`): "n/a"
+    without a number."""
     if math.isnan(mean):
         return "n/a"
-    if math.isnan(low) or math.isnan(high):
-        return "one seed"
-    if low <= 0 <= high:
-        return "not shown"
-    return "better" if (mean > 0) == higher_is_better(metric) else "worse"
+    if judged.strength in ("one seed", "not shown"):
+        return judged.strength
+    side = "better" if judged.sign > 0 else "worse"
+    return side if judged.strength == "shown" else f"suggested {side}"
 
 
 def _seeded(rows: pd.DataFrame) -> bool:
     return bool(len(rows)) and bool(rows["seed"].notna().all())
 
 
-def _compare(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[float, float, float,
-                                                                     int, str]:
-    """(mean, low, high, n, test) of `metric`: a − b."""
+_NONE = Difference(math.nan, math.nan, math.nan, 0, False)
+
+
+def _compare(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[Difference, str]:
+    """The difference a − b of `metric` (`stats.Difference`) and the test that made it."""
     if _seeded(a) and _seeded(b):
         va, vb = by_seed(a, metric).dropna(), by_seed(b, metric).dropna()
         if va.empty or vb.empty:
-            return math.nan, math.nan, math.nan, 0, "–"
+            return _NONE, "–"
         diff = difference(va, vb)
-        return diff.mean, diff.low, diff.high, diff.n, "paired t" if diff.paired else "Welch t"
+        return diff, "paired t" if diff.paired else "Welch t"
     # one side is a trivial map: one exact value, no seed noise; the interval is the other
     # side's (a one-sample t interval of its per-seed differences from that value)
     if _seeded(a):
@@ -365,9 +375,8 @@ def _compare(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> tuple[float, floa
         values = float(a[metric].astype(float).mean()) - b[metric].astype(float)
     values = values.dropna()
     if values.empty:
-        return math.nan, math.nan, math.nan, 0, "–"
-    mean, low, high = mean_interval(values)
-    return mean, low, high, len(values), "one-sample t"
+        return _NONE, "–"
+    return one_sample(values), "one-sample t"
 
 
 def differences(
@@ -375,8 +384,9 @@ def differences(
     metrics: Sequence[str] = MAIN_METRICS,
 ) -> pd.DataFrame:
     """Every row of `regime` minus `base`, one line per (row, metric): `method`, `family`,
-    `metric`, `mean`, `low`, `high` (95 % CI, points), `n`, `test`, `verdict`
-    (`verdict_word`).
+    `metric`, `mean`, `low`, `high` (unadjusted 95 % CI, points), `n`, `test`, `p` (the t
+    test's), `p_holm` and `tests` (Holm over the frame's lines, which are one family: the
+    printed table), `verdict` (`verdict_word`) and `word` (`stats.Verdict.word`).
 
     Rows with seeds against a base with seeds: paired by seed (`stats.difference`; Welch's
     t if the seeds differ). A trivial row against a base with seeds, or a row with seeds
@@ -392,18 +402,23 @@ def differences(
     if base_rows.empty:
         raise ValueError(f"no {base!r} row in regime {regime!r}; present: "
                          f"{sorted(set(chosen['method']))}")
-    out = []
+    lines = []
     for key in _ordered(chosen["method"]):
         rows = chosen[chosen["method"] == key]
         if key == base or not (_seeded(rows) or _seeded(base_rows)):
             continue
-        for metric in metrics:
-            mean, low, high, n, test = _compare(rows, base_rows, metric)
-            out.append({"method": key, "family": family(key), "base": base, "metric": metric,
-                        "mean": mean, "low": low, "high": high, "n": n, "test": test,
-                        "verdict": verdict_word(mean, low, high, metric)})
+        lines += [(key, metric, *_compare(rows, base_rows, metric)) for metric in metrics]
+    judged = verdicts([diff for *_, diff, _ in lines],
+                      [higher_is_better(metric) for _, metric, *_ in lines])
+    out = [{"method": key, "family": family(key), "base": base, "metric": metric,
+            "mean": diff.mean, "low": diff.low, "high": diff.high, "n": diff.n, "test": test,
+            "p": diff.p, "p_holm": verdict_.p_adjusted, "tests": verdict_.family,
+            "verdict": verdict_word(verdict_, diff.mean),
+            "word": MISSING if math.isnan(diff.mean) else verdict_.word()}
+           for (key, metric, diff, test), verdict_ in zip(lines, judged, strict=True)]
     return pd.DataFrame(out, columns=["method", "family", "base", "metric", "mean", "low",
-                                      "high", "n", "test", "verdict"])
+                                      "high", "n", "test", "p", "p_holm", "tests", "verdict",
+                                      "word"])
 
 
 def _signed(value: float, digits: int) -> str:
@@ -411,13 +426,14 @@ def _signed(value: float, digits: int) -> str:
 
 
 def _difference_text(row: Any, digits: int = 1) -> str:
-    """"+1.2 [−0.3, +2.7] not shown", "+1.2 (one seed)" or "–"."""
+    """"+1.2 [−0.3, +2.7] not shown", "−4.0 [−6.1, −1.9] worse (Holm, 24 tests)",
+    "+1.2 (one seed)" or "–" (the interval unadjusted, the word after the adjustment)."""
     if row.verdict == "n/a":
         return MISSING
     if row.verdict == "one seed":
         return f"{_signed(row.mean, digits)} (one seed)"
     return (f"{_signed(row.mean, digits)} [{_signed(row.low, digits)}, "
-            f"{_signed(row.high, digits)}] {row.verdict}")
+            f"{_signed(row.high, digits)}] {row.word}")
 
 
 def versus_table(diffs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -441,6 +457,12 @@ def versus_table(diffs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 def _names(keys: Iterable[str]) -> str:
     names = [row_label(k) for k in keys]
     return ", ".join(names) if names else "none"
+
+
+def _family(diffs: pd.DataFrame) -> str:
+    """"Holm over the table's 40 tests": the family the verdicts of `differences` are in."""
+    tests = int(diffs["tests"].max()) if len(diffs) and diffs["tests"].notna().any() else 0
+    return f"Holm over the table's {tests} tests"
 
 
 def verdict_markdown(
@@ -468,9 +490,11 @@ def verdict_markdown(
                              "table gives the single differences.")
                 continue
             groups = {v: part.loc[part["verdict"] == v, "method"] for v in VERDICT_WORDS}
+            suggested = pd.concat([groups["suggested better"], groups["suggested worse"]])
             lines.append(f"- {name}: shown better than {base}: {_names(groups['better'])}; "
-                         f"shown worse: {_names(groups['worse'])}; not shown different: "
-                         f"{_names(groups['not shown'])}.")
+                         f"shown worse: {_names(groups['worse'])} ({_family(diffs)}); only "
+                         f"suggested (unadjusted p < 0.05): {_names(suggested)}; not shown "
+                         f"different: {_names(groups['not shown'])}.")
         for key in ours:
             mine = mapped[(mapped["method"] == key) & mapped["metric"].isin(metrics)]
             if mine.empty:
@@ -493,11 +517,13 @@ def verdict_markdown(
                 winners = part.loc[part["verdict"] == "better", "method"]
                 below = part.loc[part["verdict"] == "worse", "method"]
                 if len(winners):
-                    lines.append(f"- Shown above the {gname} on {metric_prose(metric)}: "
-                                 f"{_names(winners)}; shown below it: {_names(below)}.")
+                    lines.append(f"- Shown above the {gname} on {metric_prose(metric)} "
+                                 f"({_family(gauss)}): {_names(winners)}; shown below it: "
+                                 f"{_names(below)}.")
                 else:
                     lines.append(f"- No method is shown above the {gname} on "
-                                 f"{metric_prose(metric)}; shown below it: {_names(below)}.")
+                                 f"{metric_prose(metric)} ({_family(gauss)}); shown below it: "
+                                 f"{_names(below)}.")
         lines.append("")
     return "\n".join(lines).strip()
 
@@ -516,7 +542,7 @@ def headline(diffs: pd.DataFrame, metric: str = "max_box_acc_v2", *,
     stands = "; ".join(f"{row_label(line.method)} {_difference_text(line, digits)}"
                        for line in part[part["method"].isin(ours)].itertuples())
     return (f"on {metric_prose(metric)}, shown better than {base}: {_names(better)}; shown "
-            f"worse: {_names(worse)}; {stands} (points, 95 % CI)")
+            f"worse: {_names(worse)} ({_family(diffs)}); {stands} (points, unadjusted 95 % CI)")
 
 
 def fixed_theta_table(
