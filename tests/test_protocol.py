@@ -97,7 +97,7 @@ def test_every_wsol_search_grid_holds_the_default_and_only_the_methods_settings(
     for spec in WSOL_SPECS:
         assert len(spec.search) == 1, spec.key  # one hyperparameter each, three values
         for setting, values in spec.search.items():
-            assert setting in spec.settings
+            assert setting in spec.setting_names
             assert len(values) == 3 and len(set(values)) == 3
             assert getattr(defaults, setting) in values, (spec.key, setting)
 

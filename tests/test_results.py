@@ -194,7 +194,7 @@ def test_wsol_search_is_each_methods_grid_fine_tuned_with_seed_0():
         plain = RunConfig.from_preset("cpu", method=config.method, seed=0,
                                       **{setting: getattr(config, setting)})
         assert plain.hash == config.hash
-        for other in spec.settings:
+        for other in spec.setting_names:
             if other != setting:
                 assert getattr(config, other) == getattr(default, other)
     values = {m: [search_value(c) for c in configs if c.method == m] for m in SEARCH_SCORES}

@@ -14,7 +14,7 @@ from csoa_nb.localize import csoa_box, normalize_cam
 from csoa_nb.methods.acol import ACoLHead, acol_loss, acol_map, erase_high_activation
 from csoa_nb.methods.adl import AttentionDropout, drop_mask, importance_map, self_attention
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss
-from csoa_nb.methods.has import HaSConfig, hidden_cells, hide_patches
+from csoa_nb.methods.has import HaSSettings, hidden_cells, hide_patches
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
 
 # torch.rand((1, 3, 3), generator=torch.Generator().manual_seed(0)), rounded: the draws the
@@ -64,11 +64,12 @@ def test_has_hide_prob_edges_and_fill():
     assert torch.equal(hide_patches(images, 4, 0.0, seeded(1)), images)
     hidden = hide_patches(images, 4, 1.0, seeded(1), fill=-1.5)
     assert torch.equal(hidden, torch.full_like(images, -1.5))
-    assert HaSConfig().hide_prob == 0.5 and HaSConfig().fill == 0.0
+    assert torch.equal(hide_patches(images, 4, 1.0, seeded(1)), torch.zeros_like(images))
+    assert HaSSettings().has_hide_prob == 0.5
     with pytest.raises(ValueError, match="hide_prob"):
         hide_patches(images, 2, 1.5)
     with pytest.raises(ValueError, match="grid_size"):
-        HaSConfig(grid_size=0)
+        HaSSettings(has_grid_size=0)
 
 
 # ------------------------------------------------------------------------------------ ACoL

@@ -1,22 +1,23 @@
-"""Run configuration: one frozen dataclass, three presets, a stable hash.
+"""Run configuration: one frozen dataclass, made from a preset, with a stable hash.
 
 `RunConfig` is everything that decides what a training run computes. Its `hash` names the run
 folder (`output_dir/<hash>/`), so two chapters asking for the same run share it, and a finished
 run is loaded instead of retrained. Fields that do not change the result (device, output folder,
-data loader workers, the preset's label) are left out of the hash.
+data loader workers, the preset's label) are left out of the hash; the rules, all of them, are
+the block "the config hash" below.
 
-The `paper` preset is Section 4.1 of the paper: SGD, lr 0.001, momentum 0.9, weight decay 5e-4,
-lr x 0.95 each epoch, batch 48 with at most 12 classes, ImageNet-pretrained VGG16 (or
-InceptionV3), AlexNet embedding network W_E, 10-crop classification. The `cpu` preset runs the
-same recipe on the offline synthetic benchmark with the slim backbone, fine-tuned from our own
-pretraining stage (`csoa_nb.engine.pretrain`), standing in for ImageNet weights; it trains in
-bfloat16 autocast on channels-last tensors (the losses of Eq. 5 and Eq. 12 and all evaluation
-in float32), which halves the time of a step on a CPU with bf16 instructions.
+A method's hyperparameters are its own: the fields of its spec's settings class
+(`csoa_nb.methods.settings`: `HaSSettings.has_grid_size`, `CoAugSettings.gamma`, ...) are
+`RunConfig` fields of the same flat names, made from the registry when a config is made, so
+`--set has_grid_size=16`, papermill's parameters and `config.json` name them as before; the
+class checks them, and `method_settings` is the instance the method's hooks receive.
+
+The presets (`PRESET_SPECS`, `PRESETS`) are `csoa_nb.engine.presets`'; `from_preset` starts
+from one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -30,16 +31,14 @@ from csoa_nb.cache import stable_hash
 from csoa_nb.checks import FolderError, check_choice, check_run_theta, check_writable_folder
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
-from csoa_nb.methods.acol import ACoLConfig
-from csoa_nb.methods.adl import ADLConfig
-from csoa_nb.methods.coaug import BACKGROUNDS as COAUG_BACKGROUNDS
-from csoa_nb.methods.cutmix import CutMixConfig
-from csoa_nb.methods.has import HaSConfig
+from csoa_nb.engine.presets import PRESET_SPECS, PRESETS
+from csoa_nb.methods.settings import build_settings
 from csoa_nb.models import BACKBONES, EMBEDDINGS
 from csoa_nb.paths import project_path
 
 DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
-#: The trainable methods (`csoa_nb.methods`, the registry).
+#: The trainable methods (`csoa_nb.methods`, the registry) at import; a config checks its method
+#: against the registry as it is when the config is made.
 METHODS = tuple(method_registry.METHODS)
 #: The largest seed numpy and torch both accept.
 MAX_SEED = 2**32 - 1
@@ -48,32 +47,27 @@ THETA_DECIMALS = 4
 #: The synthetic benchmark's difficulty by default (`Difficulty`'s defaults: the calibrated point).
 _BENCHMARK = Difficulty()
 
-#: Fields that do not change what a run computes; they are left out of `RunConfig.hash`.
+# --- the config hash: all its rules (`RunConfig.hashed_fields`, `csoa_nb.cache.stable_hash`) ---
+#: 1. Fields that do not change what a run computes: never hashed.
 UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
-#: Fields that only CoAug (Eq. 8-12) reads: left out of the hash of a method without it, so
-#: e.g. one CAM run serves both readings of Eq. 10.
-COAUG_FIELDS = ("coaug_background", "gamma", "delta", "coaug_weight", "embedding_weights")
-#: Fields that one method alone reads (its spec's `settings`: HaS, ACoL, ADL, CutMix): each
-#: enters the hash of that method's runs only, so adding one changes no other run's hash.
-METHOD_FIELDS = tuple(
-    dict.fromkeys(name for spec in method_registry.SPECS for name in spec.settings)
-)
-#: Each method's settings as the arguments of its module's config dataclass (which checks them).
-_METHOD_SETTINGS = (
-    (HaSConfig, {"has_grid_size": "grid_size", "has_hide_prob": "hide_prob"}),
-    (ACoLConfig, {"acol_delta": "delta"}),
-    (ADLConfig, {"adl_drop_rate": "drop_rate", "adl_gamma": "gamma"}),
-    (CutMixConfig, {"cutmix_beta": "beta", "cutmix_prob": "prob"}),
-)
-#: Autocast precisions of `amp=True` (`csoa_nb.engine.distributed.make_amp`): "auto" is bf16 on
-#: the CPU and on GPUs that have it, else fp16 with loss scaling.
-AMP_DTYPES = ("auto", "bf16", "fp16")
-#: Fields hashed only away from their default, because they were added after runs were
-#: committed: at the default they compute what those runs computed (`hashed_fields`).
+#: 2. A method's settings (the fields of its spec's `settings` class) are hashed for the runs
+#: of the methods whose spec has that class only: adding a method changes no other run's hash,
+#: and e.g. one CAM run serves both readings of Eq. 10 (`CoAugSettings.coaug_background`).
+#: 3. Fields that mean nothing while another field is off: hashed only when it is on (the dtype
+#: of autocast without autocast).
+HASHED_ONLY_WITH = {"amp_dtype": "amp"}
+#: 4. Fields hashed only away from their default, because they were added after runs were
+#: committed: at the default they compute what those runs computed.
 #: `world_size`: W torchrun processes, each on its own class-balanced batch (the global batch
 #: is W x batch_size, another run than W = 1; README "Several GPUs"). `channels_last`: NHWC
 #: tensors round differently from NCHW ones.
 HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
+#: 5. The data enter as their identity (`RunConfig.data_identity`) under this key, not their
+#: path.
+DATA_KEY = "data"
+#: Autocast precisions of `amp=True` (`csoa_nb.engine.distributed.make_amp`): "auto" is bf16 on
+#: the CPU and on GPUs that have it, else fp16 with loss scaling.
+AMP_DTYPES = ("auto", "bf16", "fp16")
 #: Integer fields' least values (beside those with their own checks in `RunConfig.validate`):
 #: num_workers 0 loads in the training process; the pretraining stage needs an epoch, two
 #: classes and an image per class; the synthetic images a pixel.
@@ -81,9 +75,12 @@ AT_LEAST = {"num_workers": 0, "num_distractors": 0, "pretrain_epochs": 1, "pretr
             "pretrain_images_per_class": 1, "synthetic_size": 1}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=False, repr=False)
 class RunConfig:
-    """All settings of one training run (see the module docstring for the presets)."""
+    """All settings of one training run (see the module docstring for the presets): the
+    fields declared here, and every method's settings (`csoa_nb.methods.settings_table`, read
+    from the registry when the config is made), each an attribute of its flat name.
+    `RunConfig(**fields)` takes keywords only; a field left out takes its default."""
 
     preset: str = "cpu"
     # --- data -------------------------------------------------------------------------------
@@ -111,10 +108,7 @@ class RunConfig:
     method: str = "csoa"
     pretrained: str = ""  # "": from scratch; "pretrain": our pretraining stage; else a path/name
     embedding: str = "slim"
-    # W_E's weights: "" = the backbone's source (the pretraining stage's W_E when
-    # pretrained="pretrain", else random: an ablation the paper never runs); "pretrain" = the
-    # pretraining stage's W_E whatever the backbone starts from; else a path / torchvision name
-    embedding_weights: str = ""
+    # (W_E's weights, `embedding_weights`, are CoAug's setting: `CoAugSettings`)
     # --- pretraining stage (used when pretrained == "pretrain") ----------------------------
     pretrain_classes: int = 20
     pretrain_images_per_class: int = 80
@@ -130,18 +124,9 @@ class RunConfig:
     weight_decay: float = 5e-4
     lr_decay: float = 0.95  # lr x 0.95 each epoch
     alpha_ramp: float = 0.5  # alpha of Eq. 6 reaches 1 after this fraction of training
-    gamma: float = 1.0  # Eq. 12
-    delta: float = 1.0  # Eq. 12
-    coaug_weight: float = 1.0  # weight of L_D beside L_C (ramped with alpha)
-    coaug_background: str = "paper"  # Eq. 10's Mask_hat: "paper" (Eq. 3) or "below_mean" (ours)
-    # --- the WSOL methods CSoA is compared with (issue #17; hashed for their own runs only) ---
-    has_grid_size: int = HaSConfig.grid_size  # HaS: patch side S in pixels (Sec. 3.1)
-    has_hide_prob: float = HaSConfig.hide_prob  # HaS: p_hide, each patch hidden with it
-    acol_delta: float = ACoLConfig.delta  # ACoL: erasing threshold on A's normalised map
-    adl_drop_rate: float = ADLConfig.drop_rate  # ADL: chance of the drop mask in a pass
-    adl_gamma: float = ADLConfig.gamma  # ADL: drop threshold, a fraction of the map's max
-    cutmix_beta: float = CutMixConfig.beta  # CutMix: lambda ~ Beta(beta, beta)
-    cutmix_prob: float = CutMixConfig.prob  # CutMix: chance that a batch is mixed
+    # --- a method's settings: not declared here but by its spec's `settings` class (CoAug's
+    # gamma, delta, coaug_weight, coaug_background, embedding_weights: `CoAugSettings`; HaS's
+    # has_grid_size, has_hide_prob: `HaSSettings`; ACoL, ADL, CutMix); hashed for its runs only
     # --- evaluation ---------------------------------------------------------------------------
     theta: float = 0.3  # Eq. 13; Table 3's best (the text says 0.2; see the Table 3 chapter)
     ten_crop: bool = False
@@ -161,21 +146,74 @@ class RunConfig:
     results_dirs: tuple[str, ...] = field(default=("results/runs",))
 
     # ------------------------------------------------------------------------------------------
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        defaults = self.field_defaults()
+        unknown = set(values) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {sorted(unknown)}; the fields are "
+                             f"{', '.join(sorted(defaults))}")
+        declared = {spec.name for spec in fields(RunConfig)}
+        settings = {}
+        for name, default in defaults.items():
+            if name in declared:
+                object.__setattr__(self, name, values.get(name, default))
+            else:
+                settings[name] = values.get(name, default)
+        object.__setattr__(self, "_settings", settings)
         self.validate()
         # one run per theta: 0.30000000000000004 (e.g. 0.1 * 3) is the run of 0.3
         object.__setattr__(self, "theta", round(self.theta, THETA_DECIMALS))
 
+    @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """Every field's default: those declared here, then every method's settings (the
+        registry as it is now).
+
+        Raises:
+            ValueError: a method's setting reuses the name of a declared field.
+        """
+        declared = {spec.name: spec.default for spec in fields(cls)}  # each a plain default
+        settings = {name: item.default
+                    for name, item in method_registry.settings_table().items()}
+        clash = set(declared) & set(settings)
+        if clash:
+            raise ValueError(f"method setting(s) {sorted(clash)} reuse the name of a RunConfig "
+                             "field: rename them in their method's settings class")
+        return {**declared, **settings}
+
+    def __getattr__(self, name: str) -> Any:
+        """A method's setting by its flat name (`config.has_grid_size`)."""
+        settings = self.__dict__.get("_settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"'RunConfig' object has no attribute {name!r}")
+
+    def _values(self) -> dict[str, Any]:
+        """Every field's value, by name (declared fields first)."""
+        declared = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        return {**declared, **self.__dict__["_settings"]}
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values().items())))
+
+    def __repr__(self) -> str:
+        return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in self._values().items())})"
+
     def validate(self) -> None:
         """Raise one ValueError per bad setting, naming the valid choices."""
-        self._check_types()
-        self._check_numbers()
+        defaults = self.field_defaults()
+        self._check_types(defaults)
+        self._check_numbers(defaults)
         check_choice("preset", self.preset, PRESETS)
         check_choice("dataset", self.dataset, DATASETS)
-        check_choice("method", self.method, METHODS)
+        check_choice("method", self.method, tuple(method_registry.METHODS))
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("embedding", self.embedding, EMBEDDINGS)
-        check_choice("coaug_background", self.coaug_background, COAUG_BACKGROUNDS)
         check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
         if self.amp and self.amp_dtype == "fp16" and self.device.startswith("cpu"):
             raise ValueError("amp_dtype=fp16 with device cpu: CPU autocast runs bf16; use "
@@ -213,9 +251,8 @@ class RunConfig:
             value = getattr(self, name)
             if not value > 0:  # also catches NaN
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        for name in ("momentum", "weight_decay", "gamma", "delta", "coaug_weight",
-                     "val_images", "head_width", "part_fraction", "body_class_evidence",
-                     "part_occlusion"):
+        for name in ("momentum", "weight_decay", "val_images", "head_width", "part_fraction",
+                     "body_class_evidence", "part_occlusion"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -228,49 +265,45 @@ class RunConfig:
             raise ValueError(
                 f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"
             )
-        for settings, names in _METHOD_SETTINGS:
-            try:
-                settings(**{arg: getattr(self, name) for name, arg in names.items()})
-            except ValueError as error:
-                defaults = ", ".join(f"{name}={getattr(settings, arg)!r}"
-                                     for name, arg in names.items())
-                raise ValueError(f"{error}; set a valid value (defaults: {defaults})") from None
+        for settings in dict.fromkeys(spec.settings for spec in method_registry.METHODS.values()):
+            if settings is not None:
+                build_settings(settings, self._settings)  # its checks, naming the defaults
 
-    def _check_numbers(self) -> None:
+    def _check_numbers(self, defaults: dict[str, Any]) -> None:
         """Every float field is finite (an inf lr or CutMix beta would pass the range checks
         and only fail mid-training, as NaN), and the integer fields of `AT_LEAST` reach it."""
-        for spec in fields(self):
-            value = getattr(self, spec.name)
+        for name, value in self._values().items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(
-                    f"{spec.name} must be a finite number, got {value!r}: set a finite value "
-                    f"(--set {spec.name}=...; papermill -p {spec.name} ...; default "
-                    f"{spec.default!r})"
+                    f"{name} must be a finite number, got {value!r}: set a finite value "
+                    f"(--set {name}=...; papermill -p {name} ...; default "
+                    f"{defaults[name]!r})"
                 )
-            if spec.name in AT_LEAST and value < AT_LEAST[spec.name]:
+            if name in AT_LEAST and value < AT_LEAST[name]:
                 raise ValueError(
-                    f"{spec.name} must be >= {AT_LEAST[spec.name]}, got {value}: e.g. "
-                    f"--set {spec.name}={spec.default} (its default)"
+                    f"{name} must be >= {AT_LEAST[name]}, got {value}: e.g. "
+                    f"--set {name}={defaults[name]} (its default)"
                 )
 
-    def _check_types(self) -> None:
+    def _check_types(self, defaults: dict[str, Any]) -> None:
         """Each field has its default's type (a float field takes an int too): a papermill
         parameter or a JSON value of the wrong type fails here, naming the field."""
-        for spec in fields(self):
-            value, default = getattr(self, spec.name), spec.default
-            if default is dataclasses.MISSING:
-                default = spec.default_factory()  # type: ignore[misc]
+        for name, value in self._values().items():
+            default = defaults[name]
             expected: type = type(default)
             ok = isinstance(value, expected) and not (
                 expected is int and isinstance(value, bool)
             )
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, spec.name, float(value))  # same hash as the float
-                ok = True
+                value, ok = float(value), True  # same hash as the float
+                if name in self._settings:
+                    self._settings[name] = value
+                else:
+                    object.__setattr__(self, name, value)
             if not ok:
                 raise ValueError(
-                    f"{spec.name} must be of type {expected.__name__}, got "
-                    f"{type(value).__name__} {value!r} (e.g. papermill -p {spec.name} "
+                    f"{name} must be of type {expected.__name__}, got "
+                    f"{type(value).__name__} {value!r} (e.g. papermill -p {name} "
                     f"{default!r})"
                 )
 
@@ -292,6 +325,14 @@ class RunConfig:
         return method_registry.METHODS[self.method]
 
     @property
+    def method_settings(self) -> Any:
+        """The settings of `method`: an instance of its spec's `settings` class made from this
+        config's fields (what its `losses`, `augment` and `model` receive), or None for a
+        method without settings."""
+        settings = self.method_spec.settings
+        return None if settings is None else build_settings(settings, self._settings)
+
+    @property
     def two_heads(self) -> bool:
         return self.method_spec.parts.two_heads
 
@@ -305,13 +346,14 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with `changes` applied (validated)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
+        unknown = set(changes) - set(self.field_defaults())
         if unknown:
             raise ValueError(f"unknown RunConfig field(s) {sorted(unknown)}")
-        return dataclasses.replace(self, **changes)
+        return type(self)(**{**self._values(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """Every field by its flat name (`config.json`'s keys, via `to_record`)."""
+        data = self._values()
         data["results_dirs"] = list(self.results_dirs)
         return data
 
@@ -346,8 +388,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - set(cls.field_defaults())
         if unknown:
             raise ValueError(f"unknown RunConfig field(s) {sorted(unknown)} in saved config")
         data = dict(data)
@@ -360,15 +401,20 @@ class RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def hashed_fields(self, data: str | None = None) -> dict[str, Any]:
-        """The fields that decide what a run computes, plus `data`: the identity of its data
-        (`data_identity()`, or `data` when given)."""
-        skip = UNHASHED if self.uses_coaug else UNHASHED + COAUG_FIELDS
-        skip += tuple(name for name in METHOD_FIELDS if name not in self.method_spec.settings)
-        if not self.amp:  # the dtype of autocast means nothing without it
-            skip += ("amp_dtype",)
-        skip += tuple(k for k, v in HASHED_IF_NOT_DEFAULT.items() if getattr(self, k) == v)
-        fields_ = {k: v for k, v in self.to_dict().items() if k not in skip}
-        fields_["data"] = self.data_identity() if data is None else data
+        """The fields that decide what a run computes (the rules of "the config hash" at the
+        top of this module), plus `DATA_KEY`: the identity of its data (`data_identity()`, or
+        `data` when given)."""
+        values, own = self.to_dict(), set(self.method_spec.setting_names)
+
+        def hashed(name: str) -> bool:
+            return (name not in UNHASHED
+                    and (name not in self._settings or name in own)
+                    and (name not in HASHED_ONLY_WITH or bool(values[HASHED_ONLY_WITH[name]]))
+                    and (name not in HASHED_IF_NOT_DEFAULT
+                         or values[name] != HASHED_IF_NOT_DEFAULT[name]))
+
+        fields_ = {name: value for name, value in values.items() if hashed(name)}
+        fields_[DATA_KEY] = self.data_identity() if data is None else data
         return fields_
 
     def data_identity(self) -> str:
@@ -437,7 +483,7 @@ class RunConfig:
     def parse_assignments(cls, assignments: list[str]) -> dict[str, Any]:
         """`key=value` strings (the CLI's `--set`) as fields, each value parsed by the type of
         the field's default."""
-        defaults = {f.name: f.default for f in fields(cls)}
+        defaults = cls.field_defaults()
         defaults["results_dirs"] = ()
         changes: dict[str, Any] = {}
         for item in assignments:
@@ -471,83 +517,3 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
             f"{key}={raw!r}: expected a value of type {type(current).__name__}"
         ) from None
     return raw
-
-
-_SETTINGS: dict[str, dict[str, Any]] = {
-    # seconds: exercises every code path (pretraining too) on a tiny benchmark
-    "smoke": dict(
-        num_classes=4,
-        images_per_class=8,
-        test_per_class=4,
-        synthetic_size=40,
-        resize_size=36,
-        crop_size=32,
-        slim_width=4,
-        pretrained="pretrain",
-        pretrain_classes=4,
-        pretrain_images_per_class=6,
-        pretrain_epochs=1,
-        epochs=2,
-        batch_size=8,
-        classes_per_batch=4,
-        val_images=8,
-    ),
-    # minutes on a 2-core CPU: the offline analogue of the paper's protocol
-    "cpu": dict(pretrained="pretrain", slim_width=8, lr=0.005, head_lr_mult=10.0, amp=True,
-                channels_last=True),
-    # Sec. 4.1 on real CUB-200-2011 with a GPU
-    "paper": dict(
-        dataset="cub",
-        num_classes=200,
-        resize_size=256,
-        crop_size=224,
-        backbone="vgg16",
-        head_width=1024,
-        pretrained="VGG16_Weights.IMAGENET1K_V1",
-        embedding="alexnet",
-        embedding_weights="AlexNet_Weights.IMAGENET1K_V1",
-        epochs=100,  # not stated in the paper; common for CUB fine-tuning in WSOL code
-        batch_size=48,
-        classes_per_batch=12,
-        lr=0.001,
-        momentum=0.9,
-        weight_decay=5e-4,
-        lr_decay=0.95,
-        ten_crop=True,
-        val_images=1000,
-        device="cuda",
-        num_workers=8,
-    ),
-}
-
-_PAPER_ILSVRC: dict[str, Any] = dict(
-    num_classes=1000,
-    backbone="inception_v3",
-    head_width=1024,
-    pretrained="Inception_V3_Weights.IMAGENET1K_V1",
-    epochs=20,  # not stated in the paper
-)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named starting point for runs: its `RunConfig` settings, the seeds its sweeps use
-    (`csoa_nb.engine.results`), and its variants by data set (fields that replace the
-    settings when a run overrides `dataset` with that key)."""
-
-    settings: dict[str, Any]
-    seeds: tuple[int, ...]
-    headline_seeds: tuple[int, ...]  # the headline rows of Table 1 (narrower paired CIs)
-    by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-#: The presets (README, "Presets"): three seeds per row for the real experiments (five for the
-#: headline rows of the cpu preset), one for the smoke test.
-PRESET_SPECS: dict[str, Preset] = {
-    "smoke": Preset(_SETTINGS["smoke"], seeds=(0,), headline_seeds=(0,)),
-    "cpu": Preset(_SETTINGS["cpu"], seeds=(0, 1, 2), headline_seeds=(0, 1, 2, 3, 4)),
-    "paper": Preset(_SETTINGS["paper"], seeds=(0,), headline_seeds=(0,),
-                    by_dataset={"ilsvrc": _PAPER_ILSVRC}),
-}
-#: The preset names.
-PRESETS = tuple(PRESET_SPECS)

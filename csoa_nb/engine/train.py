@@ -242,7 +242,7 @@ def resolve_weights(
 
 def build_model(config: RunConfig, weights: str | None = None) -> nn.Module:
     """The network of `config.method`: the plain `CSoANet`, or what the method's `model` hook
-    makes of it (ADL's layers, ACoL's branches)."""
+    makes of it with the method's settings (ADL's layers, ACoL's branches)."""
     net = CSoANet(
         config.backbone,
         config.num_classes,
@@ -253,7 +253,7 @@ def build_model(config: RunConfig, weights: str | None = None) -> nn.Module:
         slim_width=config.slim_width,
     )
     hook = config.method_spec.model
-    return net if hook is None else hook(config, net)
+    return net if hook is None else hook(config.method_settings, net)
 
 
 def augment_batch(
@@ -261,13 +261,13 @@ def augment_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch `index` of `epoch` (its place in the epoch's global order: under torchrun, rank r's
     step i is batch i * W + r) as the method trains on it: its `augment` hook (HaS, CutMix) with
-    a generator seeded by `step_seed`, or the batch as it is. Returns the images and the
-    targets its `losses` receive."""
+    a generator seeded by `step_seed` and the method's settings, or the batch as it is. Returns
+    the images and the targets its `losses` receive."""
     hook = config.method_spec.augment
     if hook is None:
         return images, labels
     generator = torch.Generator().manual_seed(step_seed(config.seed, epoch, index))
-    return hook(images, labels, generator, config)
+    return hook(images, labels, generator, config.method_settings, config.num_classes)
 
 
 def build_embedding(config: RunConfig, weights: str | None = None) -> EmbeddingNet:
@@ -303,8 +303,9 @@ def method_losses(
     embed_net: nn.Module | None,
 ) -> dict[str, torch.Tensor]:
     """Every loss term of `config.method` for one batch, plus their weighted sum `total` (the
-    method's `losses` in the registry, `csoa_nb.methods`)."""
-    return config.method_spec.losses(config, out, images, labels, alpha, embed_net)
+    method's `losses` in the registry, `csoa_nb.methods`, with the method's settings)."""
+    return config.method_spec.losses(config.method_settings, out, images, labels, alpha,
+                                     embed_net)
 
 
 # ----------------------------------------------------------------------------------- training

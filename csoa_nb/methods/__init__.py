@@ -10,11 +10,13 @@ Which row of the paper each of our rows stands for is said here too: Table 1's r
 method's `MethodSpec.paper_row`, the rows of the comparison Tables 4-6 (other WSOL methods,
 quoted from their papers) by `COMPARISON_ROWS`; `paper_rows(table)` gives either.
 
-Adding a method: write `csoa_nb/methods/<name>.py` with its loss function and its
-`MethodSpec`, and add the spec to `CSOA_SPECS` or `WSOL_SPECS` (it then gets a table row of
-its own). A method's hyperparameters are `RunConfig` fields named in its spec's `settings`;
-its training-time hooks are the spec's `augment` (a batch transform) and `model` (its
-network, made from the plain one).
+Adding a method: write `csoa_nb/methods/<name>.py` with its loss function, its settings and
+its `MethodSpec`, and add the spec to `CSOA_SPECS` or `WSOL_SPECS` (it then gets a table row of
+its own). A method's hyperparameters are its spec's `settings`, a frozen dataclass
+(`csoa_nb.methods.settings`: names, defaults, checks, labels, search grid) whose fields become
+`RunConfig` fields of the same names (`settings_table`, read from `METHODS` when a config is
+made); its training-time hooks are the spec's `augment` (a batch transform) and `model` (its
+network, made from the plain one), which receive an instance of it, as `losses` does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from csoa_nb.methods import acol, adl, cam, csoa, cutmix, has
+from csoa_nb.methods.settings import Setting, setting_table
 from csoa_nb.methods.spec import LossFn, MethodSpec, Parts, TableRow
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "POSTHOC_PAPER_ROWS",
     "ROWS",
     "SPECS",
+    "Setting",
     "TABLE1_ROWS",
     "WSOL_SPECS",
     "LossFn",
@@ -42,6 +46,8 @@ __all__ = [
     "paper_rows",
     "posthoc_paper_rows",
     "row_key",
+    "setting_label",
+    "settings_table",
 ]
 
 #: CSoA, its parts and our ablation: the methods of the paper's Table 1.
@@ -114,6 +120,23 @@ def method_spec(key: str) -> MethodSpec:
     if key not in METHODS:
         raise ValueError(f"unknown method {key!r}; valid choices: {', '.join(METHODS)}")
     return METHODS[key]
+
+
+def settings_table() -> dict[str, Setting]:
+    """Every setting of every method of `METHODS` (as it is now): flat `RunConfig` field name
+    -> `Setting` (default, label, search grid), in the registry's order.
+
+    Raises:
+        ValueError: two settings classes declare one name differently.
+    """
+    return setting_table(spec.settings for spec in METHODS.values())
+
+
+def setting_label(name: str) -> str:
+    """The label of method setting `name` in tables ("patch side S, px"); an unknown name is
+    returned as it is."""
+    found = settings_table().get(name)
+    return found.label if found is not None else name
 
 
 def row_key(config: Any) -> str:

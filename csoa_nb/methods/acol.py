@@ -18,33 +18,34 @@ convolutions and a 1x1 classifier, the head shape ACoL and wsolevaluation use on
 output is the CAM and whose global average gives the logits (CAM's Eq. 1).
 
 As a method of the registry (`ACOL`, ``RunConfig.method = "acol"``): :class:`ACoLNet`, the
-run's backbone with an :class:`ACoLHead` (``RunConfig.acol_delta``) in place of CAM's head
-(:func:`acol_model`). Its output is a :class:`csoa_nb.models.CSoAOutput` whose ``cam_last`` is
-branch A and ``cam_feature`` branch B, so the evaluator's map (``csoa_nb.localize.fuse_cams``
-of the two, Eq. 13's union) is :func:`acol_map` computed at image size, and Eq. 13 and every
-metric apply unchanged. Its ``logits_feature`` is None: the class scores are branch A's, as
-in wsolevaluation. The ground-truth class drives the erasure in training and in the evaluation
-of maps (`csoa_nb.engine.evaluate.collect_maps` passes it, as wsolevaluation's evaluation
-does: the scored maps are the ground-truth class's); without labels, branch A's prediction
-does.
+run's backbone with an :class:`ACoLHead` (:class:`ACoLSettings`: ``RunConfig.acol_delta``) in
+place of CAM's head (:func:`acol_model`). Its output is a :class:`csoa_nb.models.CSoAOutput`
+whose ``cam_last`` is branch A and ``cam_feature`` branch B, so the evaluator's map
+(``csoa_nb.localize.fuse_cams`` of the two, Eq. 13's union) is :func:`acol_map` computed at
+image size, and Eq. 13 and every metric apply unchanged. Its ``logits_feature`` is None: the
+class scores are branch A's, as in wsolevaluation. The ground-truth class drives the erasure in
+training and in the evaluation of maps (`csoa_nb.engine.evaluate.collect_maps` passes it, as
+wsolevaluation's evaluation does: the scored maps are the ground-truth class's); without
+labels, branch A's prediction does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csoa_nb.localize import normalize_cam
+from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
 from csoa_nb.models import Backbone, CAMHead, CSoANet, CSoAOutput, cam_logits
 
 __all__ = [
     "ACOL",
-    "ACoLConfig",
+    "ACoLSettings",
     "ACoLOutput",
     "ACoLHead",
     "ACoLNet",
@@ -57,19 +58,19 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ACoLConfig:
-    """Hyperparameters of ACoL.
+class ACoLSettings:
+    """Hyperparameters of ACoL (`RunConfig` fields of these names).
 
     Attributes:
-        delta: erasing threshold on branch A's normalised map. The paper's ablation over
+        acol_delta: erasing threshold on branch A's normalised map. The paper's ablation over
             ``delta`` in {0.5, ..., 0.9} settles on 0.6; clovaai/wsolevaluation defaults to 0.7
             and searches it.
     """
 
-    delta: float = 0.6
+    acol_delta: float = setting(0.6, label="erasing threshold δ", search=(0.5, 0.6, 0.8))
 
     def __post_init__(self) -> None:
-        _check_delta(self.delta)
+        _check_delta(self.acol_delta)
 
 
 class ACoLOutput(NamedTuple):
@@ -142,7 +143,7 @@ class ACoLHead(nn.Module):
         in_channels: K, channels of the feature map.
         num_classes: C.
         width: units of each branch's two 3x3 convolutions (1024 in ACoL's VGG16).
-        delta: erasing threshold, see :class:`ACoLConfig`.
+        delta: erasing threshold, see :class:`ACoLSettings`.
 
     ``forward(features, labels=None)``: branch A on ``features``; its CAM of ``labels`` (or,
     when ``labels`` is ``None``, of its own predicted class) erases ``features`` for branch B
@@ -150,7 +151,7 @@ class ACoLHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 1024,
-                 delta: float = ACoLConfig.delta) -> None:
+                 delta: float = ACoLSettings.acol_delta) -> None:
         super().__init__()
         self.delta = _check_delta(delta)
         self.num_classes = num_classes
@@ -216,17 +217,17 @@ class ACoLNet(nn.Module):
         return CSoAOutput(out.logits_a, None, out.cams_a, out.cams_b)
 
 
-def acol_model(config: Any, net: CSoANet) -> ACoLNet:
+def acol_model(settings: ACoLSettings, net: CSoANet) -> ACoLNet:
     """ACoL's `model` hook: ``net``'s backbone (and the weights it loaded) with an
-    :class:`ACoLHead` of ``net``'s head width and ``config.acol_delta`` on its last block; the
-    plain network's own heads are dropped."""
+    :class:`ACoLHead` of ``net``'s classes, its head width and ``settings.acol_delta`` on its
+    last block; the plain network's own heads are dropped."""
     width = net.head_last.layers[0].out_channels
-    head = ACoLHead(net.backbone.channels[-1], config.num_classes, width, config.acol_delta)
+    head = ACoLHead(net.backbone.channels[-1], net.num_classes, width, settings.acol_delta)
     return ACoLNet(net.backbone, head)
 
 
 def acol_losses(
-    config: Any,
+    settings: ACoLSettings,
     out: CSoAOutput,
     images: Tensor,
     labels: Tensor,
@@ -250,7 +251,6 @@ ACOL = MethodSpec(
     parts=Parts(two_heads=True),
     losses=acol_losses,
     summary="two branches, B reads the features A's CAM leaves (Zhang et al., CVPR 2018)",
-    settings=("acol_delta",),
-    search={"acol_delta": (0.5, 0.6, 0.8)},
+    settings=ACoLSettings,
     model=acol_model,
 )

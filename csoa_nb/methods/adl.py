@@ -25,16 +25,16 @@ checkpoint saves, so a resumed run draws the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
 from csoa_nb.models import CSoANet
 
-__all__ = ["ADL", "ADLConfig", "ADL_BLOCKS", "AttentionDropout", "adl_model", "self_attention",
+__all__ = ["ADL", "ADLSettings", "ADL_BLOCKS", "AttentionDropout", "adl_model", "self_attention",
            "drop_mask", "importance_map"]
 
 #: The backbone blocks an ADL layer follows. clovaai/wsolevaluation's VGG16 with 28 x 28 maps
@@ -44,23 +44,23 @@ ADL_BLOCKS = (3, 4, 5)
 
 
 @dataclass(frozen=True)
-class ADLConfig:
-    """Hyperparameters of ADL.
+class ADLSettings:
+    """Hyperparameters of ADL (`RunConfig` fields of these names).
 
     Attributes:
-        drop_rate: probability of applying the drop mask rather than the importance map in a
-            training step; 0.75 in the paper and in clovaai/wsolevaluation.
-        gamma: drop threshold as a fraction of the attention map's maximum. wsolevaluation's
-            command line defaults to 0.9 (its layer's own default is 0.8); the paper tunes
-            it per backbone.
+        adl_drop_rate: probability of applying the drop mask rather than the importance map
+            in a training step; 0.75 in the paper and in clovaai/wsolevaluation.
+        adl_gamma: drop threshold as a fraction of the attention map's maximum.
+            wsolevaluation's command line defaults to 0.9 (its layer's own default is 0.8);
+            the paper tunes it per backbone.
     """
 
-    drop_rate: float = 0.75
-    gamma: float = 0.9
+    adl_drop_rate: float = setting(0.75, label="drop-mask probability")
+    adl_gamma: float = setting(0.9, label="drop threshold γ", search=(0.7, 0.8, 0.9))
 
     def __post_init__(self) -> None:
-        _check_unit(self.drop_rate, "drop_rate")
-        _check_unit(self.gamma, "gamma")
+        _check_unit(self.adl_drop_rate, "drop_rate")
+        _check_unit(self.adl_gamma, "gamma")
 
 
 def _check_unit(value: object, name: str) -> float:
@@ -107,7 +107,8 @@ class AttentionDropout(nn.Module):
     After a training forward pass, ``last_choice`` is ``"drop"`` or ``"importance"``.
     """
 
-    def __init__(self, drop_rate: float = ADLConfig.drop_rate, gamma: float = ADLConfig.gamma,
+    def __init__(self, drop_rate: float = ADLSettings.adl_drop_rate,
+                 gamma: float = ADLSettings.adl_gamma,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.drop_rate = _check_unit(drop_rate, "drop_rate")
@@ -128,16 +129,16 @@ class AttentionDropout(nn.Module):
         return f"drop_rate={self.drop_rate}, gamma={self.gamma}"
 
 
-def adl_model(config: Any, net: CSoANet) -> CSoANet:
-    """ADL's `model` hook: an :class:`AttentionDropout` (``config.adl_drop_rate``,
-    ``config.adl_gamma``) appended to each of `ADL_BLOCKS` of ``net``'s backbone, in place.
+def adl_model(settings: ADLSettings, net: CSoANet) -> CSoANet:
+    """ADL's `model` hook: an :class:`AttentionDropout` (``settings.adl_drop_rate``,
+    ``settings.adl_gamma``) appended to each of `ADL_BLOCKS` of ``net``'s backbone, in place.
 
     The layer has no parameters, so ``net``'s state dict (and the weights it loaded) is that
     of the plain network.
     """
     for block in ADL_BLOCKS:
         net.backbone.stages[block - 1].append(
-            AttentionDropout(config.adl_drop_rate, config.adl_gamma)
+            AttentionDropout(settings.adl_drop_rate, settings.adl_gamma)
         )
     return net
 
@@ -149,7 +150,6 @@ ADL = MethodSpec(
     parts=Parts(),
     losses=cam_losses,
     summary="CAM with attention-based dropout after blocks 3-5 (Choe and Shim, CVPR 2019)",
-    settings=("adl_drop_rate", "adl_gamma"),
-    search={"adl_gamma": (0.7, 0.8, 0.9)},
+    settings=ADLSettings,
     model=adl_model,
 )

@@ -13,14 +13,15 @@ from csoa_nb.models import CSoAOutput
 
 
 def cam_losses(
-    config: Any,
+    settings: Any,
     out: CSoAOutput,
     images: Tensor,
     labels: Tensor,
     alpha: float,
     embed_net: nn.Module | None,
 ) -> dict[str, Tensor]:
-    """Cross-entropy on y_L; `total` is that same term."""
+    """Cross-entropy on y_L; `total` is that same term (CAM has no settings: `settings` is
+    unused, whatever a method sharing this loss passes)."""
     total = F.cross_entropy(out.logits_last, labels)
     return {"cls_last": total, "total": total}
 

@@ -7,11 +7,13 @@ F_m, B_m, Mask_B^m (Eq. 8, 10). A metric loss over the pairs of a batch (Eq. 12)
 foreground and background far apart (D_cam, Eq. 9), the background close to its confident
 part (D_back, Eq. 10), same-class foregrounds close and different-class foregrounds far
 apart (D_mn, Eq. 11). :class:`ClassBalancedBatchSampler` builds the batches of Sec. 4.1.
+:class:`CoAugSettings` are the settings of the methods that train it (CoAug, CSoA).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,7 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from csoa_nb.checks import check_choice
 from csoa_nb.methods.confseg import class_map, confidence_mask
+from csoa_nb.methods.settings import setting
 
 REDUCTIONS = ("mean", "sum")
 #: Readings of Eq. 10's Mask_hat (`RunConfig.coaug_background`): "paper" is Eq. 3's binary
@@ -30,6 +34,7 @@ __all__ = [
     "BACKGROUNDS",
     "REDUCTIONS",
     "ClassBalancedBatchSampler",
+    "CoAugSettings",
     "background_mask",
     "class_map",
     "coaug_distances",
@@ -37,6 +42,36 @@ __all__ = [
     "foreground_background",
     "foreground_map",
 ]
+
+
+@dataclass(frozen=True)
+class CoAugSettings:
+    """The settings of the methods that train CoAug (CoAug, CSoA; `RunConfig` fields of these
+    names, in the hash of their runs only, so e.g. one CAM run serves both readings of Eq. 10).
+
+    Attributes:
+        coaug_background: the reading of Eq. 10's Mask_hat (:data:`BACKGROUNDS`): "paper"
+            (Eq. 3, as written) or "below_mean" (our fix, chapter 04).
+        gamma, delta: the weights of Eq. 12 (:func:`coaug_loss`).
+        coaug_weight: the weight of L_D beside L_C (ramped with alpha, Eq. 6).
+        embedding_weights: W_E's weights: "" = the backbone's source (the pretraining stage's
+            W_E when ``pretrained="pretrain"``, else random: an ablation the paper never
+            runs); "pretrain" = the pretraining stage's W_E whatever the backbone starts from;
+            else a path / torchvision name.
+    """
+
+    coaug_background: str = setting("paper", label="Eq. 10's Mask_hat")
+    gamma: float = setting(1.0, label="Eq. 12's γ")
+    delta: float = setting(1.0, label="Eq. 12's δ")
+    coaug_weight: float = setting(1.0, label="weight of L_D")
+    embedding_weights: str = setting("", label="W_E's weights")
+
+    def __post_init__(self) -> None:
+        check_choice("coaug_background", self.coaug_background, BACKGROUNDS)
+        for name in ("gamma", "delta", "coaug_weight"):
+            value = getattr(self, name)
+            if not value >= 0:  # also catches NaN
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 def foreground_map(

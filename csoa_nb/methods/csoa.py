@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from csoa_nb.methods.coaug import CoAugSettings, foreground_background
 from csoa_nb.methods.coaug import coaug_loss as _coaug_loss
-from csoa_nb.methods.coaug import foreground_background
 from csoa_nb.methods.confseg import confseg_loss as _confseg_loss
 from csoa_nb.methods.spec import LossFn, MethodSpec, Parts
 from csoa_nb.models import CSoAOutput
@@ -37,10 +37,11 @@ coaug_loss = fp32_region(_coaug_loss)
 
 
 def csoa_losses(parts: Parts, name: str) -> LossFn:
-    """The loss function of the method `name` made of `parts`."""
+    """The loss function of the method `name` made of `parts`; with `parts.coaug` it reads its
+    `CoAugSettings`."""
 
     def losses(
-        config: Any,
+        settings: CoAugSettings | None,
         out: CSoAOutput,
         images: Tensor,
         labels: Tensor,
@@ -56,20 +57,21 @@ def csoa_losses(parts: Parts, name: str) -> LossFn:
             total = F.cross_entropy(out.logits_last, labels)
             terms = {"cls_last": total}
         if parts.coaug:
-            if embed_net is None:
-                raise ValueError(f"method {name!r} needs the embedding network W_E")
+            if embed_net is None or settings is None:
+                raise ValueError(f"method {name!r} needs the embedding network W_E and its "
+                                 "CoAugSettings")
             fg_in, bg_in, mask_bg_in = foreground_background(
-                images, out.cam_last, labels, background=config.coaug_background
+                images, out.cam_last, labels, background=settings.coaug_background
             )
             embedded = embed_net(torch.cat([fg_in, bg_in, mask_bg_in]))
             fg, bg, mask_bg = embedded.chunk(3)
             loss_d, d_terms = coaug_loss(
-                fg, bg, mask_bg, labels, gamma=config.gamma, delta=config.delta
+                fg, bg, mask_bg, labels, gamma=settings.gamma, delta=settings.delta
             )
             terms["coaug"] = loss_d
             terms["d_cam"] = d_terms["d_cam"]
             terms["d_back"] = d_terms["d_back"]
-            total = total + config.coaug_weight * alpha * loss_d
+            total = total + settings.coaug_weight * alpha * loss_d
         terms["total"] = total
         return terms
 
@@ -78,7 +80,9 @@ def csoa_losses(parts: Parts, name: str) -> LossFn:
 
 
 def _spec(key: str, parts: Parts, **kwargs: Any) -> MethodSpec:
-    return MethodSpec(key=key, parts=parts, losses=csoa_losses(parts, key), **kwargs)
+    settings = CoAugSettings if parts.coaug else None
+    return MethodSpec(key=key, parts=parts, losses=csoa_losses(parts, key), settings=settings,
+                      **kwargs)
 
 
 TWOHEAD = _spec(

@@ -16,7 +16,8 @@ sizes follow that code: the box sides are ``int(W sqrt(1 - lambda))`` and ``int(
 lambda))``, and the corners are ``centre -/+ side // 2``, clipped to the image.
 
 As a method of the registry (`CUTMIX`, ``RunConfig.method = "cutmix"``): CAM's network, with
-:func:`cutmix` as its training-time `augment` (``RunConfig.cutmix_beta``, ``cutmix_prob``),
+:func:`cutmix` as its training-time `augment` (:class:`CutMixSettings`:
+``RunConfig.cutmix_beta``, ``cutmix_prob``),
 whose targets are the mixed label distributions ``lambda onehot(y_i) + (1 - lambda)
 onehot(y_pi(i))`` (:func:`mixed_targets`); CAM's cross-entropy against them is
 :func:`cutmix_loss` (cross-entropy is linear in its target). Inference is CAM's (Eq. 13).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,28 +35,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
 
-__all__ = ["CUTMIX", "CutMixConfig", "CutMixBatch", "cutmix", "cutmix_augment", "cutmix_loss",
+__all__ = ["CUTMIX", "CutMixSettings", "CutMixBatch", "cutmix", "cutmix_augment", "cutmix_loss",
            "mixed_targets"]
 
 
 @dataclass(frozen=True)
-class CutMixConfig:
-    """Hyperparameters of CutMix.
+class CutMixSettings:
+    """Hyperparameters of CutMix (`RunConfig` fields of these names).
 
     Attributes:
-        beta: parameter of the symmetric Beta distribution of ``lambda``; 1.0 in the paper
-            (``lambda`` uniform on ``[0, 1]``) and in wsolevaluation.
-        prob: probability that a batch is mixed; 1.0 in the paper's ImageNet experiments and
-            in wsolevaluation (0.5 in its CIFAR ones).
+        cutmix_beta: parameter of the symmetric Beta distribution of ``lambda``; 1.0 in the
+            paper (``lambda`` uniform on ``[0, 1]``) and in wsolevaluation.
+        cutmix_prob: probability that a batch is mixed; 1.0 in the paper's ImageNet
+            experiments and in wsolevaluation (0.5 in its CIFAR ones).
     """
 
-    beta: float = 1.0
-    prob: float = 1.0
+    cutmix_beta: float = setting(1.0, label="Beta parameter β")
+    cutmix_prob: float = setting(1.0, label="mixing probability", search=(0.25, 0.5, 1.0))
 
     def __post_init__(self) -> None:
-        _check_params(self.beta, self.prob)
+        _check_params(self.cutmix_beta, self.cutmix_prob)
 
 
 class CutMixBatch(NamedTuple):
@@ -97,8 +99,8 @@ def _beta_sample(beta: float, generator: torch.Generator | None) -> float:
 def cutmix(
     images: Tensor,
     labels: Tensor,
-    beta: float = CutMixConfig.beta,
-    prob: float = CutMixConfig.prob,
+    beta: float = CutMixSettings.cutmix_beta,
+    prob: float = CutMixSettings.cutmix_prob,
     generator: torch.Generator | None = None,
 ) -> CutMixBatch:
     """CutMix a batch (Yun et al., Eq. 1-2).
@@ -162,12 +164,13 @@ def mixed_targets(batch: CutMixBatch, num_classes: int) -> Tensor:
 
 
 def cutmix_augment(
-    images: Tensor, labels: Tensor, generator: torch.Generator, config: Any
+    images: Tensor, labels: Tensor, generator: torch.Generator, settings: CutMixSettings,
+    num_classes: int,
 ) -> tuple[Tensor, Tensor]:
     """CutMix's `augment` hook: :func:`cutmix` with the run's ``cutmix_beta`` and
-    ``cutmix_prob``; the targets are :func:`mixed_targets` over ``config.num_classes``."""
-    batch = cutmix(images, labels, config.cutmix_beta, config.cutmix_prob, generator)
-    return batch.images, mixed_targets(batch, config.num_classes)
+    ``cutmix_prob``; the targets are :func:`mixed_targets` over the run's ``num_classes``."""
+    batch = cutmix(images, labels, settings.cutmix_beta, settings.cutmix_prob, generator)
+    return batch.images, mixed_targets(batch, num_classes)
 
 
 CUTMIX = MethodSpec(
@@ -177,7 +180,6 @@ CUTMIX = MethodSpec(
     parts=Parts(),
     losses=cam_losses,
     summary="CAM trained on CutMix batches, label-mixed cross-entropy (Yun et al., ICCV 2019)",
-    settings=("cutmix_beta", "cutmix_prob"),
-    search={"cutmix_prob": (0.25, 0.5, 1.0)},
+    settings=CutMixSettings,
     augment=cutmix_augment,
 )

@@ -17,44 +17,45 @@ one protocol; it changes only the input, so the network is the plain CAM network
 
 As a method of the registry (`HAS`, ``RunConfig.method = "has"``): CAM's network and loss
 (cross-entropy on y_L, `csoa_nb.methods.cam`), with :func:`hide_patches` as its training-time
-`augment` (``RunConfig.has_grid_size``, ``has_hide_prob``); inference is CAM's (Eq. 13).
+`augment` with its settings :class:`HaSSettings` (``RunConfig.has_grid_size``,
+``has_hide_prob``); inference is CAM's (Eq. 13).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from csoa_nb.methods.cam import cam_losses
+from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
 
-__all__ = ["HAS", "HaSConfig", "has_augment", "hide_patches", "hidden_cells"]
+__all__ = ["HAS", "HaSSettings", "has_augment", "hide_patches", "hidden_cells"]
 
 
 @dataclass(frozen=True)
-class HaSConfig:
-    """Hyperparameters of Hide-and-Seek.
+class HaSSettings:
+    """Hyperparameters of Hide-and-Seek (`RunConfig` fields of these names).
 
     Attributes:
-        grid_size: side ``S`` of a square patch in input pixels (Sec. 3.1). The paper tries
-            ``S`` in {16, 32, 44, 56} on ILSVRC (and a random mix of them); clovaai/wsolevaluation
-            searches it per backbone. 32 is one of the paper's values.
-        hide_prob: probability ``p_hide`` that a patch is hidden; 0.5 in the paper (and the
-            default of wsolevaluation).
-        fill: value written into hidden pixels: the training data's mean, which is 0 for
-            ImageNet-normalised images (Sec. 3.2).
+        has_grid_size: side ``S`` of a square patch in input pixels (Sec. 3.1). The paper
+            tries ``S`` in {16, 32, 44, 56} on ILSVRC (and a random mix of them);
+            clovaai/wsolevaluation searches it per backbone. 32 is one of the paper's values.
+        has_hide_prob: probability ``p_hide`` that a patch is hidden; 0.5 in the paper (and
+            the default of wsolevaluation).
+
+    Hidden pixels are set to 0, the training data's mean for ImageNet-normalised images
+    (Sec. 3.2; :func:`hide_patches`' ``fill``).
     """
 
-    grid_size: int = 32
-    hide_prob: float = 0.5
-    fill: float = 0.0
+    has_grid_size: int = setting(32, label="patch side S, px", search=(8, 16, 32))
+    has_hide_prob: float = setting(0.5, label="hiding probability p_hide")
 
     def __post_init__(self) -> None:
-        _check_grid(self.grid_size)
-        _check_prob(self.hide_prob)
+        _check_grid(self.has_grid_size)
+        _check_prob(self.has_hide_prob)
 
 
 def _check_grid(grid_size: object) -> int:
@@ -132,11 +133,13 @@ def hide_patches(
 
 
 def has_augment(
-    images: Tensor, labels: Tensor, generator: torch.Generator, config: Any
+    images: Tensor, labels: Tensor, generator: torch.Generator, settings: HaSSettings,
+    num_classes: int,
 ) -> tuple[Tensor, Tensor]:
     """HaS's `augment` hook: :func:`hide_patches` with the run's ``has_grid_size`` and
     ``has_hide_prob`` (fill 0, the data mean); the labels are unchanged."""
-    return hide_patches(images, config.has_grid_size, config.has_hide_prob, generator), labels
+    hidden = hide_patches(images, settings.has_grid_size, settings.has_hide_prob, generator)
+    return hidden, labels
 
 
 HAS = MethodSpec(
@@ -146,7 +149,6 @@ HAS = MethodSpec(
     parts=Parts(),
     losses=cam_losses,
     summary="CAM trained on images with random grid cells hidden (Singh and Lee, ICCV 2017)",
-    settings=("has_grid_size", "has_hide_prob"),
-    search={"has_grid_size": (8, 16, 32)},
+    settings=HaSSettings,
     augment=has_augment,
 )

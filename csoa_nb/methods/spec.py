@@ -14,30 +14,34 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
+from csoa_nb.methods.settings import settings_fields
+
 if TYPE_CHECKING:
     import torch
 
     from csoa_nb.models import CSoANet, CSoAOutput
 
-#: `losses(config, out, images, labels, alpha, embed_net)`: every loss term of one batch, plus
-#: their weighted sum under "total". `config` is the run's `RunConfig` (the method reads its
-#: own settings from it: gamma, delta, coaug_background, coaug_weight, ...); `images` are what
+#: `losses(settings, out, images, labels, alpha, embed_net)`: every loss term of one batch,
+#: plus their weighted sum under "total". `settings` is the method's settings (an instance of
+#: its spec's `settings` class, built from the run's `RunConfig`: CoAug's gamma, delta,
+#: coaug_background, coaug_weight; None for a method without settings); `images` are what
 #: the network saw (after the method's `augment`); `labels` are the batch's targets: class
 #: indices (``B``), or class probabilities (``B x C``) when `augment` mixes labels (CutMix);
 #: `alpha` is the ramp of Eq. 6 at this step; `embed_net` is W_E (None unless `parts.coaug`).
 LossFn = Callable[[Any, "CSoAOutput", Tensor, Tensor, float, "nn.Module | None"],
                   dict[str, Tensor]]
-#: `augment(images, labels, generator, config) -> (images, targets)`: a method's transform of
-#: a training batch (HaS hides patches, CutMix pastes boxes and mixes labels), drawn from the
-#: CPU `generator` alone. The trainer seeds `generator` per step from the run's seed, the epoch
-#: and the step (`csoa_nb.engine.datasets.step_seed`), so a resumed run draws the same.
-#: `targets` are what `losses` receives as `labels`. Never applied at test time.
-AugmentFn = Callable[[Tensor, Tensor, "torch.Generator", Any], tuple[Tensor, Tensor]]
-#: `model(config, net) -> network`: a method's network, made from the plain network `net`
-#: (`csoa_nb.models.CSoANet` of the run's backbone, weights and heads, as `Parts` asks):
-#: ADL inserts its layers into `net`'s backbone, ACoL puts its two branches on `net`'s
-#: backbone. The network's `forward(images, labels=None)` returns a `CSoAOutput`; the trainer
-#: passes the ground-truth labels, the evaluator none.
+#: `augment(images, labels, generator, settings, num_classes) -> (images, targets)`: a
+#: method's transform of a training batch (HaS hides patches, CutMix pastes boxes and mixes
+#: labels over `num_classes`), drawn from the CPU `generator` alone, with the method's
+#: `settings`. The trainer seeds `generator` per step from the run's seed, the epoch and the
+#: step (`csoa_nb.engine.datasets.step_seed`), so a resumed run draws the same. `targets` are
+#: what `losses` receives as `labels`. Never applied at test time.
+AugmentFn = Callable[[Tensor, Tensor, "torch.Generator", Any, int], tuple[Tensor, Tensor]]
+#: `model(settings, net) -> network`: a method's network, made with its `settings` from the
+#: plain network `net` (`csoa_nb.models.CSoANet` of the run's backbone, weights, heads and
+#: `num_classes`, as `Parts` asks): ADL inserts its layers into `net`'s backbone, ACoL puts its
+#: two branches on `net`'s backbone. The network's `forward(images, labels=None)` returns a
+#: `CSoAOutput`; the trainer passes the ground-truth labels, the evaluator none.
 ModelFn = Callable[[Any, "CSoANet"], nn.Module]
 
 
@@ -65,14 +69,12 @@ class MethodSpec:
         paper_row: the paper's Table 1 row it stands for, or None.
         ours: True for an ablation or extension of ours, not a method of the paper.
         summary: one line on what it trains (docs, `--help`).
-        settings: the `RunConfig` fields that this method alone reads (its hyperparameters);
-            they enter the config hash of this method's runs only.
+        settings: its hyperparameters, a frozen dataclass (`csoa_nb.methods.settings`: names,
+            defaults, checks, labels, search grid) whose fields are `RunConfig` fields of the
+            same names, hashed for the runs of the methods with this class only; an instance
+            goes to `losses`, `augment` and `model`. None: the method has none.
         augment: its transform of a training batch (`AugmentFn`), or None.
         model: its network made from the plain one (`ModelFn`), or None (the plain one).
-        search: the grid its hyperparameters are chosen from on the validation split under
-            Choe et al.'s protocol (`csoa_nb.engine.protocol`): `RunConfig` field -> values,
-            the default among them; empty for the methods of the paper's Table 1, whose
-            settings are the paper's.
     """
 
     key: str
@@ -83,10 +85,23 @@ class MethodSpec:
     paper_row: str | None = None
     ours: bool = False
     summary: str = ""
-    settings: tuple[str, ...] = ()
+    settings: type | None = None
     augment: AugmentFn | None = None
     model: ModelFn | None = None
-    search: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        """The `RunConfig` fields of its settings, in their class's order."""
+        return tuple(item.name for item in settings_fields(self.settings))
+
+    @property
+    def search(self) -> dict[str, tuple[Any, ...]]:
+        """The grid its hyperparameters are chosen from on the validation split under Choe et
+        al.'s protocol (`csoa_nb.engine.protocol`; the `search` of its settings' fields):
+        `RunConfig` field -> values, the default among them; empty for the methods of the
+        paper's Table 1, whose settings are the paper's."""
+        return {item.name: item.search for item in settings_fields(self.settings)
+                if item.search}
 
 
 @dataclass(frozen=True)

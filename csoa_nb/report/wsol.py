@@ -141,13 +141,9 @@ HEADLINE_METRICS = ("max_box_acc_v2", "pxap")
 #: The box errors, which depend on the CAM threshold theta (their headers name it; not
 #: `csoa_nb.scores.THETA_METRICS`, which also holds the classification errors).
 BOX_ERRORS = ("top1_loc_err", "gt_known_loc_err")
-#: A searched `RunConfig` field, as the grid table names it.
-SETTING_LABELS = {
-    "has_grid_size": "patch side S, px",
-    "acol_delta": "erasing threshold δ",
-    "adl_gamma": "drop threshold γ",
-    "cutmix_prob": "mixing probability",
-}
+#: A method's setting (a `RunConfig` field), as the grid table names it: the label on its
+#: settings class (`csoa_nb.methods.settings_table`).
+SETTING_LABELS = {name: item.label for name, item in methods.settings_table().items()}
 #: Verdicts of a difference row − base, within the family of one regime's table (Holm,
 #: `stats.verdicts`): shown better / worse after the adjustment; suggested (only the
 #: unadjusted interval excludes 0); not shown; no interval (one seed); no number (a trivial map
@@ -330,7 +326,7 @@ def search_table(search: pd.DataFrame,
                 run = found.iloc[0] if len(found) else None
                 rows.append({
                     "method: hyperparameter": f"{spec.label}: {setting} "
-                                              f"({SETTING_LABELS.get(setting, setting)})",
+                                              f"({methods.setting_label(setting)})",
                     "value": f"{value:g}",
                     "val. MaxBoxAccV2 (%)": math.nan if run is None else run.val_max_box_acc_v2,
                     "θ chosen on val.": MISSING if run is None else f"{run.theta:.2f}",
