@@ -43,7 +43,7 @@ PINNED_RUNS = {
     "1b5b4fa1173a": ("csoa", {"seed": 0, "coaug_background": "below_mean", "feature_block": 3}),
     "68c7fc60cdfc": ("csoa", {"seed": 0, "pretrained": "", "embedding_weights": "pretrain"}),
     "d211318b3e8c": ("has", {"seed": 0, "has_grid_size": 16}),
-    "c7b99b4bfa1b": ("acol", {"seed": 0, "acol_delta": 0.5}),
+    "f4fe81e5cdfb": ("acol", {"seed": 0, "acol_delta": 0.5}),  # version 2 (was c7b99b4bfa1b)
     "3701fe9f79ba": ("adl", {"seed": 0, "adl_gamma": 0.8}),
     "fa8684c9b265": ("cutmix", {"seed": 0, "cutmix_prob": 0.25}),
     "ae5d59fc3e53": ("cutmix", {"seed": 0, "cutmix_prob": 0.25, "pretrained": "",
@@ -55,7 +55,7 @@ PRESET_DEFAULTS = {"pretrained": "pretrain"}
 SMOKE_HASHES = {
     "cam": "7212832e62c7", "twohead": "eb8de6ae6db2", "confseg": "1e9895312b09",
     "coaug": "4f9c826ac42f", "csoa": "4fa285465caf", "has": "b2303879c6d3",
-    "acol": "9b5a4de2eaf4", "adl": "85ae07435ee2", "cutmix": "27c3f57e8042",
+    "acol": "ca585e1bb376", "adl": "85ae07435ee2", "cutmix": "27c3f57e8042",
 }
 #: One non-default value of each setting that some methods alone read or that is hashed only
 #: away from its default (the rules of `RunConfig.hashed_fields`).
@@ -150,3 +150,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def test_a_method_version_and_a_device_enter_the_hash_only_away_from_their_default():
+    """ACoL's version 2 (the reference's smoothing pool) gave its runs new hashes, and no
+    other method's; a CUDA run is another run than a CPU one, whatever its index, and a CPU
+    run keeps the hash it had (the pins above)."""
+    import csoa_nb.methods.acol as acol_module
+
+    acol = RunConfig.from_preset("smoke", method="acol")
+    assert acol.hashed_fields()["method_version"] == acol_module.ACOL.version == 2
+    for method in ("cam", "has", "csoa"):
+        assert "method_version" not in RunConfig.from_preset("smoke", method=method).hashed_fields()
+    cpu = RunConfig.from_preset("smoke", method="cam")
+    cuda = cpu.replace(device="cuda")
+    assert "device" not in cpu.hashed_fields() and cuda.hashed_fields()["device"] == "cuda"
+    assert cuda.hash != cpu.hash == SMOKE_HASHES["cam"]
+    assert cpu.replace(device="cuda:1").hash == cuda.hash

@@ -40,7 +40,7 @@ def test_verdicts_from_the_interval():
                       "CSoA (as written) − CAM (base)")]
     assert csoa["verdict"] == "not shown" == csoa["kind"]
     fixed = table.loc[("CoAug lowers the top-1 loc. error of the base CAM (our Eq. 10 fix)",
-                       "CoAug, Eq. 10 fix (ours) − CAM (base)")]
+                       "CoAug+fix (ours) − CAM (base)")]
     assert fixed["verdict"] == "not testable here" and fixed["ours (A − B, 95 % CI)"] == "–"
 
 
@@ -141,9 +141,9 @@ def test_versus_base_by_hand():
     frame = pd.DataFrame(rows)
     table = findings.versus_base(frame, "scratch", metrics=("max_box_acc_v2", "top1_loc_err"))
     by_row = table.set_index("row")
-    assert list(by_row.index) == ["CoAug (as written)", "CoAug, Eq. 10 fix (ours)"]
-    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "MaxBoxAccV2"] == "+2.0 [-0.5, +4.5] not shown"
-    assert by_row.loc["CoAug, Eq. 10 fix (ours)", "Top-1 loc. err"] == (
+    assert list(by_row.index) == ["CoAug (as written)", "CoAug+fix (ours)"]
+    assert by_row.loc["CoAug+fix (ours)", "MaxBoxAccV2"] == "+2.0 [-0.5, +4.5] not shown"
+    assert by_row.loc["CoAug+fix (ours)", "Top-1 loc. err"] == (
         "-4.0 [-6.5, -1.5] suggested better (unadjusted p = 0.020)")
     assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].endswith(" worse (Holm, 4 tests)")
     assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].startswith("-11.0 ")

@@ -86,7 +86,7 @@ def test_our_rows_beside_the_matching_rows_of_table_4(ours4):
     out = tables.side_by_side(matched, ours4, "ours, test", row_map=vocabulary.paper_row_map(4))
     paper = paper4.attrs["label"]
     assert list(out.index) == ["CAM (base)", "ACoL", "ADL", "CSoA (as written)",
-                               "CSoA, Eq. 10 fix (ours)"]
+                               "CSoA+fix (ours)"]
     assert list(out[(paper, "paper row")]) == ["VGGnet-GAP", "VGGnet-ACoL", "VGGnet-ADL",
                                                "VGGnet-Ours", ""]
     assert list(out[(paper, "Top-1 loc. err")]) == ["55.85", "54.08", "47.64", "37.69", ""]
@@ -107,7 +107,7 @@ def test_our_rows_stacked_below_the_matching_rows_of_table_4(ours4):
     # registry's: CAM, CSoA, the fix, ACoL, ADL), then the fix, which stands for none
     assert list(out.index) == ([(paper, name) for name in names]
                                + [("ours, test", name) for name in names]
-                               + [("ours, test", "CSoA, Eq. 10 fix (ours)")])
+                               + [("ours, test", "CSoA+fix (ours)")])
     assert list(out.columns) == ["paper row", "Top-1 loc. err", "Top-5 loc. err",
                                  "Top-1 cls. err", "Top-5 cls. err"]
     assert list(out["paper row"]) == ["VGGnet-GAP", "VGGnet-ACoL", "VGGnet-ADL", "VGGnet-Ours",

@@ -323,7 +323,7 @@ def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
     top, bottom = fig.axes
     assert top.get_position().y0 > bottom.get_position().y1
     assert not any(label.get_visible() for label in top.get_xticklabels())
-    assert [t.get_text() for t in bottom.get_xticklabels()][-1] == "CSoA,\nEq.\u00a010 fix\n(ours)"
+    assert [t.get_text() for t in bottom.get_xticklabels()][-1] == "CSoA+fix\n(ours)"
 
 
 def test_plot_methods_colours_methods_by_method(frame):
@@ -334,7 +334,7 @@ def test_plot_methods_colours_methods_by_method(frame):
     colours = {label: handle.lines[0].get_color()
                for handle, label in zip(handles, labels, strict=True)}
     assert colours == {"CSoA (as written)": methods.ROWS["csoa"].color,
-                       "CSoA, Eq. 10 fix (ours)": methods.ROWS["csoa_fix"].color}
+                       "CSoA+fix (ours)": methods.ROWS["csoa_fix"].color}
 
 
 def test_settings_table():

@@ -11,7 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from csoa_nb.localize import csoa_box, normalize_cam
-from csoa_nb.methods.acol import ACoLHead, acol_loss, acol_map, erase_high_activation
+from csoa_nb.methods.acol import (
+    ACoLHead,
+    acol_loss,
+    acol_map,
+    erase_high_activation,
+    smooth_features,
+)
 from csoa_nb.methods.adl import AttentionDropout, drop_mask, importance_map, self_attention
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss
 from csoa_nb.methods.has import HaSSettings, hidden_cells, hide_patches
@@ -92,23 +98,55 @@ def test_acol_erases_exactly_the_cells_at_or_above_delta_of_the_normalised_map()
                        features)
 
 
-def test_acol_head_feeds_branch_b_the_features_erased_by_branch_a():
+def reference_acol(head: ACoLHead, feature: torch.Tensor, labels: torch.Tensor, delta: float):
+    """ACoL's forward as clovaai/wsolevaluation's `VggAcol` and `AcolBase._acol_logits` build
+    it, written from their description: the features smoothed by a 3x3 stride-1 average pool
+    (padding 1), branch A's CAM, its map of the label min-max normalised per image, the
+    smoothed features kept where that map is below delta, branch B on them."""
+    feature = F.avg_pool2d(feature, kernel_size=3, stride=1, padding=1)
+    cams_a = head.branch_a(feature)
+    cam = cams_a[torch.arange(len(labels)), labels]
+    flat = cam.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    normed = (cam - low[:, None, None]) / (high - low).clamp_min(1e-12)[:, None, None]
+    keep = (normed < delta).to(feature.dtype)[:, None]
+    return cams_a, head.branch_b(feature * keep)
+
+
+def test_acol_head_follows_the_reference_forward():
+    """With fixed weights the head equals the reference construction exactly; without the
+    smoothing pool (ACoL version 1) its branch B differs."""
     torch.manual_seed(0)
     head = ACoLHead(in_channels=4, num_classes=3, width=8, delta=0.6)
     features = torch.rand(2, 4, 5, 5)
     labels = torch.tensor([2, 0])
     out = head(features, labels)
+    cams_a, cams_b = reference_acol(head, features, labels, 0.6)
+    assert torch.allclose(out.cams_a, cams_a, atol=1e-6)
+    assert torch.allclose(out.cams_b, cams_b, atol=1e-6)
+    raw_a = head.branch_a(features)  # version 1: no smoothing
+    raw_b = head.branch_b(erase_high_activation(features, raw_a[torch.arange(2), labels], 0.6))
+    assert not torch.allclose(out.cams_b, raw_b, atol=1e-3)
+
+
+def test_acol_head_feeds_branch_b_the_features_erased_by_branch_a():
+    torch.manual_seed(0)
+    head = ACoLHead(in_channels=4, num_classes=3, width=8, delta=0.6)
+    features = torch.rand(2, 4, 5, 5)
+    smoothed = smooth_features(features)
+    labels = torch.tensor([2, 0])
+    out = head(features, labels)
     cam_a = out.cams_a[torch.arange(2), labels]
-    expected_b = head.branch_b(erase_high_activation(features, cam_a, 0.6))
+    expected_b = head.branch_b(erase_high_activation(smoothed, cam_a, 0.6))
     assert torch.allclose(out.cams_b, expected_b)
-    assert not torch.allclose(out.cams_b, head.branch_b(features))  # something was erased
+    assert not torch.allclose(out.cams_b, head.branch_b(smoothed))  # something was erased
     assert torch.allclose(out.logits_a, out.cams_a.mean(dim=(2, 3)))
     # no labels: branch A's prediction drives the erasure
     pred = out.logits_a.argmax(1)
     out_eval = head(features)
     cam_pred = out.cams_a[torch.arange(2), pred]
     assert torch.allclose(out_eval.cams_b,
-                          head.branch_b(erase_high_activation(features, cam_pred, 0.6)))
+                          head.branch_b(erase_high_activation(smoothed, cam_pred, 0.6)))
     expected_loss = F.cross_entropy(out.logits_a, labels) + F.cross_entropy(out.logits_b, labels)
     assert torch.allclose(acol_loss(out, labels), expected_loss)
 
@@ -139,12 +177,17 @@ ACOL_F1 = torch.zeros(4, 4)
 ACOL_F1[1, 1], ACOL_F1[3, 2], ACOL_F1[3, 3] = 1.0, 2.0, 2.0
 
 
-def test_acol_maps_at_evaluation_are_erased_by_the_ground_truth_class():
+def test_acol_maps_at_evaluation_are_erased_by_the_ground_truth_class(monkeypatch):
     """`collect_maps` and `sample_cams` pass the labels: branch B's maps come from the features
-    erased by branch A's map of the ground-truth class, as wsolevaluation evaluates ACoL."""
+    erased by branch A's map of the ground-truth class, as wsolevaluation evaluates ACoL. (The
+    smoothing pool is left out here, so that the hand-worked maps stay readable; the test
+    above checks it.)"""
     from csoa_nb.engine.config import RunConfig
     from csoa_nb.engine.evaluate import collect_maps, sample_cams
+    from csoa_nb.methods import acol
     from csoa_nb.methods.acol import ACoLNet
+
+    monkeypatch.setattr(acol, "smooth_features", lambda features: features)
 
     head = ACoLHead(in_channels=2, num_classes=2, width=1, delta=0.6)
     head.branch_a, head.branch_b = nn.Identity(), nn.Identity()  # B's CAMs: its input

@@ -65,6 +65,12 @@ HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
 #: 5. The data enter as their identity (`RunConfig.data_identity`) under this key, not their
 #: path.
 DATA_KEY = "data"
+#: 6. A method's `MethodSpec.version` enters under this key when it is not 1: a change to
+#: what a method computes gives its runs new hashes, every other run keeps its own.
+METHOD_VERSION_KEY = "method_version"
+#: 7. `device` (in `UNHASHED`: its index, "cuda:1", does not matter) enters as its kind when
+#: it is not the CPU: a CUDA run does not compute a CPU run's numbers bit for bit, so the two
+#: are kept apart; every CPU run keeps the hash it had.
 #: Autocast precisions of `amp=True` (`csoa_nb.engine.distributed.make_amp`): "auto" is bf16 on
 #: the CPU and on GPUs that have it, else fp16 with loss scaling.
 AMP_DTYPES = ("auto", "bf16", "fp16")
@@ -415,7 +421,16 @@ class RunConfig:
 
         fields_ = {name: value for name, value in values.items() if hashed(name)}
         fields_[DATA_KEY] = self.data_identity() if data is None else data
+        if self.method_spec.version != 1:  # rule 6
+            fields_[METHOD_VERSION_KEY] = self.method_spec.version
+        if self.device_kind != "cpu":  # rule 7
+            fields_["device"] = self.device_kind
         return fields_
+
+    @property
+    def device_kind(self) -> str:
+        """The kind of `device` ("cpu", "cuda", ...), without its index."""
+        return str(self.device).split(":", 1)[0]
 
     def data_identity(self) -> str:
         """What the run's data is, independent of where it lies (`csoa_nb.data.fingerprint`):

@@ -59,12 +59,14 @@ SPECS: tuple[MethodSpec, ...] = CSOA_SPECS + WSOL_SPECS
 #: `RunConfig.method` -> its spec.
 METHODS: dict[str, MethodSpec] = {spec.key: spec for spec in SPECS}
 
-#: Our variants: Eq. 10's confident background below the map's mean (chapter 04).
+#: Our variants: Eq. 10's confident background below the map's mean (chapter 04). Their
+#: labels carry no comma ("CSoA+fix (ours)"), so that a list of rows never reads as CSoA as
+#: written followed by a fix.
 _FIX_ROWS = (
     TableRow("coaug_fix", csoa.COAUG, {"coaug_background": "below_mean"},
-             label="CoAug, Eq. 10 fix (ours)", color="#9467bd", ours=True),
+             label="CoAug+fix (ours)", color="#9467bd", ours=True),
     TableRow("csoa_fix", csoa.CSOA, {"coaug_background": "below_mean"},
-             label="CSoA, Eq. 10 fix (ours)", color="#2ca02c", ours=True),
+             label="CSoA+fix (ours)", color="#2ca02c", ours=True),
 )
 
 

@@ -9,11 +9,17 @@ from the regions A did not use. Both branches are trained with cross-entropy (Se
 ``loss = CE(A) + CE(B)``), and the localization map is the elementwise maximum of the two
 branches' normalised maps (Sec. 3.3).
 
-Details follow the reference code of Choe et al. (clovaai/wsolevaluation, ``wsol/method/
-acol.py``): the CAM of branch A is min-max normalised per image before thresholding, the
-erasure keeps positions with ``map < delta`` (a map value equal to ``delta`` is erased), the
-erasure mask carries no gradient, and without labels (inference) branch A's predicted class
-drives the erasure. Each branch here is the project's :class:`csoa_nb.models.CAMHead` (two 3x3
+Details follow the reference code of Choe et al. (clovaai/wsolevaluation, ``wsol/vgg.py``
+``VggAcol`` and ``wsol/method/acol.py``): the backbone's features are smoothed by a 3x3
+stride-1 average pool (padding 1, `smooth_features`) before both branches; the CAM of branch A
+is min-max normalised per image before thresholding, the erasure keeps positions with
+``map < delta`` (a map value equal to ``delta`` is erased), the erasure mask carries no
+gradient, and without labels (inference) branch A's predicted class drives the erasure. One
+difference is ours: the backbone is the run's, shared with every method (its 2x2 stride-2 max
+pools), where the reference's ACoL VGG16 uses 3x3 stride-2 max pools and stride-1 pools after
+conv4_3 and conv5_3; the effect of that difference is not measured here. (The smoothing pool
+came with `ACOL.version` 2; runs of version 1 fed the raw features, and their hashes differ.)
+Each branch here is the project's :class:`csoa_nb.models.CAMHead` (two 3x3
 convolutions and a 1x1 classifier, the head shape ACoL and wsolevaluation use on VGG16), whose
 output is the CAM and whose global average gives the logits (CAM's Eq. 1).
 
@@ -52,6 +58,7 @@ __all__ = [
     "acol_losses",
     "acol_model",
     "erase_high_activation",
+    "smooth_features",
     "acol_loss",
     "acol_map",
 ]
@@ -106,6 +113,12 @@ def _check_labels(labels: object, batch: int, num_classes: int) -> Tensor:
     return labels.long()
 
 
+def smooth_features(features: Tensor) -> Tensor:
+    """The 3x3 stride-1 average pool (padding 1, zeros counted) that the reference ACoL applies
+    to the backbone's features before both branches: same shape as ``features``."""
+    return F.avg_pool2d(features, kernel_size=3, stride=1, padding=1)
+
+
 def erase_high_activation(features: Tensor, cam: Tensor, delta: float) -> Tensor:
     """Erase from ``features`` where the normalised ``cam`` reaches ``delta`` (ACoL, Sec. 3.2).
 
@@ -145,9 +158,10 @@ class ACoLHead(nn.Module):
         width: units of each branch's two 3x3 convolutions (1024 in ACoL's VGG16).
         delta: erasing threshold, see :class:`ACoLSettings`.
 
-    ``forward(features, labels=None)``: branch A on ``features``; its CAM of ``labels`` (or,
-    when ``labels`` is ``None``, of its own predicted class) erases ``features`` for branch B
-    (:func:`erase_high_activation`). Returns :class:`ACoLOutput`.
+    ``forward(features, labels=None)``: the features smoothed (:func:`smooth_features`);
+    branch A on them; its CAM of ``labels`` (or, when ``labels`` is ``None``, of its own
+    predicted class) erases them for branch B (:func:`erase_high_activation`). Returns
+    :class:`ACoLOutput`.
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 1024,
@@ -159,6 +173,7 @@ class ACoLHead(nn.Module):
         self.branch_b = CAMHead(in_channels, num_classes, width)
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> ACoLOutput:
+        features = smooth_features(features)
         cams_a = self.branch_a(features)
         logits_a = cam_logits(cams_a)
         if labels is None:
@@ -253,4 +268,5 @@ ACOL = MethodSpec(
     summary="two branches, B reads the features A's CAM leaves (Zhang et al., CVPR 2018)",
     settings=ACoLSettings,
     model=acol_model,
+    version=2,  # 2: the reference's 3x3 average pool before both branches
 )

@@ -16,7 +16,9 @@ network and conventions to it:
 For a network whose logits are the global average of a linear map of the target layer (CAM's
 Eq. 1, e.g. the 1x1 classifier of :class:`csoa_nb.models.CAMHead` reading its last ReLU),
 Grad-CAM's weights are exactly that classifier's weights divided by ``h * w``, so Grad-CAM at
-that layer *is* ReLU(CAM) up to a constant (Selvaraju et al., Sec. 3.1). The default target
+that layer is ``ReLU(CAM_c - b_c)`` divided by ``h * w`` (Selvaraju et al., Sec. 3.1): the
+classifier's bias ``b_c`` is in CAM but not in the weighted sum, so the two maps differ by that
+constant before the ReLU, which can move where the ReLU cuts, not only a scale. The default target
 layer for :class:`csoa_nb.models.CSoANet` is therefore the output of backbone block 5, the
 input of W_L, where the head's two convolutions make the maps differ from CAM.
 

@@ -75,6 +75,9 @@ class MethodSpec:
             goes to `losses`, `augment` and `model`. None: the method has none.
         augment: its transform of a training batch (`AugmentFn`), or None.
         model: its network made from the plain one (`ModelFn`), or None (the plain one).
+        version: what its code computes, raised by one whenever a change makes its runs
+            compute something else; any version but 1 enters its runs' config hash, so a
+            committed result never silently belongs to older code.
     """
 
     key: str
@@ -88,6 +91,7 @@ class MethodSpec:
     settings: type | None = None
     augment: AugmentFn | None = None
     model: ModelFn | None = None
+    version: int = 1
 
     @property
     def setting_names(self) -> tuple[str, ...]:

@@ -154,8 +154,7 @@ VERDICT_WORDS = ("better", "worse", "suggested better", "suggested worse", "not 
 
 # ------------------------------------------------------------------------------ row names
 def row_label(key: str) -> str:
-    """The label of a row of the comparison (the registry's for a method: "CSoA, Eq. 10 fix
-    (ours)")."""
+    """The label of a row of the comparison (the registry's for a method: "CSoA+fix (ours)")."""
     return EXTRA_ROWS[key][0] if key in EXTRA_ROWS else methods.label(key)
 
 
