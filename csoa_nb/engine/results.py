@@ -7,9 +7,11 @@ budget, so they live in the committed folder `results/runs/<hash>/`, made by::
 
     make results            # = python -m csoa_nb.engine.results make --preset cpu --jobs 2
 
-which trains only the runs that are missing, two at a time (one thread each). `make book` then
-reads them. `tests/test_results.py` checks that the committed runs are exactly the current
-configs of these sweeps, so a change of code settings cannot silently reuse stale numbers.
+which trains only the runs that are missing, two at a time (one thread each); on a Slurm
+cluster each missing run is one job (`make --executor slurm`, `csoa_nb.engine.cluster`), and
+`status` says where each run stands. `make book` then reads them. `tests/test_results.py`
+checks that the committed runs are exactly the current configs of these sweeps, so a change of
+code settings cannot silently reuse stale numbers.
 """
 
 from __future__ import annotations
@@ -19,16 +21,33 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from csoa_nb.checks import check_choice, check_writable_folder
+from csoa_nb.engine.cluster import (
+    EXECUTORS,
+    JOBS_DIR,
+    STATES,
+    ClusterSettings,
+    Driver,
+    JobRecord,
+    JobsFailed,
+    LocalPool,
+    Outcome,
+    RunStatus,
+    SubmititExecutor,
+    Task,
+    job_records,
+    lock_holder,
+    run_status,
+    wait_for_locks,
+)
 from csoa_nb.engine.config import PRESET_SPECS, PRESETS, RunConfig
 from csoa_nb.engine.runs import RunResult
-from csoa_nb.engine.workers import worker_pool
 from csoa_nb.methods import ROWS, TABLE1_ROWS, WSOL_SPECS, MethodSpec, row_key
 from csoa_nb.paths import project_path
 
@@ -290,36 +309,81 @@ def save_table(frame: pd.DataFrame, name: str, preset: str, root: str | Path = "
 
 # ---------------------------------------------------------------------------- make results
 def _in_worker(task: str, payload: Any) -> tuple[str, float]:
-    """One task of `make results` in a worker process (one thread): "train" a config (dict),
-    "backfill" the protocol's files of a finished run, or score its "posthoc" maps."""
+    """One task of `make results` in a worker process or a cluster job (one thread): "train" a
+    config (dict), "pretrain" its pretraining stage (the cluster's shared input), "backfill"
+    the protocol's files of a finished run, or score its "posthoc" maps. The last two hold the
+    run folder's lock and do nothing when a twin task (another driver's) did it meanwhile."""
     import torch
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    if task == "train":
+    if task in ("train", "pretrain"):
+        config = RunConfig.from_dict(payload)
+        if task == "pretrain":
+            from csoa_nb.engine.pretrain import pretrain, pretrain_hash
+
+            pretrain(config, progress=False, log=lambda line: print(line, flush=True))
+            return f"pretrain-{pretrain_hash(config)}", time.perf_counter() - started
         from csoa_nb.engine.train import train
 
-        config = RunConfig.from_dict(payload)
         train(config, progress=False, log=lambda line: print(line, flush=True))
         return config.hash, time.perf_counter() - started
-    from csoa_nb.engine.posthoc_runs import backfill, write_posthoc
+    from csoa_nb.engine.posthoc_runs import POSTHOC_FILE, backfill, write_posthoc
+    from csoa_nb.engine.protocol import lacks_protocol
+    from csoa_nb.engine.runs import read_run_config, run_lock
 
-    (backfill if task == "backfill" else write_posthoc)(Path(payload))
-    return Path(payload).name, time.perf_counter() - started
+    run_dir = Path(payload)
+    with run_lock(run_dir, lambda line: print(line, flush=True)):
+        if task == "backfill":
+            if lacks_protocol(run_dir, read_run_config(run_dir)):
+                backfill(run_dir)
+        elif not (run_dir / POSTHOC_FILE).is_file():
+            write_posthoc(run_dir)
+    return run_dir.name, time.perf_counter() - started
 
 
-def _run_tasks(tasks: list[tuple[str, Any, str]], jobs: int) -> list[str]:
-    """Run `(task, payload, description)` triples `jobs` at a time; returns the names done."""
+def _task(kind: str, payload: Any, what: str) -> Task:
+    """A `(task, payload, description)` triple of `make results` as the executors take it:
+    its name, the folder it writes (whose lock tells whether another process is at it) and
+    what it runs on."""
+    if kind in ("train", "pretrain"):
+        from csoa_nb.engine.pretrain import pretrain_hash
+        from csoa_nb.engine.runs import run_dir_for
+
+        config = RunConfig.from_dict(payload)
+        folder = run_dir_for(config) if kind == "train" else (
+            project_path(config.output_dir) / f"pretrain-{pretrain_hash(config)}")
+        return Task(kind, payload, config.hash if kind == "train" else folder.name, what,
+                    folder, gpu=config.device.startswith("cuda"), cpus=config.num_workers + 1)
+    return Task(kind, payload, Path(payload).name, what, Path(payload))
+
+
+def _run_tasks(tasks: list[tuple[str, Any, str]], driver: Driver) -> list[str]:
+    """Run `(task, payload, description)` triples on the driver's executor; returns the names
+    done. A task whose folder another process holds (another driver's job) is left to it: this
+    call waits for that lock, and the next look at the run store finds the run or not. A
+    failed cluster job goes to `driver.failed` (the local pool raises, as before)."""
+    items = [_task(*triple) for triple in tasks]
+    held = {t.folder: holder for t in items
+            if t.folder is not None and (holder := lock_holder(t.folder)) is not None}
+    for folder, holder in held.items():
+        print(f"{folder.name}: in use by {holder}; waiting for it, then looking again",
+              flush=True)
+    free = [t for t in items if t.folder not in held]
     done: list[str] = []
-    with worker_pool(jobs) as pool:  # its workers end with this process, even on SIGKILL
-        futures = {pool.submit(_in_worker, task, payload): (task, what)
-                   for task, payload, what in tasks}
-        for future in as_completed(futures):
-            name, seconds = future.result()
-            task, what = futures[future]
+    for count, outcome in enumerate(driver.executor.run(_in_worker, free), 1):
+        task = outcome.task
+        job = f" (job {outcome.job_id})" if outcome.job_id else ""
+        head = f"[{count}/{len(free)}] {time.strftime('%H:%M:%S')} {task.kind} {task.name} " \
+               f"{task.what}"
+        if outcome.ok:
+            name, seconds = outcome.result
             done.append(name)
-            print(f"[{len(done)}/{len(tasks)}] {time.strftime('%H:%M:%S')} {task} {name} "
-                  f"{what}: {seconds:.0f} s", flush=True)
+            tqdm.write(f"{head}: {seconds:.0f} s{job}")
+        else:
+            driver.failed[(task.kind, task.name)] = outcome
+            tqdm.write(f"{head}: FAILED{job}: {outcome.error}; log {outcome.log}")
+    wait_for_locks(held, driver.executor.poll_s)
     return done
 
 
@@ -340,20 +404,65 @@ def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, bool, int, in
     return order
 
 
-def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> list[str]:
+def _describe(config: RunConfig) -> str:
+    return f"{config.method} {regime_of(config)} block {config.feature_block} seed {config.seed}"
+
+
+def _prepare(missing: list[RunConfig], driver: Driver) -> list[RunConfig]:
+    """The shared, cached inputs of the `missing` runs, built once before the runs that read
+    them: the data sets (here) and the pretraining stages (here with the local pool; one job
+    per stage on a cluster, the driver's machine being a login node). Returns the runs whose
+    inputs are there; the others are failed with their stage's job."""
+    from csoa_nb.engine.datasets import dataset_root
+    from csoa_nb.engine.pretrain import find_pretrained, pretrain, pretrain_hash
+
+    for config in missing:
+        dataset_root(config)
+    stages: dict[str, RunConfig] = {}
+    for config in missing:
+        if config.pretrained == "pretrain":
+            if not driver.executor.remote:
+                pretrain(config, progress=False)
+            elif find_pretrained(config) is None:
+                stages.setdefault(f"pretrain-{pretrain_hash(config)}", config)
+    if stages:
+        _run_tasks([("pretrain", c.to_dict(), "pretraining stage") for c in stages.values()],
+                   driver)
+    ready = []
+    for config in missing:
+        stage = f"pretrain-{pretrain_hash(config)}" if config.pretrained == "pretrain" else ""
+        failed = driver.failed.get(("pretrain", stage))
+        if failed is None:
+            ready.append(config)
+            continue
+        driver.failed[("train", config.hash)] = Outcome(
+            _task("train", config.to_dict(), _describe(config)),
+            error=f"not submitted: its pretraining stage {stage} failed (job {failed.job_id})",
+            job_id=failed.job_id, log=failed.log)
+    return ready
+
+
+def make_results(
+    preset: str,
+    jobs: int = 2,
+    output_dir: str = RESULTS_DIR,
+    cluster: ClusterSettings | None = None,
+) -> list[str]:
     """Train every missing run of every sweep into `output_dir`, write the protocol's files of
     finished runs that lack them (`posthoc_runs.backfill`) and the post-hoc maps' scores of
     the CAM runs of the "wsol" sweep (`posthoc_runs.write_posthoc`). Sweeps whose settings
     are chosen from other runs ("wsol" from "wsol_search") follow once those are finished.
-    Returns the hashes trained.
+    Each phase waits for all its tasks before the next starts. `cluster`: submit each task as
+    a submitit job (`csoa_nb.engine.cluster`) instead of `jobs` local processes; a failed job
+    does not stop the others. Returns the hashes trained.
 
     Raises:
         ValueError: an unknown preset, `jobs` < 1, an `output_dir` that cannot be written, or
             a run's device or weights file missing: all before any work.
+        JobsFailed: cluster jobs failed (after every other task was done); the message names
+            each with the tail of its log.
     """
-    from csoa_nb.engine.datasets import dataset_root
     from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
-    from csoa_nb.engine.pretrain import pretrain
     from csoa_nb.engine.protocol import lacks_protocol
     from csoa_nb.engine.runs import find_run
     from csoa_nb.engine.train import check_device, check_weight_files
@@ -361,61 +470,178 @@ def make_results(preset: str, jobs: int = 2, output_dir: str = RESULTS_DIR) -> l
     check_choice("preset", preset, PRESETS)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1 (runs trained at once), got {jobs}: e.g. --jobs 2")
-    check_writable_folder(project_path(output_dir), "output_dir",
-                          "choose a folder you can write (--output-dir DIR)")
+    store = check_writable_folder(project_path(output_dir), "output_dir",
+                                  "choose a folder you can write (--output-dir DIR)")
+    driver = Driver(LocalPool(jobs) if cluster is None
+                    else SubmititExecutor(cluster, store / JOBS_DIR))
+
+    def failed(kind: str) -> set[str]:
+        return {name for k, name in driver.failed if k == kind}
 
     trained: list[str] = []
     # the search runs that "wsol"'s settings are chosen from are found in output_dir too
     into = {"output_dir": output_dir}
     while True:
         configs = all_configs(preset, pending_ok=True, **into)
-        missing = [c for c in configs if find_run(c) is None]
+        missing = [c for c in configs if find_run(c) is None and c.hash not in failed("train")]
         order = _order(preset, **into)
         missing.sort(key=lambda c: order[c.hash])
         print(f"{len(configs)} runs in the sweeps, {len(missing)} to train into {output_dir}")
         for config in missing:  # what a worker would refuse, before any work
-            check_device(config)
+            if not driver.executor.remote:  # a job checks its device on its own node
+                check_device(config)
             check_weight_files(config)
         # shared, cached inputs first, so parallel workers never build them twice
-        for config in missing:
-            dataset_root(config)
-            if config.pretrained == "pretrain":
-                pretrain(config, progress=False)
-        trained += _run_tasks([("train", c.to_dict(), f"{c.method} {regime_of(c)} block "
-                                f"{c.feature_block} seed {c.seed}") for c in missing], jobs)
+        ready = _prepare(missing, driver)
+        trained += _run_tasks([("train", c.to_dict(), _describe(c)) for c in ready], driver)
         found = [(c, find_run(c)) for c in configs]
-        stale = [path for config, path in found if path and lacks_protocol(path, config)]
+        stale = [path for config, path in found if path and path.name not in failed("backfill")
+                 and lacks_protocol(path, config)]
         _run_tasks([("backfill", str(path), "val_maps.npz, protocol.json") for path in stale],
-                   jobs)
+                   driver)
         if not missing and not stale:
             break
-    try:
-        cam_runs = [find_run(c) for c in sweep_configs("wsol", preset, **into)
-                    if c.method == "cam"]
-    except (SearchPending, NoValidationSplit):  # a search run failed; or no such sweep
-        cam_runs = []
-    _run_tasks([("posthoc", str(path), "Grad-CAM, Grad-CAM++, Score-CAM") for path in cam_runs
-                if path and not (path / POSTHOC_FILE).is_file()], jobs)
+    while True:
+        try:
+            cam_runs = [find_run(c) for c in sweep_configs("wsol", preset, **into)
+                        if c.method == "cam"]
+        except (SearchPending, NoValidationSplit):  # a search run failed; or no such sweep
+            cam_runs = []
+        todo = [path for path in cam_runs if path and not (path / POSTHOC_FILE).is_file()
+                and path.name not in failed("posthoc")]
+        held = [path for path in todo if lock_holder(path) is not None]
+        _run_tasks([("posthoc", str(path), "Grad-CAM, Grad-CAM++, Score-CAM") for path in todo],
+                   driver)
+        if not held:  # else look again: what another process held may be left undone
+            break
+    if driver.failed:
+        raise JobsFailed(list(driver.failed.values()), output_dir)
     return trained
 
 
+def sweep_status(
+    preset: str, output_dir: str = RESULTS_DIR
+) -> tuple[dict[str, list[tuple[RunConfig, RunStatus]]], dict[str, LookupError | ValueError]]:
+    """Where each run of each sweep stands (`cluster.run_status`: done, running, failed,
+    queued, missing), from the run store in `output_dir`, its locks and the records of the
+    cluster jobs in `<output_dir>/.submitit`; and the sweeps left out, with why."""
+    from csoa_nb.engine.runs import find_run, run_dir_for
+
+    store = project_path(output_dir)
+    jobs: dict[str, list[JobRecord]] = {}
+    for record in job_records(store / JOBS_DIR):
+        if record.kind == "train":
+            jobs.setdefault(record.name, []).append(record)
+    states: dict[str, list[tuple[RunConfig, RunStatus]]] = {}
+    left_out: dict[str, LookupError | ValueError] = {}
+    for name in SWEEPS:
+        try:
+            configs = sweep_configs(name, preset, output_dir=output_dir)
+        except (SearchPending, NoValidationSplit) as error:
+            left_out[name] = error
+            continue
+        states[name] = [(c, run_status(run_dir_for(c), find_run(c), jobs.get(c.hash, [])))
+                        for c in configs]
+    return states, left_out
+
+
+def _cluster_settings(args: argparse.Namespace) -> ClusterSettings | None:
+    """`make`'s cluster options as `ClusterSettings` (None for `--executor local`, which
+    takes none of them)."""
+    given = {flag: getattr(args, dest) for flag, dest in CLUSTER_FLAGS.items()
+             if getattr(args, dest) not in (None, [])}
+    if args.executor == "local":
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --executor slurm or submitit-local, "
+                             "not to --executor local (the local pool takes --jobs)")
+        return None
+    options = []
+    for option in args.slurm_option or ():
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm-option {option!r}: give KEY=VALUE, e.g. "
+                             "--slurm-option account=myproj")
+        options.append((key.strip(), value.strip()))
+    fields = {"partition": args.slurm_partition, "gpus_per_run": args.gpus_per_run,
+              "cpus_per_run": args.cpus_per_run, "mem_gb": args.mem_gb,
+              "timeout_min": args.timeout_min, "array_parallelism": args.array_parallelism,
+              "max_timeouts": args.max_timeouts, "poll_s": args.poll_s}
+    return ClusterSettings(executor=args.executor, options=tuple(options),
+                           setup=tuple(args.slurm_setup or ()),
+                           **{k: v for k, v in fields.items() if v is not None})
+
+
+#: `make`'s options for the cluster executors (flag -> argparse dest).
+CLUSTER_FLAGS = {
+    "--slurm-partition": "slurm_partition", "--gpus-per-run": "gpus_per_run",
+    "--cpus-per-run": "cpus_per_run", "--mem-gb": "mem_gb", "--timeout-min": "timeout_min",
+    "--array-parallelism": "array_parallelism", "--max-timeouts": "max_timeouts",
+    "--slurm-option": "slurm_option", "--slurm-setup": "slurm_setup", "--poll-s": "poll_s",
+}
+
+
+def _print_status(preset: str, output_dir: str) -> None:
+    states, left_out = sweep_status(preset, output_dir)
+    for name, runs in states.items():
+        counts = {state: sum(s.state == state for _, s in runs) for state in STATES}
+        print(f"{name}: {len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        for config, state in runs:
+            print(f"  {config.hash}  {config.method:8s} {regime_of(config):10s} block "
+                  f"{config.feature_block} seed {config.seed}  {state.state:8s} {state.detail}")
+            for line in state.tail:
+                print(f"      | {line}")
+    for name, why in left_out.items():
+        print(f"{name}: {'pending' if isinstance(why, SearchPending) else 'left out'}: {why}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.results", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csoa_nb.engine.results", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make", help="train every missing run of the book's sweeps")
     make.add_argument("--preset", default="cpu", choices=PRESETS)
-    make.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    make.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                      help="runs trained at once by --executor local")
     make.add_argument("--output-dir", default=RESULTS_DIR)
+    make.add_argument("--executor", default="local", choices=EXECUTORS,
+                      help="local: --jobs processes here; slurm: one Slurm job per task "
+                           "(submitit); submitit-local: one local process per task (submitit)")
+    jobs = make.add_argument_group("cluster jobs (--executor slurm or submitit-local)")
+    jobs.add_argument("--slurm-partition", help="the partition the jobs run in")
+    jobs.add_argument("--gpus-per-run", type=int, help="GPUs of a CUDA run's job (default 1)")
+    jobs.add_argument("--cpus-per-run", type=int,
+                      help="CPUs per job (default: the run's loader workers + 1)")
+    jobs.add_argument("--mem-gb", type=float, help="memory per job (default: the partition's)")
+    jobs.add_argument("--timeout-min", type=int,
+                      help="a job's time limit in minutes (default 240); a run still training "
+                           "then is re-queued and resumes from its checkpoint")
+    jobs.add_argument("--array-parallelism", type=int,
+                      help="jobs of a phase's array running at once (default 64)")
+    jobs.add_argument("--max-timeouts", type=int,
+                      help="re-queues of a job that reached its time limit (default 3)")
+    jobs.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                      help="another #SBATCH --KEY=VALUE line (account, qos, constraint, ...)")
+    jobs.add_argument("--slurm-setup", action="append", metavar="LINE",
+                      help="a shell line run before each job (e.g. 'module load cuda')")
+    jobs.add_argument("--poll-s", type=float,
+                      help="seconds between the driver's looks at its jobs (default 30)")
     listing = sub.add_parser("list", help="print the sweeps' runs and whether they exist")
     listing.add_argument("--preset", default="cpu", choices=PRESETS)
+    status = sub.add_parser("status", help="which runs of which sweep are done, running (by "
+                                           "which job), failed (the tail of its log), missing")
+    status.add_argument("--preset", default="cpu", choices=PRESETS)
+    status.add_argument("--output-dir", default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.command == "make":
         started = time.perf_counter()
         try:
-            make_results(args.preset, args.jobs, args.output_dir)
-        except ValueError as error:
+            make_results(args.preset, args.jobs, args.output_dir, _cluster_settings(args))
+        except (ValueError, JobsFailed) as error:
             raise SystemExit(f"error: {error}") from None
         print(f"done in {time.perf_counter() - started:.0f} s")
+        return 0
+    if args.command == "status":
+        _print_status(args.preset, args.output_dir)
         return 0
     from csoa_nb.engine.runs import find_run
 
