@@ -33,7 +33,7 @@ help:
 	@echo "              checks over that HTML (tests/test_built_html.py)"
 	@echo "make test-browser  the built book and make lab in headless chromium (after make book)"
 	@echo "make lab      JupyterLab on book/"
-	@echo "make results  train the missing runs of the book's sweeps into results/runs (about 80 minutes)"
+	@echo "make results  train the missing runs of the book's sweeps into results/runs (about two hours from nothing)"
 	@echo "make clean    remove _build (keeps data/, runs/, results/)"
 
 # A fresh clone installs itself; a changed pyproject.toml refreshes the environment.

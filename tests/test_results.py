@@ -26,12 +26,15 @@ def test_sweeps_are_deterministic_and_distinct():
     assert [c.hash for c in all_configs("cpu")] == [c.hash for c in configs]
     table1 = sweep_configs("table1", "cpu")
     tuned = [c for c in table1 if c.pretrained == "pretrain"]
-    # fine-tuned: 6 headline rows x 5 seeds + the two-head ablation x 3
-    assert len(tuned) == 6 * 5 + 3
+    # five seeds for every row of both regimes (one seed set for every chapter)
+    assert len(tuned) == 7 * 5
     assert {row_key(c) for c in tuned} == set(TABLE1_ROWS)
-    # from scratch: 7 rows x 3 seeds, W_E still from the pretraining stage
+    assert {c.seed for c in tuned} == {0, 1, 2, 3, 4}
+    # from scratch: 7 rows x 5 seeds, W_E still from the pretraining stage
     scratch = [c for c in table1 if c.pretrained == ""]
-    assert len(scratch) == 7 * 3
+    assert len(scratch) == 7 * 5
+    wsol = sweep_configs("wsol", "cpu")  # chapter 14: the same seeds
+    assert {c.seed for c in wsol} == {0, 1, 2, 3, 4} and len(wsol) == 2 * 7 * 5
     assert all(c.embedding_weights == "pretrain" for c in scratch)
     with pytest.raises(ValueError, match="valid choices"):
         sweep_configs("table9", "cpu")
@@ -86,7 +89,7 @@ def test_committed_cam_runs_of_the_wsol_sweep_keep_their_posthoc_maps():
     from csoa_nb.methods.posthoc import POSTHOC_KINDS
 
     cam_runs = [RUNS / c.hash for c in sweep_configs("wsol", "cpu") if c.method == "cam"]
-    assert len(cam_runs) == 2 * 3  # two regimes x three seeds
+    assert len(cam_runs) == 2 * 5  # two regimes x five seeds
     for run_dir in cam_runs:
         for name in (POSTHOC_FILE, POSTHOC_CAMS_FILE):
             assert (run_dir / name).is_file(), f"{run_dir / name} is missing: run `make results`"
@@ -121,7 +124,7 @@ def test_make_results_trains_the_papers_sweeps_before_the_wsol_comparison():
     assert set(order) == set(first_sweep)
     wsol_only = [first_sweep[h] in WSOL_SWEEPS for h in sorted(order, key=order.__getitem__)]
     assert wsol_only == sorted(wsol_only)  # False (the paper's) ... then True (chapter 14's)
-    assert wsol_only.count(False) == 74 and wsol_only.count(True) == 32
+    assert wsol_only.count(False) == 100 and wsol_only.count(True) == 48  # five seeds each
 
 
 def test_finished_runs_never_trains(tmp_path):
@@ -213,16 +216,16 @@ def test_wsol_sweep_takes_the_settings_chosen_on_validation(tmp_path):
     for spec in WSOL_SPECS:
         assert chosen_settings(spec, "cpu", **overrides) == CHOSEN[spec.key]
     configs = sweep_configs("wsol", "cpu", **overrides)
-    assert len(configs) == len({c.hash for c in configs}) == (3 + 4) * 2 * 3
+    assert len(configs) == len({c.hash for c in configs}) == (3 + 4) * 2 * 5
     table1 = {c.hash for c in sweep_configs("table1", "cpu")}
     base = [c for c in configs if row_key(c) in WSOL_BASE_ROWS]
-    assert len(base) == 3 * 2 * 3 and {c.hash for c in base} <= table1  # Table 1's runs
+    assert len(base) == 3 * 2 * 5 and {c.hash for c in base} <= table1  # Table 1's runs
     expected = {
         RunConfig.from_preset("cpu", method=method, seed=seed, **regime, **CHOSEN[method]).hash
         for method in CHOSEN
         for regime in ({"pretrained": "pretrain"},
                        {"pretrained": "", "embedding_weights": "pretrain"})
-        for seed in (0, 1, 2)
+        for seed in (0, 1, 2, 3, 4)
     }
     assert {c.hash for c in configs if c.method in CHOSEN} == expected
     assert all(c.output_dir == overrides["output_dir"] for c in configs)

@@ -110,7 +110,8 @@ def test_labels():
     assert vocabulary.ours_label(RunConfig.from_preset("cpu"), 3) == (
         "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds")
     assert vocabulary.ours_label(RunConfig.from_preset("paper", device="cpu"), [0], "scratch") == (
-        "ours, preset paper, CUB-200-2011, VGG16, 1 seed, from scratch")
+        "ours, preset paper, CUB-200-2011, VGG16, 1 seed (seed 0), from scratch")
+    assert vocabulary.seed_list([4, 0, 1, 2, 6]) == "seeds 0-2, 4, 6"
     # a runs frame: the seed counts of the regime's rows (5 for CAM, 3 for the ablation; the
     # scratch rows' 2 do not count for "pretrained")
     runs = pd.DataFrame(
@@ -121,7 +122,8 @@ def test_labels():
     cpu = RunConfig.from_preset("cpu")
     assert vocabulary.ours_label(cpu, runs, "pretrained").endswith(", 3-5 seeds, pretrained + "
                                                                    "fine-tuned")
-    assert vocabulary.ours_label(cpu, runs, "scratch").endswith(", 2 seeds, from scratch")
+    assert vocabulary.ours_label(cpu, runs, "scratch").endswith(
+        ", 2 seeds (seeds 0-1), from scratch")
     assert vocabulary.paper_row_map(1)["VGGnet-CSoA"] == "CSoA (as written)"
     assert vocabulary.column_label("top1_loc_err@0.2") == "Top-1 loc. err (θ 0.2)"
     assert vocabulary.higher_is_better("pxap")

@@ -80,7 +80,7 @@ DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
 #: seed (`SEARCH_SEED`) in the fine-tuned regime; the choice holds for both regimes.
 SEARCH_SEED = 0
 #: The rows of Table 1 that the WSOL comparison ("wsol") puts beside the other methods: CAM and
-#: CSoA with both readings of Eq. 10 (the runs of the Table 1 sweep, three seeds per regime).
+#: CSoA with both readings of Eq. 10 (the runs of the Table 1 sweep, the preset's seeds per regime).
 WSOL_BASE_ROWS = ("cam", "csoa", "csoa_fix")
 #: The sweeps `make results` trains and the book reads (in this order). "wsol" needs the
 #: finished runs of "wsol_search" (the hyperparameters chosen on the validation split).

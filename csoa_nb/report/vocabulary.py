@@ -142,6 +142,19 @@ def prose_label(level: str, value: Any) -> str:
     return str(row_label(level, value))
 
 
+def seed_list(seeds: Sequence[int]) -> str:
+    """"seeds 0-4", "seed 3", "seeds 0-2, 5": which seeds, runs of consecutive ones joined."""
+    values = sorted({int(s) for s in seeds})
+    spans: list[list[int]] = []
+    for value in values:
+        if spans and value == spans[-1][1] + 1:
+            spans[-1][1] = value
+        else:
+            spans.append([value, value])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+    return f"seed{'s' if len(values) != 1 else ''} {text}"
+
+
 def ours_label(config: RunConfig, seeds: int | Sequence[int] | pd.DataFrame,
                regime: str | None = None) -> str:
     """E.g. "ours, preset cpu, synthetic benchmark, vgg_slim, 3 seeds" (+ ", from scratch").
@@ -153,19 +166,25 @@ def ours_label(config: RunConfig, seeds: int | Sequence[int] | pd.DataFrame,
             ("3-5 seeds").
         regime: "pretrained" or "scratch" to name the training regime, None to leave it out.
     """
+    named: list[int] = []
     if isinstance(seeds, pd.DataFrame):
         runs = seeds if regime is None else seeds[seeds["regime"] == regime]
         per_row = runs.groupby("method")["seed"].nunique()
         low, high = (int(per_row.min()), int(per_row.max())) if len(per_row) else (0, 0)
+        named = sorted({int(s) for s in runs["seed"].dropna()})
+    elif isinstance(seeds, int):
+        low = high = seeds
     else:
-        low = high = seeds if isinstance(seeds, int) else len(list(seeds))
+        named = sorted({int(s) for s in seeds})
+        low = high = len(named)
     counts = f"{low}" if low == high else f"{low}-{high}"
+    which = f" ({seed_list(named)})" if named and low == high else ""
     parts = [
         "ours",
         f"preset {config.preset}",
         DATASET_LABELS.get(config.dataset, config.dataset),
         BACKBONE_LABELS.get(config.backbone, config.backbone),
-        f"{counts} seed" + ("" if high == 1 else "s"),
+        f"{counts} seed" + ("" if high == 1 else "s") + which,
     ]
     if regime is not None:
         parts.append(REGIME_LABELS.get(regime, regime))
