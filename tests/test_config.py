@@ -37,7 +37,11 @@ def test_unknown_preset_lists_presets():
 
 def test_hash_ignores_where_and_how_but_not_what():
     base = RunConfig.from_preset("cpu")
-    assert base.replace(device="cuda", output_dir="elsewhere", num_workers=4).hash == base.hash
+    assert base.replace(output_dir="elsewhere", num_workers=4).hash == base.hash
+    # the device's kind is what: a CUDA run does not compute a CPU run's numbers; its index is
+    # where
+    cuda = base.replace(device="cuda:0")
+    assert cuda.hash != base.hash and cuda.replace(device="cuda:1").hash == cuda.hash
     assert base.replace(seed=1).hash != base.hash
     assert base.replace(theta=0.2).hash != base.hash
     assert len(base.hash) == 12 and int(base.hash, 16) >= 0
