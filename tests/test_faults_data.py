@@ -24,6 +24,7 @@ from fixtures_data import (
     build_cub,
     build_ilsvrc,
     build_metadata,
+    write_jpeg,
 )
 from PIL import Image
 
@@ -129,6 +130,11 @@ def test_metadata_train_split_needs_no_localization(tmp_path: Path) -> None:
     without it raises naming the file and what to add."""
     images, meta = build_metadata(tmp_path)
     shutil.copytree(meta / "test", meta / "train")
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
+        path = meta / "train" / name  # train images of their own (one image in two splits leaks)
+        path.write_text(path.read_text().replace("test/", "train/"))
+    for i, image_id in enumerate(META_BOXES):
+        write_jpeg(images / image_id.replace("test/", "train/"), seed=40 + i)
     train_loc = meta / "train" / "localization.txt"
     train_loc.unlink()
     ds = WSOLMetadata(images, meta, "train")

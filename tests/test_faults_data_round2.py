@@ -10,7 +10,8 @@ Issue 29 item -> test:
 - 3  (32-bit float TIFFs decode to black)
      -> test_float_tiff_scaled_from_unit_range, test_float_tiff_outside_unit_range_rejected
 - 11 (an image listed twice, a train/test leak)
-     -> test_cub_image_listed_twice_rejected, test_metadata_image_listed_twice_rejected
+     -> test_cub_image_listed_twice_rejected, test_metadata_image_listed_twice_rejected,
+        test_metadata_image_in_two_splits_is_a_leak
 - 12 (a one-class real data set trains)
      -> test_one_class_data_sets_rejected (a split without images of some class is refused
         by the trainer already: tests/test_faults.py::test_missing_class_in_train_split_is_named)
@@ -199,6 +200,30 @@ def test_metadata_image_listed_twice_rejected(tmp_path: Path) -> None:
     assert f"{split / 'image_ids.txt'}, line 3: image id '{alias}' is already listed on line 1 " \
         f"(as '{first}')" in message
     assert "keep one line per image" in message
+
+
+def test_metadata_image_in_two_splits_is_a_leak(tmp_path: Path) -> None:
+    """issue 29 item 11: an image listed by the test split and by the train split of
+    wsolevaluation metadata (trained and tested on) is refused when either split is read,
+    naming both files and lines; the train split's own images are fine."""
+    images, meta = build_metadata(tmp_path)
+    train = meta / "train"
+    train.mkdir()
+    leaked = list(META_BOXES)[1]  # line 2 of the test split's image_ids.txt
+    write_jpeg(images / "train/c/img3.jpg", seed=50)
+    (train / "image_ids.txt").write_text(f"train/c/img3.jpg\n./{leaked}\n")
+    (train / "class_labels.txt").write_text(f"train/c/img3.jpg,1\n./{leaked},2\n")
+    for split, line, other, other_line in (("test", 2, "train", 2), ("train", 2, "test", 2)):
+        with pytest.raises(DataError) as err:
+            WSOLMetadata(images, meta, split)
+        message = str(err.value)
+        assert (f"{meta / split / 'image_ids.txt'}, line {line}, and "
+                f"{meta / other / 'image_ids.txt'}, line {other_line}, both list") in message
+        assert f"a {split}/{other} leak" in message
+    (train / "image_ids.txt").write_text("train/c/img3.jpg\n")
+    (train / "class_labels.txt").write_text("train/c/img3.jpg,1\n")
+    assert len(WSOLMetadata(images, meta, "train")) == 1
+    assert len(WSOLMetadata(images, meta, "test")) == 2
 
 
 # ------------------------------------------------------------------ item 12: one class

@@ -259,6 +259,11 @@ class ListedFiles:
         self._top = os.path.normpath(base)
         self._first: dict[str, tuple[int, str, str]] = {}  # normalised path -> line, text, group
 
+    def line_of(self, key: str) -> int | None:
+        """The line that listed the file of normalised path `key` (`add`'s value), or None."""
+        first = self._first.get(key)
+        return None if first is None else first[0]
+
     def add(self, relpath: str, line: int, group: str = "") -> str:
         """`relpath` (read on `line` of the listing; `group` e.g. "train"/"test") normalised and
         made absolute, once it is known to lie inside `base` and to be new."""

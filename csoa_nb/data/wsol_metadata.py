@@ -115,6 +115,7 @@ class WSOLMetadata(Dataset):
             self.image_ids.append(image_id)
         if not self.image_ids:
             raise DataError(f"{ids_file} lists no images: {_FIX}")
+        self._check_other_splits(abspath(metadata_dir), listed)
         known = set(self.image_ids)
 
         labels_file = meta / "class_labels.txt"
@@ -234,6 +235,24 @@ class WSOLMetadata(Dataset):
                         raise DataError(
                             f"mask {path} (listed in {loc_file}) does not exist: {_FIX}"
                         )
+
+    def _check_other_splits(self, metadata_dir: Path, listed: ListedFiles) -> None:
+        """Refuse an image that another split of the metadata lists too (a train/test leak: the
+        same image trained and tested on), naming both files and lines; reads only the other
+        splits' image_ids.txt (about 2 us a line)."""
+        for other in SPLITS:
+            other_ids = metadata_dir / other / "image_ids.txt"
+            if other == self.split or not other_ids.is_file():
+                continue
+            theirs = ListedFiles(other_ids, self.root, "image id", _FIX)
+            for number, (image_id,) in read_table(other_ids, 1, sep="\n", fix=_FIX):
+                mine = listed.line_of(theirs.add(image_id, number))
+                if mine is not None:
+                    raise DataError(
+                        f"{metadata_dir / self.split / 'image_ids.txt'}, line {mine}, and "
+                        f"{other_ids}, line {number}, both list {image_id!r}: a {self.split}/"
+                        f"{other} leak, the same image would be trained and tested on; keep "
+                        f"each image in one split ({_FIX})")
 
     def __len__(self) -> int:
         return len(self.image_ids)
