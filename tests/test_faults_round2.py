@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from fixtures_data import build_metadata
+from fixtures_data import META_BOXES, build_metadata, write_jpeg
 from smoke_runs import smoke
 
 import csoa_nb.engine.results as results
@@ -77,6 +77,11 @@ def metadata_without_val(root: Path) -> tuple[Path, Path]:
     labels = meta / "test" / "class_labels.txt"
     labels.write_text(labels.read_text().replace(",2\n", ",1\n"))
     shutil.copytree(meta / "test", meta / "train")
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
+        path = meta / "train" / name  # train images of their own (one image in two splits leaks)
+        path.write_text(path.read_text().replace("test/", "train/"))
+    for i, image_id in enumerate(META_BOXES):
+        write_jpeg(images / image_id.replace("test/", "train/"), seed=60 + i)
     return images, meta
 
 
