@@ -19,7 +19,13 @@ from csoa_nb.engine.evaluate import class_probabilities
 from csoa_nb.engine.train import RunInterrupted, build_model, build_sampler, train
 from csoa_nb.localize import fuse_cams
 from csoa_nb.methods import METHODS, WSOL_SPECS
-from csoa_nb.methods.acol import ACoLHead, ACoLNet, acol_map, erase_high_activation
+from csoa_nb.methods.acol import (
+    ACoLHead,
+    ACoLNet,
+    acol_map,
+    erase_high_activation,
+    smooth_features,
+)
 from csoa_nb.methods.adl import AttentionDropout, drop_mask, self_attention
 from csoa_nb.methods.confseg import class_map
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss, mixed_targets
@@ -187,8 +193,9 @@ def test_acol_loss_map_and_scores_through_the_registry():
     labels = torch.tensor([1, 3, 0])
     net.eval()  # batch norm of the backbone in eval mode: the same features in both passes
     out = net(images, labels)
-    # by hand: branch A on the block-5 features, its CAM of the label erases them for B
-    features = net.backbone(images)[-1]
+    # by hand: branch A on the block-5 features (smoothed by the reference's 3x3 average
+    # pool), its CAM of the label erases them for B
+    features = smooth_features(net.backbone(images)[-1])
     cams_a = net.head_last.branch_a(features)
     cam_a_label = cams_a[torch.arange(3), labels]
     cams_b = net.head_last.branch_b(erase_high_activation(features, cam_a_label, 0.5))
