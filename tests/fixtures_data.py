@@ -5,6 +5,7 @@ All images are 20 x 16 (W x H) JPEGs unless stated; boxes are known exactly.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,19 @@ def build_metadata(root: Path, masks: bool = False) -> tuple[Path, Path]:
         (split / "image_sizes.txt").write_text("".join(sizes))
     (split / "localization.txt").write_text("".join(loc))
     return images, meta
+
+
+def add_train_split(images: Path, meta: Path, seed: int = 40) -> Path:
+    """A train split beside `build_metadata`'s test split, in its format, listing images of its
+    own (`train/...`: one image in two splits is a leak the reader refuses); returns it."""
+    train = meta / "train"
+    shutil.copytree(meta / "test", train)
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
+        path = train / name
+        path.write_text(path.read_text().replace("test/", "train/"))
+    for i, image_id in enumerate(META_BOXES):
+        write_jpeg(images / image_id.replace("test/", "train/"), seed=seed + i)
+    return train
 
 
 def square_objects(classes: int = 4, per_class: int = 4, size: int = 32):

@@ -6,7 +6,6 @@ One test per issue item; each builds a tiny dataset in the real on-disk format i
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +20,10 @@ from fixtures_data import (
     WNIDS,
     H,
     W,
+    add_train_split,
     build_cub,
     build_ilsvrc,
     build_metadata,
-    write_jpeg,
 )
 from PIL import Image
 
@@ -129,12 +128,7 @@ def test_metadata_train_split_needs_no_localization(tmp_path: Path) -> None:
     for ILSVRC/OpenImages) localization.txt loads with whole-image boxes; a test split
     without it raises naming the file and what to add."""
     images, meta = build_metadata(tmp_path)
-    shutil.copytree(meta / "test", meta / "train")
-    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
-        path = meta / "train" / name  # train images of their own (one image in two splits leaks)
-        path.write_text(path.read_text().replace("test/", "train/"))
-    for i, image_id in enumerate(META_BOXES):
-        write_jpeg(images / image_id.replace("test/", "train/"), seed=40 + i)
+    add_train_split(images, meta)
     train_loc = meta / "train" / "localization.txt"
     train_loc.unlink()
     ds = WSOLMetadata(images, meta, "train")

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from fixtures_data import META_BOXES, build_metadata, write_jpeg
+from fixtures_data import add_train_split, build_metadata
 from smoke_runs import smoke
 
 import csoa_nb.engine.results as results
@@ -76,12 +75,7 @@ def metadata_without_val(root: Path) -> tuple[Path, Path]:
     images, meta = build_metadata(root)
     labels = meta / "test" / "class_labels.txt"
     labels.write_text(labels.read_text().replace(",2\n", ",1\n"))
-    shutil.copytree(meta / "test", meta / "train")
-    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
-        path = meta / "train" / name  # train images of their own (one image in two splits leaks)
-        path.write_text(path.read_text().replace("test/", "train/"))
-    for i, image_id in enumerate(META_BOXES):
-        write_jpeg(images / image_id.replace("test/", "train/"), seed=60 + i)
+    add_train_split(images, meta, seed=60)
     return images, meta
 
 
