@@ -25,7 +25,7 @@ import argparse
 import copy
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,20 @@ def box_mass_ratio(loc_maps: torch.Tensor, boxes: list[torch.Tensor]) -> torch.T
     return torch.tensor(ratios)
 
 
+def fused_chunks(maps: dict[str, Any], chunk: int = 128) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """`(start, stop, loc_maps)` for images ``start:stop`` of collected maps (`collect_maps`'
+    form), `chunk` at a time: Eq. 13's fused map (`fuse_cams` of S_L and S_F) at image size,
+    the map every box and pixel metric scores."""
+    size = tuple(maps["image_size"])
+    count = len(maps["labels"])
+    feature = maps["cam_feature"]
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        yield start, stop, fuse_cams(maps["cam_last"][start:stop].float(),
+                                     None if feature is None else feature[start:stop].float(),
+                                     size)
+
+
 def score_maps(
     maps: dict[str, Any],
     config: RunConfig,
@@ -151,18 +165,9 @@ def score_maps(
     `full=False` (per-epoch validation) skips MaxBoxAccV2 and PxAP.
     """
     evaluator = LocalizationEvaluator(thetas, with_maxboxacc=full)
-    size = tuple(maps["image_size"])
     ratios = []
-    count = len(maps["labels"])
     masks = maps.get("masks") if full else None
-    for start in range(0, count, chunk):
-        stop = min(start + chunk, count)
-        cam_feature = maps["cam_feature"]
-        loc_maps = fuse_cams(
-            maps["cam_last"][start:stop].float(),
-            None if cam_feature is None else cam_feature[start:stop].float(),
-            size,
-        )
+    for start, stop, loc_maps in fused_chunks(maps, chunk):
         boxes = maps["boxes"][start:stop]
         evaluator.accumulate(
             maps["probs"][start:stop],
@@ -183,15 +188,8 @@ def box_hits(maps: dict[str, Any], chunk: int = 128) -> np.ndarray:
     it; the mean over images, maxed over thresholds and averaged over IoU levels, is the run's
     MaxBoxAccV2 (`csoa_nb.metrics.MaxBoxAccV2.image_hits`)."""
     metric = MaxBoxAccV2()
-    size = tuple(maps["image_size"])
-    parts = []
-    for start in range(0, len(maps["labels"]), chunk):
-        stop = min(start + chunk, len(maps["labels"]))
-        feature = maps["cam_feature"]
-        loc_maps = fuse_cams(maps["cam_last"][start:stop].float(),
-                             None if feature is None else feature[start:stop].float(), size)
-        parts.append(metric.image_hits(loc_maps, maps["boxes"][start:stop]))
-    return np.concatenate(parts)
+    return np.concatenate([metric.image_hits(loc_maps, maps["boxes"][start:stop])
+                           for start, stop, loc_maps in fused_chunks(maps, chunk)])
 
 
 @torch.no_grad()
@@ -304,31 +302,25 @@ def _dataset_config(
     if data_root is not None:
         changes["data_root"] = str(Path(data_root).expanduser().resolve())
     paths = {"data_root": config.data_root, "metadata_dir": config.metadata_dir}
-    absolute = [f"{key} {value!r}" for key, value in paths.items()
-                if value and key not in changes and Path(value).expanduser().is_absolute()]
-    if absolute:
-        return (f"the run's config.json names the absolute {', '.join(absolute)}; a run "
-                "folder's paths are trusted only inside the checkout, so nothing was read or "
-                "written there: pass --data-root DIR, the dataset folder the run was trained "
-                "on, for PxAP")
-    relative = {key: value for key, value in paths.items() if value and key not in changes}
-    if relative:
+    stored = {key: value for key, value in paths.items() if value and key not in changes}
+    if stored:
         anchor = _checkout_of(run_dir.resolve()) or _checkout_of(Path.cwd())
+        untrusted = [f"{key} {value!r}" for key, value in stored.items()
+                     if Path(value).expanduser().is_absolute() or anchor is not None
+                     and not (anchor / value).resolve().is_relative_to(anchor.resolve())]
+        if untrusted:
+            return (f"the run's config.json names {', '.join(untrusted)}, absolute or outside "
+                    "the checkout; a run folder's paths are trusted only inside the checkout, "
+                    "so nothing was read or written there: pass --data-root DIR, the dataset "
+                    "folder the run was trained on, for PxAP")
         if anchor is None:
-            names = ", ".join(f"{key} {value!r}" for key, value in relative.items())
+            names = ", ".join(f"{key} {value!r}" for key, value in stored.items())
             return (
                 f"{run_dir} is not inside a csoa-book checkout, nor is the working directory, "
                 f"so the run's relative {names} names no folder (nothing was read or written); "
                 "pass --data-root DIR, the dataset folder the run was trained on, for PxAP"
             )
-        outside = [f"{key} {value!r}" for key, value in relative.items()
-                   if not (anchor / value).resolve().is_relative_to(anchor.resolve())]
-        if outside:
-            return (f"the run's config.json names {', '.join(outside)}, outside the checkout "
-                    f"{anchor}; a run folder's paths are trusted only inside it, so nothing was "
-                    "read or written there: pass --data-root DIR, the dataset folder the run "
-                    "was trained on, for PxAP")
-        changes.update({key: str(anchor / value) for key, value in relative.items()})
+        changes.update({key: str(anchor / value) for key, value in stored.items()})
     return config.replace(**changes) if changes else config
 
 

@@ -127,10 +127,11 @@ def read_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict[str, An
     return data
 
 
-def read_run_config(run_dir: str | Path) -> RunConfig:
+def read_run_config(run_dir: str | Path, results: dict[str, Any] | None = None) -> RunConfig:
     """The `config.json` of a run folder, checked against the folder: the folder is named by
     its hash, and so is the run of its `results.json` (when finished). The hash is taken on the
-    data identity that `results.json` records, so a finished run is checked without its data.
+    data identity that `results.json` records, so a finished run is checked without its data
+    (`results`: that file's record, when the caller has read it already).
 
     Raises:
         RunStoreError: a file that is unreadable, not a config, or from another run (edited or
@@ -145,8 +146,9 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         raise RunStoreError(f"{config_path} is not a valid run config ({error}); {_FIX}") from None
     results_path = run_dir / "results.json"
     data = None
-    if results_path.is_file():
+    if results is None and results_path.is_file():
         results = read_json(results_path, "results file", ("metrics",))
+    if results is not None:
         owner = results.get("config_hash")
         if owner is not None and owner != run_dir.name:
             raise RunStoreError(
@@ -165,7 +167,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 def load_run(run_dir: str | Path, cached: bool = True) -> RunResult:
     run_dir = Path(run_dir)
     results = read_json(run_dir / "results.json", "results file", ("metrics",))
-    config = read_run_config(run_dir)
+    config = read_run_config(run_dir, results)
     try:
         scores = Scores.from_record(results["metrics"], config.theta)
     except ValueError as error:

@@ -234,8 +234,11 @@ def _change_verdicts(candidates: dict[str, Difference]) -> dict[str, Verdict]:
 
 
 def _change_word(judged: Verdict) -> str:
-    """"shown (Holm, 3 tests)", "suggested (unadjusted p = 0.031)", "not shown", "one seed"."""
-    return judged.word("shown", "shown").replace("suggested shown", "suggested")
+    """"shown (Holm, 3 tests)", "suggested (unadjusted p = 0.031)", "not shown", "one seed"
+    (a change in either direction)."""
+    if judged.strength == "suggested":
+        return f"suggested (unadjusted p = {judged.p:.3f})"
+    return judged.word("shown", "shown")
 
 
 def differences_frame(candidates: dict[str, Difference], metric: str,

@@ -673,12 +673,10 @@ def _materialize(root_path: Path, name: str, spec: dict[str, Any], digest: str,
         )
     then = "the half-written folder is removed, and the benchmark is generated again"
     prefix = f".tmp-{final.name}-{_host_tag()}-{os.getpid()}-"
+    tmp: Path | None = None
     try:
         root_path.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=root_path))
-    except OSError as error:
-        raise disk_full_error(error, root_path, f"the synthetic benchmark {name}", then) from error
-    try:
         _write_dataset(tmp, spec, digest, difficulty, splits)
         os.chmod(tmp, 0o755)
         try:
@@ -689,7 +687,7 @@ def _materialize(root_path: Path, name: str, spec: dict[str, Any], digest: str,
     except OSError as error:
         raise disk_full_error(error, root_path, f"the synthetic benchmark {name}", then) from error
     finally:  # after a successful rename `tmp` is gone; otherwise it is half-written
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
 
