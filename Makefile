@@ -46,11 +46,11 @@ test: $(STAMP)
 	rm -rf _build/smoke _build/smoke-html
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
-	$(PY) -m csoa_nb.report.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
+	$(PY) -m csoa_nb.book.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
 	$(VENV)/bin/pytest -q tests/test_built_html.py
 
 book: $(STAMP)
-	$(PY) -m csoa_nb.report.runbook all --preset $(PRESET) --device $(DEVICE)
+	$(PY) -m csoa_nb.book.runbook all --preset $(PRESET) --device $(DEVICE)
 
 # Browser tests (tests/browser, not part of `make test`): the HTML of `make book` and `make lab`
 # itself, in Debian's chromium through /usr/bin/chromedriver.

@@ -4,9 +4,9 @@ Eq. 13 of CSoA turns two CAMs of an image (S_L, S_F; here 28 x 28, as VGG16 give
 into one box: upsample both to 224 x 224, min-max normalise, binarise at theta, unite, take
 the bounding box of the largest connected region. Three implementations of the same steps:
 
-* ours, batched: `csoa_nb.localize.csoa_box` on batches of maps (per map: `cv2.resize`,
+* ours, batched: `csoa_nb.core.localize.csoa_box` on batches of maps (per map: `cv2.resize`,
   each CAM thresholded at the raw value equal to theta on its normalised map, union, OpenCV
-  border following with exact pixel counts of the components, see `csoa_nb.localize`);
+  border following with exact pixel counts of the components, see `csoa_nb.core.localize`);
 * ours, per image: the same function called with one image at a time (its per-call input
   checks are the difference);
 * OpenCV contours, the way WSOL code usually does it (CAM of Zhou et al., wsolevaluation):
@@ -39,7 +39,7 @@ try:
 except ModuleNotFoundError:  # run as `python bench/localize.py`
     from _common import format_table, median_iqr, print_machine, set_threads  # type: ignore
 
-from csoa_nb.localize import binarize, csoa_box, fuse_cams
+from csoa_nb.core.localize import binarize, csoa_box, fuse_cams
 
 CAM_SIZE = 28
 IMAGE_SIZE = (224, 224)

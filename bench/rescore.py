@@ -22,13 +22,13 @@ from pathlib import Path
 
 from _common import REPO_ROOT, set_threads
 
+from csoa_nb.base.paths import project_path
+from csoa_nb.core.scores import Scores
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import collect_masks, reevaluate
 from csoa_nb.engine.protocol import PROTOCOL_FILE, load_val_maps, protocol_scores
 from csoa_nb.engine.runs import load_arrays, read_run_config
-from csoa_nb.paths import project_path
-from csoa_nb.scores import Scores
 
 
 def compare(saved: dict[str, float], again: dict[str, float]) -> list[str]:

@@ -62,13 +62,13 @@ import torch
 from smoke_runs import smoke
 
 import csoa_nb.engine.train as train_module
+from csoa_nb.book import runbook
 from csoa_nb.data import DataError
 from csoa_nb.engine import evaluate
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.loop import NonFiniteLossError
 from csoa_nb.engine.runs import LOCK_NAME, CheckpointError, load_checkpoint
 from csoa_nb.engine.train import RunInterrupted, build_model, train
-from csoa_nb.report import runbook
 
 
 def quiet(_: str) -> None:

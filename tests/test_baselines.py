@@ -7,10 +7,10 @@ import math
 
 import pytest
 
+from csoa_nb.core.localize import csoa_box
 from csoa_nb.engine.baselines import map_size, trivial_maps, trivial_scores
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets
-from csoa_nb.localize import csoa_box
 
 SIDE = 32  # the smoke preset's crop_size: the test images are 32 x 32
 

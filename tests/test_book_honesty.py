@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from csoa_nb.report.runbook import BOOK_DIR, REPO_ROOT, TOC_FILE, notebooks_from_toc
+from csoa_nb.book.runbook import BOOK_DIR, REPO_ROOT, TOC_FILE, notebooks_from_toc
 
 NAME_RE = re.compile(r"^\d{2}_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 #: The ``parameters`` cell of every chapter, with these defaults (papermill overrides them).
@@ -68,13 +68,13 @@ def test_committed_without_outputs(notebook):
     path, nb = notebook
     # `make lab` saves widget state (README.md): a PNG per widget image, never to be committed
     assert "widgets" not in nb.metadata, (
-        f"{path} carries saved widget state: run `python -m csoa_nb.report.runbook strip {path}`"
+        f"{path} carries saved widget state: run `python -m csoa_nb.book.runbook strip {path}`"
     )
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         assert not cell.outputs, (
-            f"{path} cell {index} has outputs: run `python -m csoa_nb.report.runbook strip {path}`"
+            f"{path} cell {index} has outputs: run `python -m csoa_nb.book.runbook strip {path}`"
         )
         assert cell.execution_count is None, f"{path} cell {index} has an execution count"
         tags = cell.metadata.get("tags", [])

@@ -1,9 +1,9 @@
-"""csoa_nb.report.book_html, the Sphinx extension behind the book's HTML (tests/browser checks
+"""csoa_nb.book.sphinx_html, the Sphinx extension behind the book's HTML (tests/browser checks
 pages)."""
 
 from sphinx.builders.html._assets import _JavaScript
 
-from csoa_nb.report import book_html
+from csoa_nb.book import sphinx_html as book_html
 
 
 def test_unique_scripts_drops_the_second_inline_config():

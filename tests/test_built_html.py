@@ -57,7 +57,7 @@ MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:tmp|home|root|work|Users|private)/")
 PAGES = sorted(HTML_DIR.glob("book/*.html")) if HTML_DIR.is_dir() else []
 #: Checks that chapters not yet converted by their owner still fail, page by page: expected
 #: failures (strict: once a page passes, remove it here). Printed paths: use
-#: `csoa_nb.report.report_format.display_path`; long printed lines: `printable`.
+#: `csoa_nb.book.display.display_path`; long printed lines: `printable`.
 PENDING: dict[str, set[str]] = {
     "test_no_machine_paths": set(),
     "test_output_lines_fit_the_column": set(),
@@ -127,7 +127,7 @@ def test_output_lines_fit_the_column(page):
     ]
     assert not long, (
         f"{page.name}: {len(long)} printed line(s) over {MAX_OUTPUT_LINE} characters (wrap "
-        "them, e.g. csoa_nb.report.report_format.printable): "
+        "them, e.g. csoa_nb.book.display.printable): "
         f"{[line[:60] + '...' for line in long]}"
     )
 

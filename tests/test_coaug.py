@@ -9,6 +9,7 @@ import pytest
 import torch
 from fixtures_data import square_objects
 
+from csoa_nb.core.models import EmbeddingNet
 from csoa_nb.methods.coaug import (
     ClassBalancedBatchSampler,
     background_mask,
@@ -18,7 +19,6 @@ from csoa_nb.methods.coaug import (
     foreground_background,
     foreground_map,
 )
-from csoa_nb.models import EmbeddingNet
 
 # ------------------------------------------------------------------------------ embeddings
 # Four 2-d embeddings, labels [0, 0, 1, 1]. Foregrounds F_m:

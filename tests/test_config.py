@@ -108,7 +108,7 @@ def test_paper_preset_is_section_4_1():
 
 
 def test_relative_paths_mean_the_project_root_from_any_subfolder(tmp_path, monkeypatch):
-    from csoa_nb.paths import project_path
+    from csoa_nb.base.paths import project_path
 
     (tmp_path / "csoa_nb").mkdir()
     (tmp_path / "_toc.yml").write_text("root: x\n")

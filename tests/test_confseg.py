@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from csoa_nb.core.models import CSoAOutput
 from csoa_nb.methods.confseg import (
     alpha,
     class_map,
@@ -14,7 +15,6 @@ from csoa_nb.methods.confseg import (
     inner_loss,
     thresholds_xi,
 )
-from csoa_nb.models import CSoAOutput
 
 # A 4x4 CAM: one confident background pixel (-4) and three object pixels (4, 8, 8).
 CAM = torch.tensor(

@@ -1,4 +1,4 @@
-"""Eq. 12 on fixed candidate maps (csoa_nb.degenerate): hand-built maps and the two readings."""
+"""Eq. 12 on fixed candidate maps (`core.degenerate`): hand-built maps and the two readings."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 from fixtures_data import square_objects
 
-from csoa_nb.degenerate import (
+from csoa_nb.core.degenerate import (
     CANDIDATES,
     best_candidate,
     box_maps,
     candidate_maps,
     score_candidates,
 )
-from csoa_nb.models import EmbeddingNet
+from csoa_nb.core.models import EmbeddingNet
 
 
 def test_box_maps_by_hand():
@@ -58,7 +58,7 @@ def test_the_two_readings_rank_the_candidates_differently():
 def test_describe_best_counts_the_winners():
     import pandas as pd
 
-    from csoa_nb.degenerate import describe_best
+    from csoa_nb.core.degenerate import describe_best
 
     scores = pd.DataFrame([
         {"candidate": "S = 1 everywhere", "background": "paper", "gamma": 1.0, "loss": 0.5},

@@ -4,7 +4,7 @@ import re
 
 import yaml
 
-from csoa_nb.report.runbook import REPO_ROOT
+from csoa_nb.book.runbook import REPO_ROOT
 
 try:
     import tomllib

@@ -34,11 +34,11 @@ from fixtures_data import build_cub, build_metadata
 from smoke_runs import smoke
 
 import csoa_nb.engine.runs as runs_module
+from csoa_nb.base.paths import project_root
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.pretrain import find_pretrained, pretrain
 from csoa_nb.engine.runs import RunStoreError, find_run, load_run, run_lock, save_torch
 from csoa_nb.engine.train import RunInterrupted, train
-from csoa_nb.paths import project_root
 
 
 def quiet(_: str) -> None:

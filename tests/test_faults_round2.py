@@ -31,13 +31,13 @@ from smoke_runs import smoke
 
 import csoa_nb.engine.results as results
 import csoa_nb.engine.train as train_module
+from csoa_nb.book import runbook
+from csoa_nb.core.models import CSoANet, EmbeddingNet
 from csoa_nb.engine import evaluate
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.pretrain import pretrain_hash
 from csoa_nb.engine.runs import save_arrays, save_torch, write_json
 from csoa_nb.engine.train import train
-from csoa_nb.models import CSoANet, EmbeddingNet
-from csoa_nb.report import runbook
 
 #: A folder name over every common file system's limit of 255 bytes.
 TOO_LONG = "x" * 300

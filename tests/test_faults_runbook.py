@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from csoa_nb.book import runbook
 from csoa_nb.engine import evaluate
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.runs import save_arrays, write_json
-from csoa_nb.report import runbook
 
 
 def snapshot(root: Path) -> dict[Path, bytes]:

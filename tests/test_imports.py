@@ -2,10 +2,10 @@
 
 The layers (DESIGN.md, "Layers"), bottom to top: the base utilities, `data`, the core (models,
 methods, Eq. 13, the metrics and the scores record), the engine (config, training, evaluation,
-runs, sweeps) and the report (tables, prose, figures, widgets, the book's runbook). A
-`__main__` module is an entry point: nothing imports it, so it may import from any layer. Every
-import counts, lazy ones inside functions too; only imports under `if TYPE_CHECKING:`
-(annotations) do not.
+runs, sweeps), the report (tables, prose, figures, widgets) and the book's build tools (the
+runbook, the Sphinx extension, how notebooks display tables). A `__main__` module is an entry
+point: nothing imports it, so it may import from any layer. Every import counts, lazy ones
+inside functions too; only imports under `if TYPE_CHECKING:` (annotations) do not.
 """
 
 from __future__ import annotations
@@ -20,23 +20,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csoa_nb"
 #: Layer of each module, by the longest matching prefix (a package name covers its modules).
 LAYERS: dict[str, int] = {
     "csoa_nb": 0,
-    "csoa_nb.paths": 0,
-    "csoa_nb.checks": 0,
-    "csoa_nb.cache": 0,
+    "csoa_nb.base": 0,
     "csoa_nb.data": 1,
-    "csoa_nb.models": 2,
+    "csoa_nb.core": 2,
     "csoa_nb.methods": 2,
-    "csoa_nb.confseg": 2,
-    "csoa_nb.coaug": 2,
-    "csoa_nb.localize": 2,
-    "csoa_nb.metrics": 2,
-    "csoa_nb.scores": 2,
-    "csoa_nb.monitors": 2,
-    "csoa_nb.degenerate": 2,
     "csoa_nb.engine": 3,
     "csoa_nb.report": 4,
+    "csoa_nb.book": 5,
 }
-LAYER_NAMES = ("base", "data", "core", "engine", "report")
+LAYER_NAMES = ("base", "data", "core", "engine", "report", "book")
 ENTRY_POINT = len(LAYER_NAMES)
 
 
@@ -157,12 +149,12 @@ def test_import_collection_skips_type_checking_and_sees_lazy_imports():
     source = (
         "from typing import TYPE_CHECKING\n"
         "from csoa_nb import plots\n"
-        "if TYPE_CHECKING:\n    from csoa_nb.models import X\n"
-        "def f():\n    from csoa_nb.data.cub import CUB200\n    import csoa_nb.metrics\n"
+        "if TYPE_CHECKING:\n    from csoa_nb.core.models import X\n"
+        "def f():\n    from csoa_nb.data.cub import CUB200\n    import csoa_nb.core.metrics\n"
     )
     modules = {"csoa_nb", "csoa_nb.report.plots", "csoa_nb.plots", "csoa_nb.data.cub"}
     assert imported_modules(ast.parse(source), modules) == {
-        "csoa_nb.plots", "csoa_nb.data.cub", "csoa_nb.metrics"
+        "csoa_nb.plots", "csoa_nb.data.cub", "csoa_nb.core.metrics"
     }
 
 

@@ -20,8 +20,8 @@ import sys
 import nbformat
 import pytest
 
-from csoa_nb.report import runbook
-from csoa_nb.report.runbook import REPO_ROOT
+from csoa_nb.book import runbook
+from csoa_nb.book.runbook import REPO_ROOT
 
 #: What ipykernel sets when MPLBACKEND is unset (ipykernel.kernelapp), i.e. inline figures.
 INLINE = "module://matplotlib_inline.backend_inline"

@@ -1,4 +1,4 @@
-"""Tests of csoa_nb.localize (Eq. 13 of CSoA). Expected values are worked out by hand."""
+"""Tests of csoa_nb.core.localize (Eq. 13 of CSoA). Expected values are worked out by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from csoa_nb.localize import (
+from csoa_nb.core.localize import (
     binarize,
     component_boxes,
     csoa_box,

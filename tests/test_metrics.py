@@ -1,4 +1,4 @@
-"""Tests of csoa_nb.metrics. Expected values are worked out by hand in the comments."""
+"""Tests of csoa_nb.core.metrics. Expected values are worked out by hand in the comments."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from csoa_nb.localize import binarize, largest_component_box
-from csoa_nb.metrics import (
+from csoa_nb.core.localize import binarize, largest_component_box
+from csoa_nb.core.metrics import (
     LocalizationEvaluator,
     MaxBoxAccV2,
     PxAP,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from csoa_nb.models import (
+from csoa_nb.core.models import (
     BACKBONES,
     EMBEDDINGS,
     Backbone,

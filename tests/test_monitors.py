@@ -1,13 +1,13 @@
-"""Collapse monitors (csoa_nb.monitors) and the epoch-log warnings that name the collapse."""
+"""Collapse monitors (csoa_nb.core.monitors) and the epoch-log warnings that name the collapse."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from csoa_nb.core.monitors import collapse_stats, diagnose_collapse
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.train import collapse_lines
-from csoa_nb.monitors import collapse_stats, diagnose_collapse
 
 
 def test_collapse_stats_by_hand():

@@ -7,7 +7,7 @@ Jupyter Book, warnings as errors. Skip these with ``pytest -m "not notebook"``.
 import nbformat
 import pytest
 
-from csoa_nb.report import runbook
+from csoa_nb.book import runbook
 
 BUILD_DIR = runbook.REPO_ROOT / "_build" / "smoke"
 NOTEBOOKS = runbook.notebooks_from_toc(runbook.REPO_ROOT / runbook.TOC_FILE)

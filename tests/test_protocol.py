@@ -15,6 +15,7 @@ import torch
 from smoke_runs import copy_run, smoke
 
 import csoa_nb.engine.baselines as baselines
+from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
@@ -42,7 +43,6 @@ from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, load_arrays
 from csoa_nb.engine.train import load_final_model, train
 from csoa_nb.methods import WSOL_SPECS
 from csoa_nb.methods.posthoc import POSTHOC_KINDS
-from csoa_nb.scores import Scores, ThetaErrors
 
 # ----------------------------------------------------------------------- the two choices
 

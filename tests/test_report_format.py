@@ -1,4 +1,4 @@
-"""csoa_nb.report.report_format: captioned tables with units, rounding and no bare 0..n index."""
+"""csoa_nb.book.display: captioned tables with units, rounding and no bare 0..n index."""
 
 import math
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from csoa_nb.paths import project_root
-from csoa_nb.report.report_format import (
+from csoa_nb.base.paths import project_root
+from csoa_nb.book.display import (
     MISSING,
     display_path,
     format_frame,

@@ -12,6 +12,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
+from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.posthoc_runs import POSTHOC_FILE
 from csoa_nb.engine.protocol import PROTOCOL_FILE, ProtocolScores
@@ -19,7 +20,6 @@ from csoa_nb.engine.runs import RunResult, write_json
 from csoa_nb.report import wsol
 from csoa_nb.report.stats import Difference, verdicts
 from csoa_nb.report.views import localize_one
-from csoa_nb.scores import Scores, ThetaErrors
 
 # t quantile of Student's t with 2 degrees of freedom at 97.5 %: 4.302653 (three seeds)
 T2 = 4.302653

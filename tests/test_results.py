@@ -140,8 +140,8 @@ def test_finished_runs_never_trains(tmp_path):
 
 def protocol_record(val_max_box_acc_v2: float) -> dict:
     """A protocol.json whose validation MaxBoxAccV2 is the given one."""
+    from csoa_nb.core.scores import Scores, ThetaErrors
     from csoa_nb.engine.protocol import ProtocolScores
-    from csoa_nb.scores import Scores, ThetaErrors
 
     errors = ThetaErrors(50.0, 40.0, 30.0, 20.0, 10.0)
     scores = Scores(theta=0.35, errors=errors, by_theta={0.35: errors},

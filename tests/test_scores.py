@@ -1,4 +1,4 @@
-"""The typed scores of a run (`csoa_nb.scores.Scores`) and their flat form in `results.json`.
+"""The typed scores of a run (`csoa_nb.core.scores.Scores`) and their flat form in `results.json`.
 
 The flat form must stay exactly what the committed runs hold: a run scored now writes the
 same keys and values as before, and every committed `results.json` converts to `Scores` and
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from csoa_nb.core.scores import THETA_METRICS, Scores, ThetaErrors, split_key
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.evaluate import score_maps
-from csoa_nb.scores import THETA_METRICS, Scores, ThetaErrors, split_key
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "results" / "runs").glob("*/results.json"))

@@ -14,10 +14,10 @@ import torch
 from matplotlib.figure import Figure
 
 from csoa_nb import methods
+from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.runs import RunResult
 from csoa_nb.report import charts, prose, tables, vocabulary
-from csoa_nb.scores import Scores, ThetaErrors
 
 # method, regime, seed, top1_loc, top5_loc, top1_cls, top5_cls, maxboxacc_v2, pxap, gt_known
 RUNS = [

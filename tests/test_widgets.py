@@ -7,8 +7,8 @@ box, mask and loss below can be checked with pen and paper.
 import pytest
 import torch
 
+from csoa_nb.core.models import EmbeddingNet
 from csoa_nb.methods import confseg
-from csoa_nb.models import EmbeddingNet
 from csoa_nb.report import plots, views, widgets
 from csoa_nb.report.views import coaug_batch, coaug_views, confseg_one, localize_one
 from csoa_nb.report.widgets import MaskInspector, ThetaExplorer, mask_inspector, theta_explorer

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csoa_nb.localize import csoa_box, normalize_cam
+from csoa_nb.core.localize import csoa_box, normalize_cam
 from csoa_nb.methods.acol import (
     ACoLHead,
     acol_loss,
@@ -380,8 +380,8 @@ def test_gradcam_of_a_gap_network_is_its_cam():
 @pytest.mark.parametrize("kind", ["gradcam", "gradcampp", "scorecam"])
 def test_posthoc_maps_of_csoanet(kind):
     pytest.importorskip("pytorch_grad_cam")
+    from csoa_nb.core.models import CSoANet
     from csoa_nb.methods.posthoc import default_target_layer, posthoc_maps
-    from csoa_nb.models import CSoANet
 
     torch.manual_seed(0)
     net = CSoANet("vgg_slim", num_classes=3, slim_width=2).train()

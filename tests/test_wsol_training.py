@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from smoke_runs import RUN_FILES, smoke
 
 import csoa_nb.engine.train as train_module
+from csoa_nb.core.localize import fuse_cams
+from csoa_nb.core.models import CSoANet
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets, step_seed
 from csoa_nb.engine.evaluate import class_probabilities
 from csoa_nb.engine.train import RunInterrupted, build_model, build_sampler, train
-from csoa_nb.localize import fuse_cams
 from csoa_nb.methods import METHODS, WSOL_SPECS
 from csoa_nb.methods.acol import (
     ACoLHead,
@@ -30,7 +31,6 @@ from csoa_nb.methods.adl import AttentionDropout, drop_mask, self_attention
 from csoa_nb.methods.confseg import class_map
 from csoa_nb.methods.cutmix import cutmix, cutmix_loss, mixed_targets
 from csoa_nb.methods.has import hidden_cells
-from csoa_nb.models import CSoANet
 
 
 def check_run(result) -> None:

@@ -25,16 +25,16 @@ from typing import Any
 
 import torch
 
-from csoa_nb.checks import check_choice, check_run_theta
+from csoa_nb.base.checks import check_choice, check_run_theta
+from csoa_nb.core.localize import REPORTED_THETAS
+from csoa_nb.core.models import CSoANet
+from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import score_maps
 from csoa_nb.engine.protocol import ProtocolScores, choose_best, choose_theta
-from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
-from csoa_nb.models import CSoANet
-from csoa_nb.scores import Scores, ThetaErrors
 
 __all__ = ["TRIVIAL_KINDS", "SIGMA_GRID", "map_size", "default_sigma", "trivial_maps",
            "trivial_scores", "trivial_protocol"]

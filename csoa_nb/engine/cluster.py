@@ -52,7 +52,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from csoa_nb.checks import check_choice
+from csoa_nb.base.checks import check_choice
 from csoa_nb.engine.runs import LOCK_NAME, read_json, write_json
 from csoa_nb.engine.workers import worker_pool
 

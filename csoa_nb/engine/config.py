@@ -27,14 +27,14 @@ from typing import Any
 import torch
 
 from csoa_nb import methods as method_registry
-from csoa_nb.cache import stable_hash
-from csoa_nb.checks import FolderError, check_choice, check_run_theta, check_writable_folder
+from csoa_nb.base.cache import stable_hash
+from csoa_nb.base.checks import FolderError, check_choice, check_run_theta, check_writable_folder
+from csoa_nb.base.paths import project_path
+from csoa_nb.core.models import BACKBONES, EMBEDDINGS
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
 from csoa_nb.engine.presets import PRESET_SPECS, PRESETS
 from csoa_nb.methods.settings import build_settings
-from csoa_nb.models import BACKBONES, EMBEDDINGS
-from csoa_nb.paths import project_path
 
 DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
 #: The trainable methods (`csoa_nb.methods`, the registry) at import; a config checks its method
@@ -47,7 +47,7 @@ THETA_DECIMALS = 4
 #: The synthetic benchmark's difficulty by default (`Difficulty`'s defaults: the calibrated point).
 _BENCHMARK = Difficulty()
 
-# --- the config hash: all its rules (`RunConfig.hashed_fields`, `csoa_nb.cache.stable_hash`) ---
+# --- the config hash: all its rules (`RunConfig.hashed_fields`, `base.cache.stable_hash`) ---
 #: 1. Fields that do not change what a run computes: never hashed.
 UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
 #: 2. A method's settings (the fields of its spec's `settings` class) are hashed for the runs
@@ -469,7 +469,7 @@ class RunConfig:
     @property
     def hash(self) -> str:
         """12 hex digits of sha256 over the canonical JSON of the hashed fields
-        (`csoa_nb.cache.stable_hash`)."""
+        (`csoa_nb.base.cache.stable_hash`)."""
         return stable_hash(self.hashed_fields())
 
     def hash_on(self, data: str) -> str:

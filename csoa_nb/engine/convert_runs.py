@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from csoa_nb.base.paths import project_path
 from csoa_nb.engine.arrays import FILES, LEGACY_FILES
 from csoa_nb.engine.runs import RunStoreError, load_arrays, run_lock, save_arrays
-from csoa_nb.paths import project_path
 
 __all__ = ["convert_run", "convert_store", "same_arrays"]
 

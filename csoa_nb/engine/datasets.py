@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from csoa_nb.base.paths import project_path
 from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
 from csoa_nb.data.fingerprint import resolve_root
 from csoa_nb.data.synthetic import VAL_PER_CLASS, make_val_dataset
 from csoa_nb.data.transforms import make_sample, sample_dict
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
-from csoa_nb.paths import project_path
 
 
 def dataset_root(config: RunConfig) -> Path:

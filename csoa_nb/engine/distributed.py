@@ -19,7 +19,7 @@ trainer exactly.
 * :func:`control_group`, :func:`broadcast_from_main`, :func:`wait_for_main`,
   :func:`sync_buffers`, :func:`all_reduce_sum`, :func:`any_rank`: the trainer's hand-offs.
 * :class:`Amp`, :func:`make_amp`, :func:`autocast_context`: bf16/fp16 autocast; the losses of
-  Eq. 5 and Eq. 12 stay in float32 through `csoa_nb.precision.fp32_region` (re-exported here).
+  Eq. 5 and Eq. 12 stay in float32 through `csoa_nb.base.precision.fp32_region` (re-exported here).
 
 Why each rank's batch is a whole group of 48 (not 48 / world_size images): CoAug's pairs
 (Eq. 11-12) are formed within a batch, and the paper's batch holds 12 classes x 4 images, so
@@ -47,8 +47,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from csoa_nb.base.precision import fp32_region
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
-from csoa_nb.precision import fp32_region
 
 __all__ = [
     "AMP_DTYPES",

@@ -11,7 +11,7 @@ The maps are saved with the run (`eval_maps.npz`), so another theta costs no ret
 
     python -m csoa_nb.engine.evaluate RUN_DIR --theta 0.2 0.3 0.4 [--json metrics.json]
 
-The scores are a `csoa_nb.scores.Scores`; `--json` writes their flat form (`to_record`), in
+The scores are a `csoa_nb.core.scores.Scores`; `--json` writes their flat form (`to_record`), in
 which each key has one meaning, as in `results.json`: `top1_loc_err`, `gt_known_loc_err`,
 ... (no suffix) and `gt_known_loc_acc@iouN` are at the run's own theta (`config.theta`), and
 `top1_loc_err@T` ... at theta T. PxAP needs the test masks, which a run does not save: they are
@@ -35,19 +35,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from csoa_nb.checks import check_run_theta
+from csoa_nb.base.checks import check_run_theta
+from csoa_nb.base.paths import project_root
+from csoa_nb.core.localize import REPORTED_THETAS, fuse_cams
+from csoa_nb.core.metrics import LocalizationEvaluator, MaxBoxAccV2, ten_crop_logits
+from csoa_nb.core.models import CSoAOutput
+from csoa_nb.core.monitors import collapse_stats
+from csoa_nb.core.scores import Scores
 from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
 from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import THETA_DECIMALS, RunConfig
 from csoa_nb.engine.datasets import build_datasets
 from csoa_nb.engine.runs import has_arrays, load_arrays, read_run_config, write_json
-from csoa_nb.localize import REPORTED_THETAS, fuse_cams
 from csoa_nb.methods.confseg import class_map
-from csoa_nb.metrics import LocalizationEvaluator, MaxBoxAccV2, ten_crop_logits
-from csoa_nb.models import CSoAOutput
-from csoa_nb.monitors import collapse_stats
-from csoa_nb.paths import project_root
-from csoa_nb.scores import Scores
 
 #: Images kept in `cams.npz` for figures and widgets.
 SAMPLE_COUNT = 16
@@ -158,9 +158,9 @@ def score_maps(
     full: bool = True,
     chunk: int = 128,
 ) -> Scores:
-    """All metrics of collected maps (`csoa_nb.scores.Scores`): Eq. 13's errors at each of
+    """All metrics of collected maps (`csoa_nb.core.scores.Scores`): Eq. 13's errors at each of
     `thetas` (the first is the scores' own `theta`), the IoU-level accuracies, the collapse
-    monitors of the raw maps (`csoa_nb.monitors.collapse_stats`) and `box_mass_ratio`.
+    monitors of the raw maps (`csoa_nb.core.monitors.collapse_stats`) and `box_mass_ratio`.
 
     `full=False` (per-epoch validation) skips MaxBoxAccV2 and PxAP.
     """
@@ -186,7 +186,7 @@ def box_hits(maps: dict[str, Any], chunk: int = 128) -> np.ndarray:
     """Per-image BoxAcc hits of collected maps (`collect_maps`' form): bool ``N x 3 x 100``
     (IoU 30/50/70 x CAM thresholds 0.00-0.99), from Eq. 13's fused map as `score_maps` scores
     it; the mean over images, maxed over thresholds and averaged over IoU levels, is the run's
-    MaxBoxAccV2 (`csoa_nb.metrics.MaxBoxAccV2.image_hits`)."""
+    MaxBoxAccV2 (`csoa_nb.core.metrics.MaxBoxAccV2.image_hits`)."""
     metric = MaxBoxAccV2()
     return np.concatenate([metric.image_hits(loc_maps, maps["boxes"][start:stop])
                            for start, stop, loc_maps in fused_chunks(maps, chunk)])
@@ -293,7 +293,7 @@ def _dataset_config(
     `data_root` (relative to the working directory) overrides the run's. The paths a run
     folder's `config.json` names are not trusted (the folder may have been copied from
     anywhere): a relative one means the checkout that holds `run_dir`, else the checkout that
-    holds the working directory (`csoa_nb.paths`), and must stay inside it; an absolute one, or
+    holds the working directory (`csoa_nb.base.paths`), and must stay inside it; an absolute one, or
     one whose `..` steps leave the checkout, is used only when the user names it with
     `data_root`. Otherwise the reason is returned, so that no dataset is read from, or
     generated into, a folder the user did not choose (a stray `./data`, `/`, `../../..`).

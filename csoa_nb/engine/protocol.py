@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from csoa_nb.core.scores import Scores
 from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import has_val_split
 from csoa_nb.engine.evaluate import score_maps
 from csoa_nb.engine.runs import RunStoreError, load_arrays, read_json, save_arrays, write_json
-from csoa_nb.scores import Scores
 
 __all__ = [
     "PROTOCOL_FILE",

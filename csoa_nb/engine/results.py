@@ -27,7 +27,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from csoa_nb.checks import check_choice, check_writable_folder
+from csoa_nb.base.checks import check_choice, check_writable_folder
+from csoa_nb.base.paths import project_path
 from csoa_nb.engine.cluster import (
     EXECUTORS,
     JOBS_DIR,
@@ -49,7 +50,6 @@ from csoa_nb.engine.cluster import (
 from csoa_nb.engine.config import PRESET_SPECS, PRESETS, RunConfig
 from csoa_nb.engine.runs import RunResult
 from csoa_nb.methods import ROWS, TABLE1_ROWS, WSOL_SPECS, MethodSpec, row_key
-from csoa_nb.paths import project_path
 
 #: The rows that get their preset's `headline_seeds` in the fine-tuned regime.
 HEADLINE_ROWS = ("cam", "confseg", "coaug", "csoa", "coaug_fix", "csoa_fix")

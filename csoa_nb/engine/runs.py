@@ -43,7 +43,9 @@ from typing import Any
 
 import torch
 
-from csoa_nb.cache import find_cached
+from csoa_nb.base.cache import find_cached
+from csoa_nb.base.paths import disk_full_error, project_path
+from csoa_nb.core.scores import Scores
 from csoa_nb.engine.arrays import (
     FILES,
     LEGACY_FILES,
@@ -55,8 +57,6 @@ from csoa_nb.engine.arrays import (
     split_arrays,
 )
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.paths import disk_full_error, project_path
-from csoa_nb.scores import Scores
 
 
 class CheckpointError(ValueError):

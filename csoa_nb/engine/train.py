@@ -61,6 +61,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from csoa_nb.core.localize import REPORTED_THETAS
+from csoa_nb.core.models import CSoANet, CSoAOutput, EmbeddingNet, is_weights_name, weights_file
+from csoa_nb.core.monitors import diagnose_collapse
+from csoa_nb.core.scores import Scores
 from csoa_nb.data import check_num_classes, collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import (
@@ -115,12 +119,8 @@ from csoa_nb.engine.runs import (
     truncate_jsonl,
     write_json,
 )
-from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 from csoa_nb.methods.confseg import alpha as alpha_schedule
-from csoa_nb.models import CSoANet, CSoAOutput, EmbeddingNet, is_weights_name, weights_file
-from csoa_nb.monitors import diagnose_collapse
-from csoa_nb.scores import Scores
 
 
 class RunInterrupted(RuntimeError):
@@ -775,7 +775,7 @@ def _summary(scores: Scores) -> str:
 
 def collapse_lines(config: RunConfig, record: dict[str, Any]) -> list[str]:
     """Warning lines for the epoch log when the validation maps of a CoAug method show a
-    collapse (`csoa_nb.monitors`): Eq. 12's degenerate minima (chapter 04). Log lines, not
+    collapse (`csoa_nb.core.monitors`): Eq. 12's degenerate minima (chapter 04). Log lines, not
     Python warnings, so that a notebook shows no source path of the machine that ran it."""
     if not config.uses_coaug:
         return []

@@ -19,15 +19,15 @@ difference is ours: the backbone is the run's, shared with every method (its 2x2
 pools), where the reference's ACoL VGG16 uses 3x3 stride-2 max pools and stride-1 pools after
 conv4_3 and conv5_3; the effect of that difference is not measured here. (The smoothing pool
 came with `ACOL.version` 2; runs of version 1 fed the raw features, and their hashes differ.)
-Each branch here is the project's :class:`csoa_nb.models.CAMHead` (two 3x3
+Each branch here is the project's :class:`csoa_nb.core.models.CAMHead` (two 3x3
 convolutions and a 1x1 classifier, the head shape ACoL and wsolevaluation use on VGG16), whose
 output is the CAM and whose global average gives the logits (CAM's Eq. 1).
 
 As a method of the registry (`ACOL`, ``RunConfig.method = "acol"``): :class:`ACoLNet`, the
 run's backbone with an :class:`ACoLHead` (:class:`ACoLSettings`: ``RunConfig.acol_delta``) in
-place of CAM's head (:func:`acol_model`). Its output is a :class:`csoa_nb.models.CSoAOutput`
+place of CAM's head (:func:`acol_model`). Its output is a :class:`csoa_nb.core.models.CSoAOutput`
 whose ``cam_last`` is branch A and ``cam_feature`` branch B, so the evaluator's map
-(``csoa_nb.localize.fuse_cams`` of the two, Eq. 13's union) is :func:`acol_map` computed at
+(``csoa_nb.core.localize.fuse_cams`` of the two, Eq. 13's union) is :func:`acol_map` computed at
 image size, and Eq. 13 and every metric apply unchanged. Its ``logits_feature`` is None: the
 class scores are branch A's, as in wsolevaluation. The ground-truth class drives the erasure in
 training and in the evaluation of maps (`csoa_nb.engine.evaluate.collect_maps` passes it, as
@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csoa_nb.localize import normalize_cam
+from csoa_nb.core.localize import normalize_cam
+from csoa_nb.core.models import Backbone, CAMHead, CSoANet, CSoAOutput, cam_logits
 from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
-from csoa_nb.models import Backbone, CAMHead, CSoANet, CSoAOutput, cam_logits
 
 __all__ = [
     "ACOL",
@@ -201,8 +201,8 @@ def acol_map(cams_a: Tensor, cams_b: Tensor, labels: Tensor) -> Tensor:
 
     Returns:
         Float tensor ``B x h x w`` in ``[0, 1]``: each branch's map of ``labels`` min-max
-        normalised per image (:func:`csoa_nb.localize.normalize_cam`), then the elementwise
-        maximum. Like ``csoa_nb.localize.fuse_cams``, thresholding it at ``theta`` is the union
+        normalised per image (:func:`csoa_nb.core.localize.normalize_cam`), then the elementwise
+        maximum. Like ``csoa_nb.core.localize.fuse_cams``, thresholding it at ``theta`` is the union
         of the two thresholded maps.
     """
     if cams_a.shape != cams_b.shape or cams_a.ndim != 4:
@@ -216,7 +216,7 @@ def acol_map(cams_a: Tensor, cams_b: Tensor, labels: Tensor) -> Tensor:
 class ACoLNet(nn.Module):
     """ACoL's network: a backbone and an :class:`ACoLHead` on its block-5 map.
 
-    ``forward(x, labels=None)`` returns a :class:`csoa_nb.models.CSoAOutput`: ``logits_last``
+    ``forward(x, labels=None)`` returns a :class:`csoa_nb.core.models.CSoAOutput`: ``logits_last``
     and ``cam_last`` are branch A's, ``cam_feature`` is branch B's CAM, ``logits_feature`` is
     None (the class scores are branch A's). The head is named ``head_last`` so that it gets
     the heads' learning rate (``RunConfig.head_lr_mult``).

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from csoa_nb.core.models import CSoANet
 from csoa_nb.methods.cam import cam_losses
 from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
-from csoa_nb.models import CSoANet
 
 __all__ = ["ADL", "ADLSettings", "ADL_BLOCKS", "AttentionDropout", "adl_model", "self_attention",
            "drop_mask", "importance_map"]

@@ -8,8 +8,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from csoa_nb.core.models import CSoAOutput
 from csoa_nb.methods.spec import MethodSpec, Parts
-from csoa_nb.models import CSoAOutput
 
 
 def cam_losses(

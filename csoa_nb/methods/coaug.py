@@ -1,7 +1,7 @@
 """CoAug: the co-supervised augmentation module of CSoA (paper Sec. 3.2, Eq. 8-12).
 
 The CAM S_l^{c_m} of each image's class splits the image into a foreground ``S * I`` and a
-background ``(1 - S) * I``; an embedding network W_E (:class:`csoa_nb.models.EmbeddingNet`)
+background ``(1 - S) * I``; an embedding network W_E (:class:`csoa_nb.core.models.EmbeddingNet`)
 maps both, plus the confidently-background part ``(1 - S) * Mask_hat * I``, to vectors
 F_m, B_m, Mask_B^m (Eq. 8, 10). A metric loss over the pairs of a batch (Eq. 12) wants
 foreground and background far apart (D_cam, Eq. 9), the background close to its confident
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from csoa_nb.checks import check_choice
+from csoa_nb.base.checks import check_choice
 from csoa_nb.methods.confseg import class_map, confidence_mask
 from csoa_nb.methods.settings import setting
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from csoa_nb.models import CSoAOutput
+    from csoa_nb.core.models import CSoAOutput
 
 
 def confidence_mask(cam: Tensor) -> tuple[Tensor, Tensor]:

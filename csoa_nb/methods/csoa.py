@@ -11,9 +11,9 @@ function serves them all:
 - `csoa`: Eq. 6 + coaug_weight * alpha * L_D.
 
 Eq. 5/6 and Eq. 12 run in float32 under the trainer's mixed precision (`amp=true`):
-`csoa_nb.precision.fp32_region` turns autocast off around them and casts their inputs (ratios of
-distances and a threshold on |S - mu1| that half precision gets wrong; see its docstring).
-W_E's forward stays under autocast. Without autocast the wrappers change nothing.
+`csoa_nb.base.precision.fp32_region` turns autocast off around them and casts their inputs
+(ratios of distances and a threshold on |S - mu1| that half precision gets wrong; see its
+docstring). W_E's forward stays under autocast. Without autocast the wrappers change nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from csoa_nb.base.precision import fp32_region
+from csoa_nb.core.models import CSoAOutput
 from csoa_nb.methods.coaug import CoAugSettings, foreground_background
 from csoa_nb.methods.coaug import coaug_loss as _coaug_loss
 from csoa_nb.methods.confseg import confseg_loss as _confseg_loss
 from csoa_nb.methods.spec import LossFn, MethodSpec, Parts
-from csoa_nb.models import CSoAOutput
-from csoa_nb.precision import fp32_region
 
 #: Eq. 6 (with Eq. 5) and Eq. 12 in float32 whatever the autocast around them.
 confseg_loss = fp32_region(_confseg_loss)

@@ -14,18 +14,18 @@ network and conventions to it:
   by the upsampled, min-max normalised ``A_k``; no gradients.
 
 For a network whose logits are the global average of a linear map of the target layer (CAM's
-Eq. 1, e.g. the 1x1 classifier of :class:`csoa_nb.models.CAMHead` reading its last ReLU),
+Eq. 1, e.g. the 1x1 classifier of :class:`csoa_nb.core.models.CAMHead` reading its last ReLU),
 Grad-CAM's weights are exactly that classifier's weights divided by ``h * w``, so Grad-CAM at
 that layer is ``ReLU(CAM_c - b_c)`` divided by ``h * w`` (Selvaraju et al., Sec. 3.1): the
 classifier's bias ``b_c`` is in CAM but not in the weighted sum, so the two maps differ by that
 constant before the ReLU, which can move where the ReLU cuts, not only a scale. The default target
-layer for :class:`csoa_nb.models.CSoANet` is therefore the output of backbone block 5, the
+layer for :class:`csoa_nb.core.models.CSoANet` is therefore the output of backbone block 5, the
 input of W_L, where the head's two convolutions make the maps differ from CAM.
 
 What the maps are: the library returns each map after a ReLU, min-max normalised to ``[0,
 1]`` per image and resized (bilinear, OpenCV) to the input size; it exposes no unnormalised
 map. :func:`posthoc_maps` returns exactly that, ``B x H x W``. For the project's pipeline this
-is the same as a raw map: Eq. 13 (``csoa_nb.localize.csoa_box``) and the threshold sweeps
+is the same as a raw map: Eq. 13 (``csoa_nb.core.localize.csoa_box``) and the threshold sweeps
 min-max normalise first, which leaves such a map unchanged (up to the library's ``1e-7`` in
 the denominator), and resizing an ``H x W`` map to ``H x W`` is the identity.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from csoa_nb.models import CSoANet
+from csoa_nb.core.models import CSoANet
 
 __all__ = ["POSTHOC_KINDS", "PosthocConfig", "LogitsOf", "default_target_layer", "posthoc_maps"]
 
@@ -76,7 +76,7 @@ def _check_kind(kind: object) -> str:
 
 
 class LogitsOf(nn.Module):
-    """Wrap a :class:`csoa_nb.models.CSoANet`, whose forward returns a ``CSoAOutput``, into
+    """Wrap a :class:`csoa_nb.core.models.CSoANet`, whose forward returns a ``CSoAOutput``, into
     a classifier returning ``logits_last`` (``B x C``), the form the library needs."""
 
     def __init__(self, net: nn.Module) -> None:
@@ -91,7 +91,7 @@ class LogitsOf(nn.Module):
 def default_target_layer(net: CSoANet) -> nn.Module:
     """The layer whose output the maps weight: backbone block 5 of ``net`` (W_L's input)."""
     if not isinstance(net, CSoANet):
-        raise ValueError(f"default_target_layer needs a csoa_nb.models.CSoANet, got "
+        raise ValueError(f"default_target_layer needs a csoa_nb.core.models.CSoANet, got "
                          f"{type(net).__name__}; pass target_layer explicitly")
     return net.backbone.stages[-1]
 
@@ -119,7 +119,7 @@ def posthoc_maps(
 
     Args:
         model: the classifier, images ``B x 3 x H x W`` -> logits ``B x C``; a
-            :class:`csoa_nb.models.CSoANet` is wrapped in :class:`LogitsOf` here.
+            :class:`csoa_nb.core.models.CSoANet` is wrapped in :class:`LogitsOf` here.
         target_layer: a module inside ``model`` whose output ``B x K x h x w`` is weighted
             (e.g. :func:`default_target_layer`).
         images: float tensor ``B x 3 x H x W`` on the model's device.

@@ -19,7 +19,7 @@ from csoa_nb.methods.settings import settings_fields
 if TYPE_CHECKING:
     import torch
 
-    from csoa_nb.models import CSoANet, CSoAOutput
+    from csoa_nb.core.models import CSoANet, CSoAOutput
 
 #: `losses(settings, out, images, labels, alpha, embed_net)`: every loss term of one batch,
 #: plus their weighted sum under "total". `settings` is the method's settings (an instance of
@@ -38,7 +38,7 @@ LossFn = Callable[[Any, "CSoAOutput", Tensor, Tensor, float, "nn.Module | None"]
 #: what `losses` receives as `labels`. Never applied at test time.
 AugmentFn = Callable[[Tensor, Tensor, "torch.Generator", Any, int], tuple[Tensor, Tensor]]
 #: `model(settings, net) -> network`: a method's network, made with its `settings` from the
-#: plain network `net` (`csoa_nb.models.CSoANet` of the run's backbone, weights, heads and
+#: plain network `net` (`csoa_nb.core.models.CSoANet` of the run's backbone, weights, heads and
 #: `num_classes`, as `Parts` asks): ADL inserts its layers into `net`'s backbone, ACoL puts its
 #: two branches on `net`'s backbone. The network's `forward(images, labels=None)` returns a
 #: `CSoAOutput`; the trainer passes the ground-truth labels, the evaluator none.

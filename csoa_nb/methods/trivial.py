@@ -7,7 +7,7 @@ that does not beat these on a data set has learned nothing about where the objec
 CUB and ILSVRC objects are large and often centred, so the bar is not low).
 
 Both functions return maps in the shape convention of CAMs (``B x h x w``, raw, before any
-normalisation), so Eq. 13 (``csoa_nb.localize.csoa_box`` with ``cam_feature=None``) and the
+normalisation), so Eq. 13 (``csoa_nb.core.localize.csoa_box`` with ``cam_feature=None``) and the
 threshold sweeps (MaxBoxAccV2, PxAP on ``normalize_cam`` of the upsampled map) apply to them
 unchanged. ``csoa_nb.engine.baselines.trivial_scores`` scores them on a run's test split.
 

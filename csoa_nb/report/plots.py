@@ -611,7 +611,7 @@ BACKGROUND_LABELS = {"paper": "Eq. 10 as written (Eq. 3 mask)",
 def candidate_losses(scores: pd.DataFrame, gamma: float = 1.0) -> Figure:
     """L_D (Eq. 12) of fixed candidate maps under both readings of Eq. 10, one panel each,
     lowest (the map training is pulled towards) at the top. `scores`:
-    `csoa_nb.degenerate.score_candidates`."""
+    `csoa_nb.core.degenerate.score_candidates`."""
     chosen = scores[scores["gamma"] == gamma]
     backgrounds = list(dict.fromkeys(chosen["background"]))
     fig, axes = plt.subplots(1, len(backgrounds), figsize=(6.9, 0.42 * chosen["candidate"]

@@ -27,7 +27,7 @@ Sentences about these tables are `csoa_nb.report.prose`'s; their figures are
 `csoa_nb.report.charts`'s; their vocabulary (column and row names) is `csoa_nb.report.vocabulary`'s.
 
 Our metrics are percentages (errors: lower is better; MaxBoxAccV2, PxAP and the accuracies:
-higher is better), as in `csoa_nb.metrics`.
+higher is better), as in `csoa_nb.core.metrics`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ import numpy as np
 import pandas as pd
 
 from csoa_nb import methods
+from csoa_nb.core.localize import REPORTED_THETAS
+from csoa_nb.core.scores import THETA_METRICS as SCORE_THETA_METRICS
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.results import summarize
 from csoa_nb.engine.runs import RunResult
-from csoa_nb.localize import REPORTED_THETAS
 from csoa_nb.report.vocabulary import (
     INDEX_NAMES,
     MISSING,
@@ -52,7 +53,6 @@ from csoa_nb.report.vocabulary import (
     higher_is_better,
     row_label,
 )
-from csoa_nb.scores import THETA_METRICS as SCORE_THETA_METRICS
 
 #: The paper's four columns of Tables 1, 2, 4 and 5, in its order.
 PAPER_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
@@ -306,7 +306,7 @@ def theta_frame(
     depend on theta. Nothing is retrained.
 
     Columns: method, regime, feature_block, seed, hash, theta and `metrics` (fields of
-    `csoa_nb.scores.ThetaErrors`).
+    `csoa_nb.core.scores.ThetaErrors`).
     """
     from csoa_nb.engine.evaluate import score_maps
     from csoa_nb.engine.results import regime_of

@@ -28,17 +28,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import normalize as tv_normalize
 
-from csoa_nb.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from csoa_nb.localize import (
+from csoa_nb.core.localize import (
     binarize,
     fuse_cams,
     largest_component_box,
     normalize_cam,
     upsample_cam,
 )
+from csoa_nb.core.metrics import max_iou
+from csoa_nb.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from csoa_nb.methods.coaug import coaug_distances, coaug_loss, foreground_background, foreground_map
 from csoa_nb.methods.confseg import confidence_mask, inner_loss, thresholds_xi
-from csoa_nb.metrics import max_iou
 
 __all__ = [
     "check_index",
@@ -95,7 +95,7 @@ def localize_one(
     """Eq. 13 for image `index` of a CAM sample at threshold `theta`.
 
     The maps of `class_index` (default: the ground-truth class, i.e. GT-known localization)
-    are upsampled to the image size and min-max normalised (`csoa_nb.localize`); each is
+    are upsampled to the image size and min-max normalised (`csoa_nb.core.localize`); each is
     binarised at ``theta`` (Eq. 13), the union is ``binarize(fuse_cams(...), theta)`` (equal to
     the OR of the two binary maps, see `fuse_cams`), and the box is the bounding box of the
     union's largest 8-connected component. Exactly what `csoa_nb.engine.evaluate` scores.

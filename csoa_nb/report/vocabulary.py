@@ -15,14 +15,15 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb import methods
+from csoa_nb.core.metrics import DEFAULT_IOU_THRESHOLDS
+from csoa_nb.core.scores import join_key, split_key
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.metrics import DEFAULT_IOU_THRESHOLDS
-from csoa_nb.scores import join_key, split_key
 
 
 def _by_iou(metric: str, text: str) -> dict[str, str]:
     """`text` (with "{iou}" for the IoU as a fraction, "0.5") for the column of `metric` at
-    each IoU level of `csoa_nb.metrics.DEFAULT_IOU_THRESHOLDS` (`join_key`: "max_box_acc@50")."""
+    each IoU level of `csoa_nb.core.metrics.DEFAULT_IOU_THRESHOLDS` (`join_key`:
+    "max_box_acc@50")."""
     return {join_key(metric, iou=d): text.format(iou=f"{d / 100:g}")
             for d in DEFAULT_IOU_THRESHOLDS}
 
@@ -86,7 +87,7 @@ MISSING = "–"
 # ------------------------------------------------------------------------------------ labels
 def _at_theta(metric: str) -> tuple[str, float | None]:
     """(the metric, its theta) of a column of `runs_frame`, e.g. ("top1_loc_err", 0.2) for
-    "top1_loc_err@0.2"; theta None for any other name (`csoa_nb.scores.split_key`)."""
+    "top1_loc_err@0.2"; theta None for any other name (`csoa_nb.core.scores.split_key`)."""
     try:
         name, theta, _ = split_key(metric)
     except ValueError:

@@ -44,13 +44,13 @@ from matplotlib.lines import Line2D
 from torch import Tensor
 
 from csoa_nb import methods
+from csoa_nb.core.localize import binarize, fuse_cams, largest_component_box
 from csoa_nb.engine.baselines import TRIVIAL_KINDS, map_size, trivial_protocol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.posthoc_runs import posthoc_scores
 from csoa_nb.engine.protocol import ProtocolScores, read_protocol
 from csoa_nb.engine.results import regime_of
 from csoa_nb.engine.runs import RunResult, load_arrays
-from csoa_nb.localize import binarize, fuse_cams, largest_component_box
 from csoa_nb.methods.posthoc import POSTHOC_KINDS
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
 from csoa_nb.report.findings import by_seed
@@ -139,7 +139,7 @@ MAIN_METRICS = ("max_box_acc_v2", "pxap", "top1_loc_err", "top1_cls_err")
 #: The metrics the verdict paragraph reads (Choe et al.'s headline).
 HEADLINE_METRICS = ("max_box_acc_v2", "pxap")
 #: The box errors, which depend on the CAM threshold theta (their headers name it; not
-#: `csoa_nb.scores.THETA_METRICS`, which also holds the classification errors).
+#: `csoa_nb.core.scores.THETA_METRICS`, which also holds the classification errors).
 BOX_ERRORS = ("top1_loc_err", "gt_known_loc_err")
 #: A method's setting (a `RunConfig` field), as the grid table names it: the label on its
 #: settings class (`csoa_nb.methods.settings_table`).

@@ -77,7 +77,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     """`make lab` on copies of chapters 02 and 03 in ``_build/browser/lab``.
 
     The copies sit inside the project, so the chapters' relative paths (``results``, ``data``)
-    resolve as in ``book/`` (`csoa_nb.paths.project_root` looks for ``_toc.yml`` above the
+    resolve as in ``book/`` (`csoa_nb.base.paths.project_root` looks for ``_toc.yml`` above the
     kernel's folder); ``book/*.ipynb`` stay untouched.
     """
     root = SHOTS / "lab"

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from browser_support import HTML, REPO_ROOT
 
-from csoa_nb.report.runbook import TOC_FILE, notebooks_from_toc
+from csoa_nb.book.runbook import TOC_FILE, notebooks_from_toc
 
 #: Seconds MathJax may take to typeset a page.
 MATH_S = 30

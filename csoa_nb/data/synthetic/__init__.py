@@ -59,9 +59,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from csoa_nb.cache import stable_hash
+from csoa_nb.base.cache import stable_hash
+from csoa_nb.base.paths import disk_full_error
 from csoa_nb.data.common import DataError, abspath, mask_box
-from csoa_nb.paths import disk_full_error
 
 #: Bumped whenever the rendering changes, so cached datasets are regenerated (it is hashed).
 GENERATOR_VERSION = "1"
@@ -491,7 +491,7 @@ def dataset_spec(
 
 def spec_hash(spec: dict[str, Any]) -> str:
     """First 12 hex digits of sha256 over the canonical JSON of `spec`
-    (`csoa_nb.cache.stable_hash`)."""
+    (`csoa_nb.base.cache.stable_hash`)."""
     return stable_hash(spec)
 
 

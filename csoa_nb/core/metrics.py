@@ -9,7 +9,7 @@ scores averaged over 10 crops (``ten_crop_logits``, after Zhou et al., CVPR 2016
 correct when its IoU with a ground-truth box is >= 0.5 (the ILSVRC rule of Russakovsky et al.,
 IJCV 2015); Top-1 / Top-5 / GT-known localisation errors and Top-1 / Top-5 classification
 errors are reported in percent (``localization_errors``). Boxes come from Eq. 13 at one
-threshold ``theta`` (``csoa_nb.localize``).
+threshold ``theta`` (``csoa_nb.core.localize``).
 
 Beyond the paper (Choe et al., "Evaluating Weakly Supervised Object Localization Methods
 Right", CVPR 2020, reference code ``clovaai/wsolevaluation``):
@@ -32,14 +32,14 @@ import torchvision.transforms.functional as TF
 from torch import Tensor
 from torchvision.ops import box_iou as _tv_box_iou
 
-from csoa_nb.checks import as_tensor, check_map, check_theta
-from csoa_nb.localize import (
+from csoa_nb.base.checks import as_tensor, check_map, check_theta
+from csoa_nb.core.localize import (
     binarize,
     largest_component_box,
     largest_per_slice,
     slice_components,
 )
-from csoa_nb.scores import Scores, ThetaErrors
+from csoa_nb.core.scores import Scores, ThetaErrors
 
 __all__ = [
     "DEFAULT_CAM_THRESHOLDS",
@@ -105,7 +105,7 @@ def _check_unit_maps(loc_maps: object, name: str = "loc_maps") -> Tensor:
     t = check_map(loc_maps, name, ndim=3)
     if t.numel() and (t.min() < 0 or t.max() > 1):
         raise ValueError(
-            f"{name} must be normalised to [0, 1] (use csoa_nb.localize.fuse_cams or "
+            f"{name} must be normalised to [0, 1] (use csoa_nb.core.localize.fuse_cams or "
             f"normalize_cam); got min {float(t.min()):.4g}, max {float(t.max()):.4g}"
         )
     return t
@@ -640,7 +640,7 @@ class LocalizationEvaluator:
         iou_threshold: IoU needed for a correct box (0.5, Sec. 4.2).
         with_maxboxacc: also accumulate ``MaxBoxAccV2`` (Choe et al., CVPR 2020).
 
-    ``compute()`` returns a ``csoa_nb.scores.Scores`` whose ``theta`` is the first theta:
+    ``compute()`` returns a ``csoa_nb.core.scores.Scores`` whose ``theta`` is the first theta:
 
     * ``errors`` (the first theta's) and ``by_theta`` (each theta -> ``ThetaErrors``: top-1,
       top-5, GT-known loc. errors and the classification errors, ``localization_errors``);

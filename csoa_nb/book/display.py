@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csoa_nb.paths import project_root
+from csoa_nb.base.paths import project_root
 
 __all__ = [
     "LINE_WIDTH",

@@ -1,6 +1,6 @@
 """A run's scores as data: one typed record, and its flat form in `results.json`.
 
-`Scores` is what `csoa_nb.metrics.LocalizationEvaluator` and
+`Scores` is what `csoa_nb.core.metrics.LocalizationEvaluator` and
 `csoa_nb.engine.evaluate.score_maps` return, what a loaded run holds
 (`csoa_nb.engine.runs.RunResult.scores`) and what every table and figure reads, by field:
 
@@ -11,7 +11,7 @@
   MaxBoxAcc with its best CAM threshold (`max_box_acc`, `best_threshold`; Choe et al.,
   CVPR 2020);
 - theta-free: MaxBoxAccV2, PxAP, the number of images and the collapse monitors
-  (`csoa_nb.monitors`).
+  (`csoa_nb.core.monitors`).
 
 `to_record` / `from_record` are the one home of the flat form that `results.json`,
 `metrics.jsonl` (prefixed `val_`) and `python -m csoa_nb.engine.evaluate --json` hold: the five

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from csoa_nb.checks import check_choice
+from csoa_nb.base.checks import check_choice
 
 BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
 EMBEDDINGS = ("alexnet", "slim")

@@ -6,11 +6,11 @@ folder to HTML. Jupyter Book never executes anything itself (``execute_notebooks
 
 Command line (from the repository root)::
 
-    python -m csoa_nb.report.runbook execute --preset cpu --build-dir _build/cpu \
+    python -m csoa_nb.book.runbook execute --preset cpu --build-dir _build/cpu \
         [--only 00_introduction]
-    python -m csoa_nb.report.runbook build --build-dir _build/cpu --html-out _build [--strict]
-    python -m csoa_nb.report.runbook all --preset cpu        # both steps; HTML in _build/html
-    python -m csoa_nb.report.runbook strip book/02_cam_baseline.ipynb   # after saving it in Lab
+    python -m csoa_nb.book.runbook build --build-dir _build/cpu --html-out _build [--strict]
+    python -m csoa_nb.book.runbook all --preset cpu        # both steps; HTML in _build/html
+    python -m csoa_nb.book.runbook strip book/02_cam_baseline.ipynb   # after saving it in Lab
 
 The executed copy of ``book/NN_x.ipynb`` is ``<build-dir>/book/NN_x.ipynb``; the HTML of a
 build lands in ``<html-out>/html`` (``index.html`` is the first chapter).
@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from csoa_nb.checks import check_writable_folder
+from csoa_nb.base.checks import check_writable_folder
 from csoa_nb.engine.config import PRESETS
 
 #: The source checkout that holds ``_toc.yml``, ``_config.yml`` and ``book/``.
@@ -54,7 +54,7 @@ KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
 #: The file that marks a folder as created by the runbook, which may then rewrite or delete it.
 MARKER = ".csoa-runbook"
 MARKER_TEXT = (
-    "This folder was created by `python -m csoa_nb.report.runbook`, which may overwrite or delete\n"
+    "This folder was created by `python -m csoa_nb.book.runbook`, which may overwrite or delete\n"
     "it on its next build. Delete this file to keep the runbook out of the folder.\n"
 )
 
@@ -385,7 +385,7 @@ def stage_and_build(
     if missing:
         raise SystemExit(
             f"{build_dir} lacks the executed copies of {', '.join(map(str, missing))}: "
-            f"run `python -m csoa_nb.report.runbook execute --build-dir {build_dir}` first."
+            f"run `python -m csoa_nb.book.runbook execute --build-dir {build_dir}` first."
         )
     for name in (CONFIG_FILE, TOC_FILE):
         shutil.copy2(root / name, build_dir / name)
@@ -428,7 +428,7 @@ def stage_and_build(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m csoa_nb.report.runbook", description=__doc__.split("\n\n")[0]
+        prog="python -m csoa_nb.book.runbook", description=__doc__.split("\n\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

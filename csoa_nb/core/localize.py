@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from csoa_nb.checks import as_tensor, check_map, check_size, check_theta
+from csoa_nb.base.checks import as_tensor, check_map, check_size, check_theta
 
 __all__ = [
     "normalize_cam",
