@@ -22,8 +22,7 @@ if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` from a checkout withou
 
 
 def set_threads(threads: int) -> None:
-    """Pin torch's intra-op pool to `threads` threads (set OMP_NUM_THREADS too, before the
-    interpreter starts, so that no other OpenMP pool grows past it)."""
+    """Pin torch's intra-op pool to `threads` (other OpenMP pools: OMP_NUM_THREADS, at start)."""
     torch.set_num_threads(threads)
 
 

@@ -12,8 +12,8 @@ Printing `RESULT ...` lines that bench/gpu_check.sh collects:
 
 The multi-GPU part of bench/gpu_check.sh runs the real trainer under torchrun, not this file.
 
-A training step is the trainer's: forward under autocast, `csoa_nb.engine.train.method_losses` of
-method `csoa` at alpha = 1 (Eq. 5 and Eq. 12 in float32 under autocast, as `csoa_nb.methods.csoa`
+A training step is the trainer's: forward under autocast, `csoa_nb.engine.builders.method_losses`
+of method `csoa` at alpha = 1 (Eq. 5 and Eq. 12 in float32 under autocast, as `csoa_nb.methods.csoa`
 computes them), backward, SGD step.
 The data are random tensors already on the device, with class-balanced labels: the check
 measures the GPU and the network, not JPEG decoding (the loader's speed depends on the data
@@ -35,9 +35,9 @@ try:
 except ImportError:  # `python bench/gpu_check.py`
     import _common  # type: ignore # noqa: F401
 
-from csoa_nb.engine import train as trainer
+from csoa_nb.base.precision import Amp, make_amp
+from csoa_nb.engine import builders
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.distributed import Amp, make_amp
 
 #: Relative tolerance of the CUDA-vs-CPU loss (float32 both, TF32 off): the two differ only
 #: in the order of float32 sums inside convolutions (~1e-6 relative after 13 layers).
@@ -57,7 +57,7 @@ class Setup:
 
 def setups(dry_run: bool, backbones: list[str], batch: int, size: int) -> list[Setup]:
     """The `paper` preset's networks (VGG16 on CUB, Inception-v3 on ILSVRC), or the dry run's
-    slim one, as csoa_nb.engine.train builds them."""
+    slim one, as csoa_nb.engine.builders builds them."""
     if dry_run:
         config = RunConfig.from_preset("cpu", method="csoa").replace(
             batch_size=batch, classes_per_batch=4, crop_size=size, resize_size=size, device="cpu"
@@ -91,8 +91,8 @@ def make_batch(setup: Setup, device: torch.device, seed: int) -> tuple[torch.Ten
 def build(setup: Setup, device: torch.device, seed: int = 0) -> tuple[torch.nn.Module,
                                                                       torch.nn.Module]:
     torch.manual_seed(seed)
-    model = trainer.build_model(setup.config, None).to(device)  # random weights, no download
-    embed_net = trainer.build_embedding(setup.config, None).to(device)
+    model = builders.build_model(setup.config, None).to(device)  # random weights, no download
+    embed_net = builders.build_embedding(setup.config, None).to(device)
     return model, embed_net
 
 
@@ -101,7 +101,7 @@ def train_step(setup: Setup, model: torch.nn.Module, embed_net: torch.nn.Module,
                labels: torch.Tensor) -> torch.Tensor:
     with amp.autocast():
         out = model(images)
-        terms = trainer.method_losses(setup.config, out, images, labels, ALPHA, embed_net)
+        terms = builders.method_losses(setup.config, out, images, labels, ALPHA, embed_net)
     optimizer.zero_grad(set_to_none=True)
     amp.backward_step(terms["total"], optimizer)
     return terms["total"].detach()
@@ -116,7 +116,7 @@ def throughput(setup: Setup, device: torch.device, amp: Amp, steps: int) -> tupl
     """Images per second over `steps` timed steps (after a warm-up) and the peak memory."""
     model, embed_net = build(setup, device)
     model.train()
-    optimizer, _ = trainer.build_optimizer(setup.config, model)
+    optimizer, _ = builders.build_optimizer(setup.config, model)
     batches = [make_batch(setup, device, seed) for seed in range(4)]
     warmup = max(2, min(10, steps // 5))
     if device.type == "cuda":
@@ -151,7 +151,7 @@ def fixed_loss(setup: Setup, model: torch.nn.Module, embed_net: torch.nn.Module,
     images, labels = images.to(device), labels.to(device)
     with (amp or make_amp(device.type, False)).autocast():
         out = model(images)
-        terms = trainer.method_losses(setup.config, out, images, labels, ALPHA, embed_net)
+        terms = builders.method_losses(setup.config, out, images, labels, ALPHA, embed_net)
     return float(terms["total"])
 
 

@@ -1,6 +1,6 @@
 """Localization quality of cam, confseg, coaug and csoa over seeds, from the run cache.
 
-Reads the runs of sweep "table1" (`csoa_nb.engine.results.sweep_configs`) of a preset, the paper's
+Reads the runs of sweep "table1" (`csoa_nb.engine.sweeps.sweep_configs`) of a preset, the paper's
 protocol by default (fine-tuned from the pretraining stage), and prints per method the mean,
 standard deviation and range over seeds of top-1 localization error, GT-known localization
 error (both at the config's theta, in %, lower is better) and MaxBoxAccV2 (Choe et al. 2020,
@@ -26,8 +26,9 @@ except ModuleNotFoundError:  # run as `python bench/quality.py`
     from _common import REPO_ROOT, format_table, print_machine, set_threads  # type: ignore
 
 from csoa_nb.engine.config import PRESETS
-from csoa_nb.engine.results import REGIMES, regime_of, runs_frame, sweep_configs
+from csoa_nb.engine.results import runs_frame
 from csoa_nb.engine.runs import RunResult, find_run, load_run
+from csoa_nb.engine.sweeps import REGIMES, regime_of, sweep_configs
 from csoa_nb.methods import ROWS, row_key
 
 #: Table rows (`csoa_nb.methods.ROWS`): "_fix" is our reading of Eq. 10 (chapter 04), not the

@@ -1,7 +1,7 @@
 """Time one training step of cam, confseg, coaug and csoa on the same backbone and batch.
 
 A step is what `csoa_nb.engine.train.train` does per batch: forward, every loss term of the method
-(`csoa_nb.engine.train.method_losses`, alpha = 1 as after the ramp), backward, SGD step, in the
+(`csoa_nb.engine.builders.method_losses`, alpha = 1 as after the ramp), backward, SGD step, in the
 config's precision and layout (the cpu preset: bf16 autocast, channels-last). The model,
 embedding W_E and optimizer come from the engine's own builders, so the loss code timed here is
 the code that trains. Methods are timed round-robin (the order rotates every round) so that a
@@ -19,7 +19,7 @@ flows through it into the CAM).
 
     python bench/step_time.py            # vgg_slim at the cpu preset's size
     python bench/step_time.py --quick    # fewer rounds (a smoke check of the script)
-    python bench/step_time.py --fp32-nchw    # float32 NCHW, as the cpu preset trained before
+    python bench/step_time.py --fp32-nchw    # float32 NCHW: no bf16 autocast, no channels-last
     python bench/step_time.py --vgg16    # also VGG16 at 224 px, AlexNet W_E, batch 4 (minutes)
 
 Target: csoa <= 1.6x cam (time per step).
@@ -40,9 +40,9 @@ try:
 except ModuleNotFoundError:  # run as `python bench/step_time.py`
     from _common import format_table, median_iqr, print_machine, set_threads  # type: ignore
 
+from csoa_nb.base.precision import make_amp
+from csoa_nb.engine.builders import build_embedding, build_model, build_optimizer, method_losses
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.distributed import make_amp
-from csoa_nb.engine.train import build_embedding, build_model, build_optimizer, method_losses
 
 METHODS = ("cam", "confseg", "coaug", "csoa")
 TARGET_RATIO = 1.6  # csoa / cam, time per step

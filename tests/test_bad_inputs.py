@@ -1,7 +1,7 @@
 """Bad inputs: each fails with an error that names the file or value and the fix, and nothing
 written before (a checkpoint, results.json, a cached dataset's manifest) is changed or lost.
 
-Catalogue: each bad input of the hardening issue and the tests that cover it
+Catalogue: each kind of bad input and the tests that cover it
 (`file::test`; "foreign checkpoint": one from another config, refused on resume).
 
 | bad input | file::test |
@@ -65,10 +65,11 @@ import csoa_nb.engine.train as train_module
 from csoa_nb.book import runbook
 from csoa_nb.data import DataError
 from csoa_nb.engine import evaluate
+from csoa_nb.engine.builders import build_model
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.loop import NonFiniteLossError
 from csoa_nb.engine.runs import LOCK_NAME, CheckpointError, load_checkpoint
-from csoa_nb.engine.train import RunInterrupted, build_model, train
+from csoa_nb.engine.train import RunInterrupted, train
 
 
 def quiet(_: str) -> None:

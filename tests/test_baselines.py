@@ -1,5 +1,5 @@
 """The trivial baselines of Choe et al. (full image, centred Gaussian) scored on a run's test
-split (issue #17): the scores equal shares of the test set's own boxes, computed here by hand."""
+split: the scores equal shares of the test set's own boxes, computed here by hand."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""`make results` on a cluster (issue #31): each missing run one submitit job, the run store the
+"""`make results` on a cluster: each missing run one submitit job, the run store the
 only coordination. Slurm is not here: the jobs run under submitit's local executor (one process
 per job, with the same pickling, logs, signals and re-queueing), on sweeps of a few `smoke`
-runs (`results.sweep_configs` replaced by `tiny_sweeps`)."""
+runs (`sweeps.sweep_configs` replaced by `tiny_sweeps`)."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ from typing import Any
 import pytest
 from smoke_runs import smoke
 
+import csoa_nb.engine.make_results as driver
 import csoa_nb.engine.results as results
+from csoa_nb.engine import sweeps
 from csoa_nb.engine.cluster import (
     JOBS_DIR,
-    RECORDS_DIR,
     ClusterSettings,
     JobsFailed,
     LocalPool,
     SubmititExecutor,
-    job_records,
-    lock_holder,
 )
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.job_status import RECORDS_DIR, job_records, lock_holder
 from csoa_nb.engine.runs import run_lock
 
 pytest.importorskip("submitit")
@@ -57,12 +57,12 @@ def tiny_sweeps(monkeypatch: pytest.MonkeyPatch, data_root: Path, *roles: str) -
 
     def sweep(name: str, preset: str, **overrides: Any) -> list[RunConfig]:
         if name == "wsol_search":
-            raise results.NoValidationSplit("not in the tiny sweeps")
+            raise sweeps.NoValidationSplit("not in the tiny sweeps")
         if name != "table1":
             return []
         return configs(data_root, Path(overrides["output_dir"]), *roles)
 
-    monkeypatch.setattr(results, "sweep_configs", sweep)
+    monkeypatch.setattr(sweeps, "sweep_configs", sweep)
 
 
 def submitit_local(**changes: Any) -> ClusterSettings:
@@ -146,7 +146,7 @@ def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     out = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as monkeypatch:
         tiny_sweeps(monkeypatch, data_root, *RUNS)
-        results.make_results("smoke", jobs=1, output_dir=str(out))
+        driver.make_results("smoke", jobs=1, output_dir=str(out))
     return out
 
 
@@ -157,7 +157,7 @@ def test_submitit_jobs_make_the_local_pools_runs_bit_for_bit(data_root, referenc
     files as the local pool's, and the command that made it recorded as with the pool."""
     tiny_sweeps(monkeypatch, data_root, "tuned", "short")
     out = tmp_path / "runs"
-    trained = results.make_results("smoke", output_dir=str(out), cluster=submitit_local())
+    trained = driver.make_results("smoke", output_dir=str(out), cluster=submitit_local())
     hashes = [c.hash for c in configs(data_root, out, "tuned", "short")]
     assert sorted(trained) == sorted(hashes)
     assert_same_runs(reference, out, hashes)
@@ -166,7 +166,7 @@ def test_submitit_jobs_make_the_local_pools_runs_bit_for_bit(data_root, referenc
     assert all(j.end == {"ok": True, "ended": j.end["ended"]} and j.log.is_file() for j in jobs)
     assert jobs[0].end["ended"] < min(j.start["started"] for j in jobs[1:])  # phases in order
     # nothing is left to do: a second driver submits nothing
-    assert results.make_results("smoke", output_dir=str(out), cluster=submitit_local()) == []
+    assert driver.make_results("smoke", output_dir=str(out), cluster=submitit_local()) == []
     assert len(job_records(out / JOBS_DIR)) == 3
 
 
@@ -179,7 +179,7 @@ def test_killed_job_fails_with_its_log_and_resumes_when_resubmitted(data_root, r
     out = tmp_path / "runs"
     (long,) = configs(data_root, out, "long")
     run_dir = out / long.hash
-    thread, outcome = in_thread(lambda: results.make_results(
+    thread, outcome = in_thread(lambda: driver.make_results(
         "smoke", output_dir=str(out), cluster=submitit_local()))
     wait_for(lambda: trained_an_epoch(out, long.hash), "the first checkpoint")
     pid = wait_for(lambda: job_pid(out, long.hash), "the job's start record")
@@ -200,7 +200,7 @@ def test_killed_job_fails_with_its_log_and_resumes_when_resubmitted(data_root, r
                      r"finishing.*has checkpoint.pt: resumes from it", status)
     assert re.search(rf"      \| \[{long.hash}\] cam epoch \d+/40", status)
     # the same command again: a new job, which resumes from the checkpoint
-    assert results.make_results("smoke", output_dir=str(out),
+    assert driver.make_results("smoke", output_dir=str(out),
                                 cluster=submitit_local()) == [long.hash]
     assert len(job_records(out / JOBS_DIR)) == 2
     assert re.search(rf"\[{long.hash}\] resuming after epoch \d+ from", job_logs(out))
@@ -217,7 +217,7 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(data_root, re
     tiny_sweeps(monkeypatch, data_root, "long")
     out = tmp_path / "runs"
     (long,) = configs(data_root, out, "long")
-    thread, outcome = in_thread(lambda: results.make_results(
+    thread, outcome = in_thread(lambda: driver.make_results(
         "smoke", output_dir=str(out), cluster=submitit_local()))
     wait_for(lambda: trained_an_epoch(out, long.hash), "the first checkpoint")
     pid = wait_for(lambda: job_pid(out, long.hash), "the job's start record")
@@ -238,7 +238,7 @@ def test_two_drivers_at_once_train_each_run_once(data_root, reference, tmp_path,
     tiny_sweeps(monkeypatch, data_root, "long")
     out = tmp_path / "runs"
     hashes = [c.hash for c in configs(data_root, out, "long")]
-    drivers = [in_thread(lambda: results.make_results(
+    drivers = [in_thread(lambda: driver.make_results(
         "smoke", output_dir=str(out), cluster=submitit_local())) for _ in range(2)]
     for thread, outcome in drivers:
         thread.join(120)
@@ -258,16 +258,16 @@ def test_driver_leaves_a_held_run_to_its_holder_and_takes_it_over_if_it_stops(
     out = tmp_path / "runs"
     (short,) = configs(data_root, out, "short")
     waiting = threading.Event()
-    real_wait = results.wait_for_locks
+    real_wait = driver.wait_for_locks
 
     def wait(held, poll_s):
         if held:
             waiting.set()
         return real_wait(held, poll_s)
 
-    monkeypatch.setattr(results, "wait_for_locks", wait)
+    monkeypatch.setattr(driver, "wait_for_locks", wait)
     with run_lock(out / short.hash):
-        thread, outcome = in_thread(lambda: results.make_results(
+        thread, outcome = in_thread(lambda: driver.make_results(
             "smoke", jobs=1, output_dir=str(out)))
         assert waiting.wait(60), "the driver did not wait for the held run"
         assert not (out / short.hash / "config.json").exists()  # nobody trained it
@@ -294,10 +294,10 @@ def test_status_says_done_running_failed_queued_missing(data_root, tmp_path, mon
 
     def sweep(name: str, preset: str, **overrides: Any) -> list[RunConfig]:
         if name == "wsol_search":
-            raise results.NoValidationSplit("not in this test")
+            raise sweeps.NoValidationSplit("not in this test")
         return list(runs.values()) if name == "table1" else []
 
-    monkeypatch.setattr(results, "sweep_configs", sweep)
+    monkeypatch.setattr(sweeps, "sweep_configs", sweep)
     records = out / JOBS_DIR / RECORDS_DIR
     records.mkdir(parents=True)
     here = f"process {os.getpid()} on {os.uname().nodename}"
@@ -347,7 +347,7 @@ def test_cluster_options_are_checked_before_any_work(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("work began")
 
-    monkeypatch.setattr(results, "_run_tasks", no_work)
+    monkeypatch.setattr(driver, "_run_tasks", no_work)
     out = ["--output-dir", str(tmp_path / "out")]
     cases = {
         ("--slurm-partition", "gpu"): r"--slurm-partition apply to --executor slurm or "
@@ -365,7 +365,7 @@ def test_cluster_options_are_checked_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as caught:
         results.main(["make", "--executor", "pbs"])
     assert caught.value.code == 2
-    cuda = results._task("train", RunConfig.from_preset("smoke", device="cuda").to_dict(), "")
+    cuda = driver._task("train", RunConfig.from_preset("smoke", device="cuda").to_dict(), "")
     with pytest.raises(ValueError, match=r"run on CUDA .* --gpus-per-run is 0: pass "
                                          r"--gpus-per-run 1"):
         submitit_local().check([cuda])
@@ -402,11 +402,11 @@ def test_slurm_jobs_ask_for_what_the_options_say(tmp_path, monkeypatch):
     # sbatch refuses the jobs: the driver says so, naming the options to check
     (tmp_path / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition "
                                      "specified: gpu' >&2\nexit 1\n")
-    task = results._task("backfill", str(tmp_path / "run"), "protocol")
+    task = driver._task("backfill", str(tmp_path / "run"), "protocol")
     with pytest.raises(ValueError, match=r"^slurm refused the 1 backfill job\(s\): sbatch: error: "
                                          r"invalid partition specified: gpu\. Check "
                                          r"--slurm-partition"):
-        list(SubmititExecutor(settings, tmp_path / JOBS_DIR).run(results._in_worker, [task]))
+        list(SubmititExecutor(settings, tmp_path / JOBS_DIR).run(driver._in_worker, [task]))
 
 
 def test_the_local_pool_does_not_need_submitit():

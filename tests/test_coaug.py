@@ -10,8 +10,8 @@ import torch
 from fixtures_data import square_objects
 
 from csoa_nb.core.models import EmbeddingNet
+from csoa_nb.data.sampler import ClassBalancedBatchSampler
 from csoa_nb.methods.coaug import (
-    ClassBalancedBatchSampler,
     background_mask,
     class_map,
     coaug_distances,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csoa_nb.engine.builders import build_model, build_optimizer
 from csoa_nb.engine.config import METHODS, PRESETS, RunConfig
-from csoa_nb.engine.train import build_model, build_optimizer
 
 
 def test_presets_build_and_label_themselves():
@@ -136,7 +136,7 @@ def test_a_float_field_accepts_an_int():
 
 
 def test_cli_dataset_choice_selects_the_presets_dataset_defaults():
-    from csoa_nb.engine.train import config_from_args, parse_args
+    from csoa_nb.engine.train_cli import config_from_args, parse_args
 
     config = config_from_args(parse_args(["--preset", "paper", "--set", "dataset=ilsvrc"]))
     assert (config.dataset, config.backbone, config.num_classes) == ("ilsvrc", "inception_v3", 1000)
@@ -155,7 +155,7 @@ def test_from_preset_variant_seeds_and_cli_precedence():
     """The paper preset's ILSVRC variant comes with `dataset="ilsvrc"`, whether given in code or
     as a --set (no pre-scan of the CLI); a --set wins over --method; seeds live with presets."""
     from csoa_nb.engine.config import PRESET_SPECS
-    from csoa_nb.engine.train import config_from_args, parse_args
+    from csoa_nb.engine.train_cli import config_from_args, parse_args
 
     ilsvrc = RunConfig.from_preset("paper", dataset="ilsvrc", device="cpu")
     assert (ilsvrc.backbone, ilsvrc.num_classes, ilsvrc.epochs) == ("inception_v3", 1000, 20)

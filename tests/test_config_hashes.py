@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from csoa_nb.engine.config import PRESETS, RunConfig
-from csoa_nb.engine.results import (
+from csoa_nb.engine.sweeps import (
     RESULTS_DIR,
     SWEEPS,
     NoValidationSplit,

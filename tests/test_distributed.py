@@ -19,18 +19,17 @@ import pytest
 import torch
 from torch import nn
 
+from csoa_nb.base.precision import autocast_context, fp32_region, make_amp
+from csoa_nb.data.sampler import ClassBalancedBatchSampler
 from csoa_nb.engine.distributed import (
     DistEnv,
     DistributedClassBalancedBatchSampler,
-    autocast_context,
-    fp32_region,
     gather_eval,
     init_distributed,
-    make_amp,
     read_env,
     shard_indices,
 )
-from csoa_nb.methods.coaug import ClassBalancedBatchSampler, coaug_loss
+from csoa_nb.methods.coaug import coaug_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

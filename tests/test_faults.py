@@ -1,21 +1,32 @@
-"""Faults of the run store and the engine (issue 13): each test reproduces one fault.
+"""Faults of the run store and the engine: each test reproduces one fault.
 
-Item -> test: 1 test_data_identity_is_in_the_hash, test_synthetic_generator_version_is_in_the_hash;
-2 test_cached_or_fresh_pretraining_gives_the_same_run; 3 test_second_command_waits_for_the_lock,
-test_find_run_of_a_finished_twin; 4 test_worker_count_does_not_change_the_run; 9
-test_theta_is_rounded_to_one_run; 10 test_torn_metrics_line_resumes; 11
-test_corrupt_run_files_name_the_file; 12 test_disk_full_is_named_and_leaves_no_temp_file,
-test_orphan_temp_files_are_removed_on_resume; 13 test_bad_settings_fail_before_any_work,
-test_bad_config_values_are_refused, test_missing_class_in_train_split_is_named; 17
-test_corrupt_pretraining_cache_says_what_to_delete; 19 test_config_json_has_no_machine_paths,
-test_committed_runs_have_no_machine_paths. A SIGKILL before the first checkpoint:
-test_train.py::test_sigkill_then_rerun_finishes_identically. Items 5, 7, 14 (runbook,
-evaluate): test_faults_runbook.py; items 6, 8, 15, 16, 18 (data readers): test_faults_data.py.
+Fault -> test:
 
-The second round (issue 29) is listed in the modules that test it: items 1, 4, 6, 7, 15 (the run
-store) in test_faults_store_round2.py; 2, 3, 11, 12, 14 (data readers) in
-test_faults_data_round2.py; 5, 8, 9, 10, 13, 16, 17, 18 (settings and command lines) in
-test_faults_round2.py; the old array format (issue 25) in test_run_arrays.py.
+- the data set's identity is in the hash
+  -> test_data_identity_is_in_the_hash, test_synthetic_generator_version_is_in_the_hash
+- a cached or a fresh pretraining stage -> test_cached_or_fresh_pretraining_gives_the_same_run
+- two commands on one run folder
+  -> test_second_command_waits_for_the_lock, test_find_run_of_a_finished_twin
+- loader workers -> test_worker_count_does_not_change_the_run
+- float noise in theta -> test_theta_is_rounded_to_one_run
+- a torn metrics line -> test_torn_metrics_line_resumes
+- corrupt or foreign run files -> test_corrupt_run_files_name_the_file
+- a full disk, temp files of a killed writer
+  -> test_disk_full_is_named_and_leaves_no_temp_file, test_orphan_temp_files_are_removed_on_resume
+- settings that cannot train
+  -> test_bad_settings_fail_before_any_work, test_bad_config_values_are_refused,
+     test_missing_class_in_train_split_is_named
+- a corrupt pretraining cache -> test_corrupt_pretraining_cache_says_what_to_delete
+- machine paths in run files
+  -> test_config_json_has_no_machine_paths, test_committed_runs_have_no_machine_paths,
+     test_command_line_names_no_machine_folder
+- a SIGKILL before the first checkpoint
+  -> test_train.py::test_sigkill_then_rerun_finishes_identically
+
+The other fault tests: the runbook and `evaluate` in test_faults_runbook.py; the data readers in
+test_faults_data.py and test_faults_data_round2.py; the run store's files in
+test_faults_store_round2.py; settings and command lines in test_faults_round2.py; the old array
+format in test_run_arrays.py.
 """
 
 from __future__ import annotations
@@ -45,9 +56,9 @@ def quiet(_: str) -> None:
     pass
 
 
-# ------------------------------------------------------------------------------ 1: data identity
+# --------------------------------------------------------------------------------- data identity
 def test_data_identity_is_in_the_hash(tmp_path):
-    """Item 1: a changed data set is another run; a moved one is the same run."""
+    """A changed data set is another run; a moved one is the same run."""
     cub = build_cub(tmp_path / "a")
     config = RunConfig.from_preset("cpu", dataset="cub", num_classes=2, classes_per_batch=2,
                               batch_size=2, data_root=str(cub))
@@ -78,18 +89,18 @@ def test_data_identity_is_in_the_hash(tmp_path):
 
 
 def test_synthetic_generator_version_is_in_the_hash(monkeypatch):
-    """Item 1: the synthetic benchmark is identified by its spec hash, generator included."""
-    import csoa_nb.data.synthetic as synthetic
+    """The synthetic benchmark is identified by its spec hash, generator included."""
+    from csoa_nb.data.synthetic import spec
 
     config = RunConfig.from_preset("cpu")
     before = config.hash
-    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "999")
+    monkeypatch.setattr(spec, "GENERATOR_VERSION", "999")
     assert config.hash != before
 
 
-# ----------------------------------------------------------------------- 2 and 4: one stream
+# -------------------------------------------------------------------------------- one stream
 def test_cached_or_fresh_pretraining_gives_the_same_run(data_root, tmp_path):
-    """Item 2: the first run of a config (which generates the data and trains the pretraining
+    """The first run of a config (which generates the data and trains the pretraining
     stage) equals a re-run whose data and pretraining are cached."""
     fresh = smoke(tmp_path / "fresh-data", tmp_path / "fresh", method="csoa")
     assert find_pretrained(fresh) is None and not (tmp_path / "fresh-data").exists()
@@ -103,7 +114,7 @@ def test_cached_or_fresh_pretraining_gives_the_same_run(data_root, tmp_path):
 
 
 def test_worker_count_does_not_change_the_run(data_root, tmp_path):
-    """Item 4: 0 or 2 loader workers, and a resume with workers, give the same run."""
+    """0 or 2 loader workers, and a resume with workers, give the same run."""
     base = smoke(data_root, tmp_path / "w0", method="confseg", epochs=3)
     zero = train(base, progress=False, log=quiet)
     two = base.replace(num_workers=2, output_dir=str(tmp_path / "w2"))
@@ -115,7 +126,7 @@ def test_worker_count_does_not_change_the_run(data_root, tmp_path):
     assert [r["loss_total"] for r in resumed.history] == [r["loss_total"] for r in zero.history]
 
 
-# ------------------------------------------------------------------------------------ 3: lock
+# --------------------------------------------------------------------------------------- lock
 def _hold_lock(folder: str, ready, release) -> None:
     with run_lock(Path(folder), quiet):
         ready.set()
@@ -123,7 +134,7 @@ def _hold_lock(folder: str, ready, release) -> None:
 
 
 def test_second_command_waits_for_the_lock(data_root, tmp_path):
-    """Item 3: while another process holds a run folder, a second command says so and waits;
+    """While another process holds a run folder, a second command says so and waits;
     then it trains once: one line per epoch in metrics.jsonl."""
     config = smoke(data_root, tmp_path, method="cam", epochs=2)
     context = multiprocessing.get_context("spawn")
@@ -146,16 +157,16 @@ def test_second_command_waits_for_the_lock(data_root, tmp_path):
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
-# ---------------------------------------------------------------------------------- 9: theta
+# ------------------------------------------------------------------------------------- theta
 def test_theta_is_rounded_to_one_run():
-    """Item 9: 0.1 * 3 = 0.30000000000000004 is the run of theta 0.3 (and its keys)."""
+    """0.1 * 3 = 0.30000000000000004 is the run of theta 0.3 (and its keys)."""
     odd = RunConfig.from_preset("cpu", theta=0.1 * 3)
     assert odd.theta == 0.3 and odd.hash == RunConfig.from_preset("cpu", theta=0.3).hash
 
 
-# ------------------------------------------------------------------------ 10-12: the run store
+# ------------------------------------------------------------------------------- the run store
 def test_torn_metrics_line_resumes(data_root, tmp_path):
-    """Item 10: a torn last line is dropped (that epoch re-runs from the checkpoint); a bad line
+    """A torn last line is dropped (that epoch re-runs from the checkpoint); a bad line
     elsewhere names the file and line."""
     config = smoke(data_root, tmp_path, method="cam", epochs=2)
     with pytest.raises(RunInterrupted):
@@ -173,7 +184,7 @@ def test_torn_metrics_line_resumes(data_root, tmp_path):
 
 
 def test_corrupt_run_files_name_the_file(data_root, tmp_path):
-    """Item 11: corrupt or foreign results.json / config.json name the file and the fix."""
+    """Corrupt or foreign results.json / config.json name the file and the fix."""
     config = smoke(data_root, tmp_path, method="cam", epochs=1)
     run_dir = train(config, progress=False, log=quiet).run_dir
     results, config_json = run_dir / "results.json", run_dir / "config.json"
@@ -194,7 +205,7 @@ def test_corrupt_run_files_name_the_file(data_root, tmp_path):
 
 
 def test_disk_full_is_named_and_leaves_no_temp_file(tmp_path, monkeypatch):
-    """Item 12: a full disk says so, naming the folder; the temp file is removed; the file and
+    """A full disk says so, naming the folder; the temp file is removed; the file and
     its folder are fsynced before and after the rename."""
     target = tmp_path / "checkpoint.pt"
 
@@ -216,7 +227,7 @@ def test_disk_full_is_named_and_leaves_no_temp_file(tmp_path, monkeypatch):
 
 
 def test_orphan_temp_files_are_removed_on_resume(data_root, tmp_path):
-    """Item 12: temp files of a killed writer are removed when the run is next opened; other
+    """Temp files of a killed writer are removed when the run is next opened; other
     files of the folder are kept."""
     config = smoke(data_root, tmp_path, method="cam", epochs=2)
     with pytest.raises(RunInterrupted):
@@ -232,7 +243,7 @@ def test_orphan_temp_files_are_removed_on_resume(data_root, tmp_path):
     assert any(".checkpoint.pt.99999999.tmp" in line for line in lines)
 
 
-# ------------------------------------------------------------------------ 13: checks up front
+# ---------------------------------------------------------------------------- checks up front
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -242,7 +253,7 @@ def test_orphan_temp_files_are_removed_on_resume(data_root, tmp_path):
     ],
 )
 def test_bad_settings_fail_before_any_work(data_root, tmp_path, changes, message):
-    """Item 13: settings that cannot train fail before pretraining and leave no run folder."""
+    """Settings that cannot train fail before pretraining and leave no run folder."""
     train(smoke(data_root, tmp_path / "warm", method="cam", epochs=1), progress=False,
           log=quiet)  # the data set exists: only the check itself runs below
     out = tmp_path / "out"
@@ -252,7 +263,7 @@ def test_bad_settings_fail_before_any_work(data_root, tmp_path, changes, message
 
 
 def test_bad_config_values_are_refused():
-    """Item 13: seed out of numpy's range and an empty test split fail at once."""
+    """Seed out of numpy's range and an empty test split fail at once."""
     for seed in (-1, 2**32):
         with pytest.raises(ValueError, match=r"seed must lie in 0\.\."):
             RunConfig.from_preset("smoke", seed=seed)
@@ -261,7 +272,7 @@ def test_bad_config_values_are_refused():
 
 
 def test_missing_class_in_train_split_is_named(tmp_path):
-    """Item 13: a class without training images is named before any work."""
+    """A class without training images is named before any work."""
     cub = build_cub(tmp_path / "cub")
     split = cub / "train_test_split.txt"
     labels = dict(line.split() for line in (cub / "image_class_labels.txt").read_text()
@@ -276,9 +287,9 @@ def test_missing_class_in_train_split_is_named(tmp_path):
     assert not (tmp_path / "out" / config.hash).exists()
 
 
-# --------------------------------------------------------------------- 17: pretraining cache
+# ------------------------------------------------------------------------- pretraining cache
 def test_corrupt_pretraining_cache_says_what_to_delete(data_root, tmp_path):
-    """Item 17: corrupt cached weights name the pretrain-<hash>/ folder to delete."""
+    """Corrupt cached weights name the pretrain-<hash>/ folder to delete."""
     config = smoke(data_root, tmp_path, method="cam", epochs=1)
     weights = pretrain(config, progress=False)
     weights.write_bytes(weights.read_bytes()[:64])
@@ -286,9 +297,9 @@ def test_corrupt_pretraining_cache_says_what_to_delete(data_root, tmp_path):
         train(config, progress=False, log=quiet)
 
 
-# ------------------------------------------------------------------------- 19: portable files
+# ----------------------------------------------------------------------------- portable files
 def test_config_json_has_no_machine_paths(data_root, tmp_path):
-    """Item 19: config.json keeps project-relative paths and drops outside ones."""
+    """Config.json keeps project-relative paths and drops outside ones."""
     config = smoke(data_root, tmp_path, method="cam", epochs=1)
     run_dir = train(config, progress=False, log=quiet).run_dir
     text = (run_dir / "config.json").read_text()
@@ -300,7 +311,7 @@ def test_config_json_has_no_machine_paths(data_root, tmp_path):
 
 
 def test_committed_runs_have_no_machine_paths():
-    """Item 19: no committed config.json names a folder of the machine that trained it."""
+    """No committed config.json names a folder of the machine that trained it."""
     for path in sorted((project_root() / "results" / "runs").glob("*/config.json")):
         data = json.loads(path.read_text())
         for key in ("data_root", "output_dir", "metadata_dir", *data.get("results_dirs", [])):
@@ -311,7 +322,7 @@ def test_committed_runs_have_no_machine_paths():
 
 
 def test_find_run_of_a_finished_twin(data_root, tmp_path):
-    """Item 3: a command that waited for a twin loads the twin's finished run."""
+    """A command that waited for a twin loads the twin's finished run."""
     config = smoke(data_root, tmp_path, method="cam", epochs=1)
     first = train(config, progress=False, log=quiet)
     assert find_run(config) == first.run_dir
@@ -320,7 +331,7 @@ def test_find_run_of_a_finished_twin(data_root, tmp_path):
 
 
 def test_command_line_names_no_machine_folder(monkeypatch):
-    """Item 19: results.json's command names the module, not where the checkout lies."""
+    """Results.json's command names the module, not where the checkout lies."""
     from csoa_nb.engine import runs
     package = Path(runs.__file__).resolve().parent
     monkeypatch.setattr(sys, "argv", [str(package / "results.py"), "make", "--preset", "cpu"])

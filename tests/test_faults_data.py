@@ -1,6 +1,6 @@
-"""Regression tests for the data-layer faults of issue 13 ("run-store integrity").
+"""Regression tests for faults of the data layer.
 
-One test per issue item; each builds a tiny dataset in the real on-disk format in `tmp_path`.
+One test per fault; each builds a tiny dataset in the real on-disk format in `tmp_path`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from PIL import Image
 from csoa_nb.data import CUB200, DataError, ILSVRCLoc, WSOLMetadata, load_image
 from csoa_nb.data import synthetic as syn
 from csoa_nb.data.common import load_mask
+from csoa_nb.data.synthetic import store
 
 
 def test_16bit_png_decodes_to_8bit_scale(tmp_path: Path) -> None:
-    """issue 13 item 6: a 16-bit PNG decodes to v >> 8, not to clipped white."""
+    """A 16-bit PNG decodes to v >> 8, not to clipped white."""
     values = np.array([[0, 32768, 65535, 30000, 255]], dtype=np.uint16)
     path = tmp_path / "deep.png"
     Image.fromarray(values).save(path)  # mode "I;16", stored as a 16-bit grey PNG
@@ -57,7 +58,7 @@ def test_16bit_png_decodes_to_8bit_scale(tmp_path: Path) -> None:
 
 
 def test_metadata_duplicate_ids_rejected(tmp_path: Path) -> None:
-    """issue 13 item 8: a repeated image id in class_labels.txt / image_sizes.txt is an error
+    """A repeated image id in class_labels.txt / image_sizes.txt is an error
     naming the file and both lines, not a silent last-line-wins."""
     images, meta = build_metadata(tmp_path)
     first = next(iter(META_BOXES))  # "test/a/img1.jpg", label 0 on line 1
@@ -90,7 +91,7 @@ def _crlf_with_trailing_blanks(path: Path, tails: tuple[str, ...] = ("   ", "\t"
 
 
 def test_list_files_tolerate_crlf_and_trailing_blanks(tmp_path: Path) -> None:
-    """issue 13 item 15: trailing blanks / CRLF / BOM after a path in a list file of CUB,
+    """Trailing blanks / CRLF / BOM after a path in a list file of CUB,
     ILSVRC or wsolevaluation metadata do not turn an existing image into "does not exist";
     a path with an inner space still works."""
     root = build_cub(tmp_path / "cub")
@@ -124,7 +125,7 @@ def test_list_files_tolerate_crlf_and_trailing_blanks(tmp_path: Path) -> None:
 
 
 def test_metadata_train_split_needs_no_localization(tmp_path: Path) -> None:
-    """issue 13 item 16: a wsolevaluation train split without (or with an empty, as published
+    """A wsolevaluation train split without (or with an empty, as published
     for ILSVRC/OpenImages) localization.txt loads with whole-image boxes; a test split
     without it raises naming the file and what to add."""
     images, meta = build_metadata(tmp_path)
@@ -159,11 +160,11 @@ def _dead_pid() -> int:
 def test_make_dataset_removes_stale_tmp_folders_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """issue 13 item 18: a `.tmp-synthetic-*` folder of a killed generation is removed by the
+    """A `.tmp-synthetic-*` folder of a killed generation is removed by the
     next make_dataset; live, unrelated and user folders beside it are untouched."""
     spec = dict(num_classes=2, images_per_class=1, image_size=16, seed=0, test_per_class=1)
     digest = syn.spec_hash(syn.dataset_spec(**spec))
-    host = syn._host_tag()
+    host = store._host_tag()
     base = f".tmp-synthetic-benchmark-{digest}"
     stale = tmp_path / f"{base}-{host}-{_dead_pid()}-k1ll3d_x"
     live = tmp_path / f"{base}-{host}-{os.getpid()}-running"  # this process: alive
@@ -192,7 +193,7 @@ def test_make_dataset_removes_stale_tmp_folders_only(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(syn, "_write_dataset", boom)
+    monkeypatch.setattr(store, "_write_dataset", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         syn.make_dataset(tmp_path, **{**spec, "seed": 1})
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(base)) == left

@@ -1,21 +1,21 @@
-"""Regression tests for the data-layer faults of issue 29 ("Fault cases, second round").
+"""Regression tests for more faults of the data layer (those of test_faults_data.py aside).
 
 Each builds a tiny data set in the real on-disk format in `tmp_path` (`fixtures_data`).
 
-Issue 29 item -> test:
+Fault -> test:
 
-- 2  (the ILSVRC fingerprint cached by folder timestamps)
+- the ILSVRC fingerprint cached by folder timestamps
      -> test_ilsvrc_fingerprint_sees_xml_edited_in_place,
         test_ilsvrc_fingerprint_sees_image_added_to_a_class_folder
-- 3  (32-bit float TIFFs decode to black)
+- 32-bit float TIFFs decode to black
      -> test_float_tiff_scaled_from_unit_range, test_float_tiff_outside_unit_range_rejected
-- 11 (an image listed twice, a train/test leak)
+- an image listed twice, a train/test leak
      -> test_cub_image_listed_twice_rejected, test_metadata_image_listed_twice_rejected,
         test_metadata_image_in_two_splits_is_a_leak
-- 12 (a one-class real data set trains)
+- a one-class real data set trains
      -> test_one_class_data_sets_rejected (a split without images of some class is refused
         by the trainer already: tests/test_faults.py::test_missing_class_in_train_split_is_named)
-- 14 (paths in list files leave the data root)
+- paths in list files leave the data root
      -> test_cub_listed_path_outside_root_rejected_before_opening,
         test_metadata_listed_path_outside_root_rejected
 """
@@ -48,7 +48,7 @@ from csoa_nb.data import fingerprint as fp
 from csoa_nb.data.common import load_mask
 
 
-# ------------------------------------------------------------------ item 2: the ILSVRC fingerprint
+# -------------------------------------------------------------------------- the ILSVRC fingerprint
 def _age_tree(root: Path, seconds: float = 60.0) -> None:
     """Set the modification time of every file and folder under `root` `seconds` back, as for a
     data set extracted a while ago (so a later change cannot share a timestamp with it)."""
@@ -77,7 +77,7 @@ def counted_digest(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_ilsvrc_fingerprint_sees_xml_edited_in_place(
     tmp_path: Path, counted_digest: list[Path]
 ) -> None:
-    """issue 29 item 2: a `bbox_val/*.xml` edited in place (same size, same second) changes the
+    """A `bbox_val/*.xml` edited in place (same size, same second) changes the
     fingerprint in the same process; an unchanged data set is taken from the cache."""
     root = build_ilsvrc(tmp_path / "ilsvrc")
     _age_tree(root)
@@ -100,7 +100,7 @@ def test_ilsvrc_fingerprint_sees_xml_edited_in_place(
 def test_ilsvrc_fingerprint_sees_image_added_to_a_class_folder(
     tmp_path: Path, counted_digest: list[Path]
 ) -> None:
-    """issue 29 item 2: an image added under `train/<wnid>/` (the `train/` folder's own
+    """An image added under `train/<wnid>/` (the `train/` folder's own
     timestamp does not change) or removed from `val/` changes the fingerprint at once."""
     root = build_ilsvrc(tmp_path / "ilsvrc")
     _age_tree(root)
@@ -115,9 +115,9 @@ def test_ilsvrc_fingerprint_sees_image_added_to_a_class_folder(
     assert removed not in (first, added) and removed == fp._ilsvrc_digest(root.resolve())
 
 
-# ------------------------------------------------------------------ item 3: float images
+# -------------------------------------------------------------------------- float images
 def test_float_tiff_scaled_from_unit_range(tmp_path: Path) -> None:
-    """issue 29 item 3: a 32-bit float TIFF (mode "F") in [0, 1] decodes to round(v * 255),
+    """A 32-bit float TIFF (mode "F") in [0, 1] decodes to round(v * 255),
     not to black; a float mask is thresholded on that 0..255 scale."""
     path = tmp_path / "half.tif"
     Image.fromarray(np.full((4, 5), 0.5, dtype=np.float32)).save(path)
@@ -133,7 +133,7 @@ def test_float_tiff_scaled_from_unit_range(tmp_path: Path) -> None:
 
 
 def test_float_tiff_outside_unit_range_rejected(tmp_path: Path) -> None:
-    """issue 29 item 3: a float image not in [0, 1] (e.g. 0..255 stored as float, or NaN) is a
+    """A float image not in [0, 1] (e.g. 0..255 stored as float, or NaN) is a
     `DataError` naming the file, the range found and how to convert it."""
     path = tmp_path / "bytes_as_float.tif"
     Image.fromarray(np.array([[0.0, 127.5, 255.0]], dtype=np.float32)).save(path)
@@ -148,7 +148,7 @@ def test_float_tiff_outside_unit_range_rejected(tmp_path: Path) -> None:
         load_image(nan)
 
 
-# ------------------------------------------------------------------ item 11: listed twice
+# --------------------------------------------------------------------------- listed twice
 def _set_cub_path(root: Path, image_id: int, relpath: str) -> None:
     listing = root / "images.txt"
     lines = listing.read_text().splitlines()
@@ -157,7 +157,7 @@ def _set_cub_path(root: Path, image_id: int, relpath: str) -> None:
 
 
 def test_cub_image_listed_twice_rejected(tmp_path: Path) -> None:
-    """issue 29 item 11: the same image under two ids of images.txt is a `DataError` naming both
+    """The same image under two ids of images.txt is a `DataError` naming both
     lines, and calls a train/test pair a leak; another spelling of the path is the same file."""
     root = build_cub(tmp_path / "cub")
     listing = root / "images.txt"
@@ -181,7 +181,7 @@ def test_cub_image_listed_twice_rejected(tmp_path: Path) -> None:
 
 
 def test_metadata_image_listed_twice_rejected(tmp_path: Path) -> None:
-    """issue 29 item 11: wsolevaluation image ids naming one file twice (`a/x.jpg`,
+    """Wsolevaluation image ids naming one file twice (`a/x.jpg`,
     `a/./x.jpg`) are a `DataError` naming both lines of image_ids.txt."""
     images, meta = build_metadata(tmp_path)
     first = next(iter(META_BOXES))  # "test/a/img1.jpg", line 1
@@ -203,7 +203,7 @@ def test_metadata_image_listed_twice_rejected(tmp_path: Path) -> None:
 
 
 def test_metadata_image_in_two_splits_is_a_leak(tmp_path: Path) -> None:
-    """issue 29 item 11: an image listed by the test split and by the train split of
+    """An image listed by the test split and by the train split of
     wsolevaluation metadata (trained and tested on) is refused when either split is read,
     naming both files and lines; the train split's own images are fine."""
     images, meta = build_metadata(tmp_path)
@@ -226,9 +226,9 @@ def test_metadata_image_in_two_splits_is_a_leak(tmp_path: Path) -> None:
     assert len(WSOLMetadata(images, meta, "test")) == 2
 
 
-# ------------------------------------------------------------------ item 12: one class
+# --------------------------------------------------------------------------- one class
 def test_one_class_data_sets_rejected(tmp_path: Path) -> None:
-    """issue 29 item 12: a real data set of one class (CUB, ILSVRC, wsolevaluation) is a
+    """A real data set of one class (CUB, ILSVRC, wsolevaluation) is a
     `DataError` saying that at least 2 classes are needed, as the synthetic benchmark does."""
     root = build_cub(tmp_path / "cub")
     (root / "classes.txt").write_text("1 001.Alpha\n")
@@ -260,11 +260,11 @@ def test_one_class_data_sets_rejected(tmp_path: Path) -> None:
     assert WSOLMetadata(images, meta, "test", num_classes=3).num_classes == 3  # a test split
 
 
-# ------------------------------------------------------------------ item 14: paths leave the root
+# --------------------------------------------------------------------------- paths leave the root
 def test_cub_listed_path_outside_root_rejected_before_opening(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """issue 29 item 14: an absolute path or a `..` path leaving `images/` in images.txt is a
+    """An absolute path or a `..` path leaving `images/` in images.txt is a
     `DataError` naming the file and line, raised by the constructor, before any image is
     opened (/etc/passwd included)."""
     root = build_cub(tmp_path / "data" / "cub")
@@ -303,7 +303,7 @@ def test_cub_listed_path_outside_root_rejected_before_opening(
 
 
 def test_metadata_listed_path_outside_root_rejected(tmp_path: Path) -> None:
-    """issue 29 item 14: a wsolevaluation image id that is absolute or leaves the image root,
+    """A wsolevaluation image id that is absolute or leaves the image root,
     and a mask path that leaves the mask root, are `DataError`s naming the file and line."""
     images, meta = build_metadata(tmp_path / "data")
     outside = tmp_path / "outside.jpg"

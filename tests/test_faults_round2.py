@@ -1,14 +1,21 @@
-"""Faults of the second round (issue 29, "Fault cases, second round"): each test reproduces one.
+"""Faults of the settings and the command lines: each test reproduces one.
 
-Issue 29 item -> test: 5 test_missing_val_split_fails_before_training; 8
-test_nonfinite_and_out_of_range_settings_are_refused,
-test_missing_weights_files_fail_before_any_work; 9
-test_ill_fitting_pretraining_cache_says_what_to_delete; 10
-test_evaluate_merges_thetas_that_round_alike; 13 test_unusable_output_dir_is_named,
-test_unusable_data_root_is_named, test_unusable_build_dir_is_named; 16
-test_results_make_checks_its_arguments_first, test_results_list_prints_pending_searches; 17
-test_pool_workers_die_with_their_parent; 18 test_strip_names_the_notebook_that_is_not_json.
-Item 13's `--output-dir` of `results make`: test_results_make_checks_its_arguments_first.
+Fault -> test:
+
+- a missing validation split -> test_missing_val_split_fails_before_training
+- non-finite or out-of-range settings, missing weights files
+  -> test_nonfinite_and_out_of_range_settings_are_refused,
+     test_missing_weights_files_fail_before_any_work
+- a pretraining cache of another width -> test_ill_fitting_pretraining_cache_says_what_to_delete
+- thetas that round alike -> test_evaluate_merges_thetas_that_round_alike
+- unusable folders
+  -> test_unusable_output_dir_is_named, test_unusable_data_root_is_named,
+     test_unusable_build_dir_is_named, and `results make --output-dir`:
+     test_results_make_checks_its_arguments_first
+- the results command line
+  -> test_results_make_checks_its_arguments_first, test_results_list_prints_pending_searches
+- workers outliving a killed `results make` -> test_pool_workers_die_with_their_parent
+- a notebook that is not JSON -> test_strip_names_the_notebook_that_is_not_json
 """
 
 from __future__ import annotations
@@ -29,11 +36,12 @@ import torch
 from fixtures_data import add_train_split, build_metadata
 from smoke_runs import smoke
 
+import csoa_nb.engine.make_results as driver
 import csoa_nb.engine.results as results
 import csoa_nb.engine.train as train_module
 from csoa_nb.book import runbook
 from csoa_nb.core.models import CSoANet, EmbeddingNet
-from csoa_nb.engine import evaluate
+from csoa_nb.engine import evaluate, sweeps
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.pretrain import pretrain_hash
 from csoa_nb.engine.runs import save_arrays, save_torch, write_json
@@ -69,7 +77,7 @@ def read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setattr(os, "access", access)
 
 
-# ------------------------------------------------------------------ 5: every split up front
+# --------------------------------------------------------------------- every split up front
 def metadata_without_val(root: Path) -> tuple[Path, Path]:
     """wsolevaluation metadata with train/ and test/ (classes 0 and 1) but no val/."""
     images, meta = build_metadata(root)
@@ -80,7 +88,7 @@ def metadata_without_val(root: Path) -> tuple[Path, Path]:
 
 
 def test_missing_val_split_fails_before_training(tmp_path):
-    """Item 5: the metadata's val/ split (read at the end of a run, for Choe et al.'s protocol)
+    """The metadata's val/ split (read at the end of a run, for Choe et al.'s protocol)
     was found missing only after training; now before any epoch, and no run folder is left."""
     images, meta = metadata_without_val(tmp_path / "m")
     out = tmp_path / "out"
@@ -96,7 +104,7 @@ def test_missing_val_split_fails_before_training(tmp_path):
     assert no_run_folder(out, config)
 
 
-# ---------------------------------------------------------- 8: finiteness, ranges and files
+# ------------------------------------------------------------- finiteness, ranges and files
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -109,7 +117,7 @@ def test_missing_val_split_fails_before_training(tmp_path):
     ],
 )
 def test_nonfinite_and_out_of_range_settings_are_refused(changes, message, monkeypatch):
-    """Item 8: inf passed every check (cutmix_beta=inf: NaN mid-training; lr=inf:
+    """Inf passed every check (cutmix_beta=inf: NaN mid-training; lr=inf:
     NonFiniteLossError) and num_workers=-1 reached torch's DataLoader; now the config refuses
     them, and the CLI says so in one line before any work."""
     with pytest.raises(ValueError, match=message):
@@ -133,7 +141,7 @@ def test_nonfinite_and_out_of_range_settings_are_refused(changes, message, monke
     ],
 )
 def test_missing_weights_files_fail_before_any_work(tmp_path, changes, name):
-    """Item 8: a missing weights file failed after the data were built, with advice for the
+    """A missing weights file failed after the data were built, with advice for the
     Python API ("or pass weights=None"); now before any work, with the setting's fix."""
     data, out = tmp_path / "data", tmp_path / "out"
     config = smoke(data, out, epochs=1, **changes)
@@ -147,9 +155,9 @@ def test_missing_weights_files_fail_before_any_work(tmp_path, changes, name):
     assert no_run_folder(out, config)
 
 
-# ------------------------------------------------------------ 9: ill-fitting pretraining cache
+# --------------------------------------------------------------- ill-fitting pretraining cache
 def test_ill_fitting_pretraining_cache_says_what_to_delete(data_root, tmp_path):
-    """Item 9: cached pretraining weights of another width said "does not fit vgg_slim: ...
+    """Cached pretraining weights of another width said "does not fit vgg_slim: ...
     size mismatch" without naming the pretrain-<hash>/ folder to delete, and left an empty run
     folder."""
     out = tmp_path / "out"
@@ -167,7 +175,7 @@ def test_ill_fitting_pretraining_cache_says_what_to_delete(data_root, tmp_path):
     assert no_run_folder(out, config)
 
 
-# ------------------------------------------------------------------ 10: evaluate --theta
+# ---------------------------------------------------------------------- evaluate --theta
 def finished_run(output_dir: Path) -> Path:
     """A finished run folder of hand-made maps (with masks: PxAP needs no dataset)."""
     config = RunConfig.from_preset("smoke", method="cam", output_dir=str(output_dir),
@@ -209,8 +217,8 @@ def finished_run(output_dir: Path) -> Path:
 )
 def test_evaluate_merges_thetas_that_round_alike(tmp_path, monkeypatch, capsys, thetas, rows,
                                                  note):
-    """Item 10: `--theta 0.1 0.1` ended in a traceback ("theta values must be distinct"),
-    `0.2 0.2000001` too (the issue saw two rows that looked equal), and `0.3 0.3` printed
+    """`--theta 0.1 0.1` ended in a traceback ("theta values must be distinct"),
+    `0.2 0.2000001` too (two rows that looked equal), and `0.3 0.3` printed
     the row twice. Thetas are rounded as a run rounds them (4 decimals); duplicates are
     scored once, with one note."""
     monkeypatch.chdir(tmp_path)  # outside a checkout: no dataset is generated for PxAP
@@ -230,9 +238,9 @@ def test_evaluate_merges_thetas_that_round_alike(tmp_path, monkeypatch, capsys, 
     assert keys == {f"{float(row):g}" for row in rows}
 
 
-# ----------------------------------------------------------------- 13: unusable folders
+# --------------------------------------------------------------------- unusable folders
 def test_unusable_output_dir_is_named(data_root, tmp_path, monkeypatch):
-    """Item 13: an output_dir over the file-name limit, under a file or on a read-only mount
+    """An output_dir over the file-name limit, under a file or on a read-only mount
     gave a raw OSError traceback; now a ValueError (one line in the CLI) names the folder and
     the fix, before any work."""
     (tmp_path / "file.txt").write_text("a file\n")
@@ -257,7 +265,7 @@ def test_unusable_output_dir_is_named(data_root, tmp_path, monkeypatch):
 
 
 def test_unusable_data_root_is_named(tmp_path, monkeypatch):
-    """Item 13: a data_root the synthetic benchmark cannot be written into gave a raw OSError
+    """A data_root the synthetic benchmark cannot be written into gave a raw OSError
     traceback; now a ValueError names data_root and the fix, and no run folder is left."""
     locked = tmp_path / "locked"
     read_only(monkeypatch, locked)
@@ -274,7 +282,7 @@ def test_unusable_data_root_is_named(tmp_path, monkeypatch):
 
 
 def test_unusable_build_dir_is_named(tmp_path, monkeypatch):
-    """Item 13: `runbook execute --build-dir` over the file-name limit or read-only gave a raw
+    """`runbook execute --build-dir` over the file-name limit or read-only gave a raw
     OSError traceback; now it names the folder and the fix before any notebook runs."""
     import papermill
 
@@ -298,10 +306,10 @@ def test_unusable_build_dir_is_named(tmp_path, monkeypatch):
     assert list(locked.iterdir()) == []
 
 
-# --------------------------------------------------------------------- 16: the results CLI
+# ------------------------------------------------------------------------- the results CLI
 def test_results_make_checks_its_arguments_first(tmp_path, monkeypatch, capsys):
-    """Item 16: `make --preset nonsense` raised KeyError; `--jobs 0` failed after the
-    pretraining stage; (item 13) an unusable `--output-dir` gave an OSError. Each is refused
+    """`make --preset nonsense` raised KeyError; `--jobs 0` failed after the
+    pretraining stage; an unusable `--output-dir` gave an OSError. Each is refused
     before any work."""
     import csoa_nb.engine.datasets as datasets
     import csoa_nb.engine.pretrain as pretrain
@@ -311,7 +319,7 @@ def test_results_make_checks_its_arguments_first(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(datasets, "dataset_root", no_work)
     monkeypatch.setattr(pretrain, "pretrain", no_work)
-    monkeypatch.setattr(results, "_run_tasks", no_work)
+    monkeypatch.setattr(driver, "_run_tasks", no_work)
     for command in ("make", "list"):
         with pytest.raises(SystemExit) as caught:
             results.main([command, "--preset", "nonsense"])
@@ -324,9 +332,9 @@ def test_results_make_checks_its_arguments_first(tmp_path, monkeypatch, capsys):
                                              rf"once\), got {jobs}: e\.g\. --jobs 2"):
             results.main(["make", "--preset", "smoke", "--jobs", jobs, "--output-dir", str(out)])
     with pytest.raises(ValueError, match=r"jobs must be >= 1"):
-        results.make_results("smoke", jobs=0, output_dir=str(out))
+        driver.make_results("smoke", jobs=0, output_dir=str(out))
     with pytest.raises(ValueError, match=r"unknown preset 'nonsense'; valid choices: smoke"):
-        results.make_results("nonsense", output_dir=str(out))
+        driver.make_results("nonsense", output_dir=str(out))
     long = tmp_path / TOO_LONG
     with pytest.raises(SystemExit, match=rf"^error: output_dir {re.escape(str(long))} has a "
                                          r"name longer .*: choose a folder you can write "
@@ -336,7 +344,7 @@ def test_results_make_checks_its_arguments_first(tmp_path, monkeypatch, capsys):
 
 
 def test_results_list_prints_pending_searches(capsys, tmp_path, monkeypatch):
-    """Item 16: `results list --preset smoke` ended in a SearchPending traceback (the "wsol"
+    """`results list --preset smoke` ended in a SearchPending traceback (the "wsol"
     sweep's settings wait for its search runs); now the pending sweep is one status line and
     the other runs are listed. Run outside the checkout, so that no finished search run (e.g.
     one a notebook test left in runs/) is found."""
@@ -348,11 +356,11 @@ def test_results_list_prints_pending_searches(capsys, tmp_path, monkeypatch):
     assert re.fullmatch(r"wsol: pending: the .* run \w{12} of the search grid is not finished: "
                         r"run `make results`", status[0])
     runs = [line for line in lines if re.match(r"\w{12}  ", line)]
-    expected = results.all_configs("smoke", pending_ok=True)
+    expected = sweeps.all_configs("smoke", pending_ok=True)
     assert [line[:12] for line in runs] == [c.hash for c in expected]
 
 
-# ------------------------------------------------------------ 17: workers die with make
+# ---------------------------------------------------------------- workers die with make
 def alive(pid: int) -> bool:
     """Whether process `pid` runs (a zombie, dead but not reaped, does not)."""
     try:
@@ -376,7 +384,7 @@ def children_of(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
 def test_pool_workers_die_with_their_parent():
-    """Item 17: `kill -9` of `results make` left its worker (with a training run's memory) and
+    """`kill -9` of `results make` left its worker (with a training run's memory) and
     the resource tracker running for good under pid 1. The pool's workers now watch their
     parent and exit when it is gone; the tracker then ends too."""
     script = (
@@ -402,9 +410,9 @@ def test_pool_workers_die_with_their_parent():
     assert not [pid for pid in spawned if alive(pid)]
 
 
-# -------------------------------------------------------------------- 18: runbook strip
+# ------------------------------------------------------------------------ runbook strip
 def test_strip_names_the_notebook_that_is_not_json(tmp_path):
-    """Item 18: `strip a.ipynb bad.ipynb` said "Notebook does not appear to be JSON" without
+    """`strip a.ipynb bad.ipynb` said "Notebook does not appear to be JSON" without
     naming the file; now it names it, before any notebook is changed."""
     good = tmp_path / "a.ipynb"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])

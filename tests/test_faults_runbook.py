@@ -1,10 +1,10 @@
-"""Regression tests for issue 13 ("run-store integrity"), items 5, 7 and 14.
+"""Regression tests for faults of the runbook and of `python -m csoa_nb.engine.evaluate`.
 
-Item 5: the runbook never overwrites the book's sources nor deletes a folder it did not make.
-Item 7: `python -m csoa_nb.engine.evaluate` gives each metric key the meaning it has in
-`results.json`.
-Item 14: `evaluate` on a bad run folder, outside a checkout, or with a bad `--json` destination
-fails clearly and early, and writes nothing it should not.
+- The runbook never overwrites the book's sources nor deletes a folder it did not make.
+- `python -m csoa_nb.engine.evaluate` gives each metric key the meaning it has in
+  `results.json`.
+- `evaluate` on a bad run folder, outside a checkout, or with a bad `--json` destination
+  fails clearly and early, and writes nothing it should not.
 
 The runbook tests replace papermill and jupyter-book by stand-ins (nothing is executed or
 rendered); the evaluate tests build a finished run folder by hand, with maps whose boxes are
@@ -32,7 +32,7 @@ def snapshot(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-# ---------------------------------------------------------------------------- item 5: runbook
+# ------------------------------------------------------------------------------------ runbook
 @pytest.fixture
 def stand_ins(monkeypatch) -> list[str]:
     """papermill copies the source notebook; jupyter-book writes `_build/html/index.html`.
@@ -65,8 +65,8 @@ def build_all(build: Path, html_out: Path) -> None:
     )
 
 
-def test_item5_user_files_in_html_out_and_build_dir_survive(tmp_path, stand_ins):
-    """Item 5: `--html-out DIR` used to `rmtree` DIR/html whatever it held. A folder the
+def test_user_files_in_html_out_and_build_dir_survive(tmp_path, stand_ins):
+    """`--html-out DIR` used to `rmtree` DIR/html whatever it held. A folder the
     runbook did not create (no marker file) is refused, before any notebook runs, and every
     file in it survives; likewise a pre-existing build folder of the user's."""
     html_out = tmp_path / "site"
@@ -107,8 +107,8 @@ def test_item5_user_files_in_html_out_and_build_dir_survive(tmp_path, stand_ins)
 
 
 @pytest.mark.parametrize("build_dir", [".", "book"])
-def test_item5_build_dir_in_the_sources_is_refused(build_dir, monkeypatch, stand_ins):
-    """Item 5: `runbook execute --build-dir .` wrote its executed copies over the committed
+def test_build_dir_in_the_sources_is_refused(build_dir, monkeypatch, stand_ins):
+    """`runbook execute --build-dir .` wrote its executed copies over the committed
     `book/*.ipynb`. The project root and `book/` are refused before any notebook runs, and
     the sources are untouched."""
     monkeypatch.chdir(runbook.REPO_ROOT)
@@ -127,8 +127,8 @@ def test_item5_build_dir_in_the_sources_is_refused(build_dir, monkeypatch, stand
     assert not (book / runbook.MARKER).exists() and not (book / "book").exists()
 
 
-def test_item5_inside_or_above_book_and_html_in_book_are_refused(tmp_path, stand_ins):
-    """Item 5: a build folder inside `book/` or above the project root (which contains
+def test_inside_or_above_book_and_html_in_book_are_refused(tmp_path, stand_ins):
+    """A build folder inside `book/` or above the project root (which contains
     `book/`), and HTML written into `book/`, are refused too (on a copy of the project)."""
     root = tmp_path / "project"
     root.mkdir()
@@ -145,8 +145,8 @@ def test_item5_inside_or_above_book_and_html_in_book_are_refused(tmp_path, stand
     assert snapshot(root) == before
 
 
-def test_item5_second_build_into_runbook_folders_works(tmp_path, stand_ins):
-    """Item 5: the folders the runbook creates carry its marker file, so a second build into
+def test_second_build_into_runbook_folders_works(tmp_path, stand_ins):
+    """The folders the runbook creates carry its marker file, so a second build into
     them (as `make book` twice, or `make test`) replaces its own HTML without complaint."""
     build, html_out = tmp_path / "_build" / "cpu", tmp_path / "_build"
     build_all(build, html_out)
@@ -222,9 +222,9 @@ def finished_run(output_dir: Path, *, with_masks: bool = False) -> Path:
     return run_dir
 
 
-# --------------------------------------------------------------- item 7: one meaning per key
-def test_item7_unsuffixed_keys_are_the_runs_theta(tmp_path, monkeypatch):
-    """Item 7: with `--theta 0.2 ...` (the default) the unsuffixed `top1_loc_err` of the
+# ----------------------------------------------------------------------- one meaning per key
+def test_unsuffixed_keys_are_the_runs_theta(tmp_path, monkeypatch):
+    """With `--theta 0.2 ...` (the default) the unsuffixed `top1_loc_err` of the
     `--json` file was the error at 0.2, while results.json's is at the run's theta 0.3."""
     monkeypatch.chdir(tmp_path)
     run_dir = finished_run(tmp_path / "runs", with_masks=True)
@@ -251,9 +251,9 @@ def test_item7_unsuffixed_keys_are_the_runs_theta(tmp_path, monkeypatch):
         assert suffixes == {f"{float(t):g}" for t in thetas}
 
 
-# ------------------------------------------------------------ item 14: evaluate fails clearly
-def test_item14_not_a_finished_run_is_named(tmp_path):
-    """Item 14: a missing folder, a non-run folder, an unfinished run and a run without
+# --------------------------------------------------------------------- evaluate fails clearly
+def test_not_a_finished_run_is_named(tmp_path):
+    """A missing folder, a non-run folder, an unfinished run and a run without
     `eval_maps.npz` each gave a bare FileNotFoundError; now each is named, with what to do."""
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -278,8 +278,8 @@ def test_item14_not_a_finished_run_is_named(tmp_path):
     assert not report.exists()
 
 
-def test_item14_outside_a_checkout_no_dataset_is_written(tmp_path, monkeypatch, capsys):
-    """Item 14: outside a checkout, the run's relative data_root 'data' meant `./data`, and
+def test_outside_a_checkout_no_dataset_is_written(tmp_path, monkeypatch, capsys):
+    """Outside a checkout, the run's relative data_root 'data' meant `./data`, and
     evaluate silently generated the smoke dataset there. Now it means the checkout that holds
     the run folder; with none, PxAP is left out with a note naming --data-root."""
     outside = tmp_path / "outside"
@@ -311,8 +311,8 @@ def test_item14_outside_a_checkout_no_dataset_is_written(tmp_path, monkeypatch, 
     assert not (outside / "data").exists()
 
 
-def test_item14_bad_json_destination_fails_before_computing(tmp_path, monkeypatch):
-    """Item 14: a `--json` path in a missing folder (or a folder, or under a file) failed
+def test_bad_json_destination_fails_before_computing(tmp_path, monkeypatch):
+    """A `--json` path in a missing folder (or a folder, or under a file) failed
     only after every metric was computed; now it is refused first."""
     run_dir = finished_run(tmp_path / "runs", with_masks=True)
     computed: list[int] = []

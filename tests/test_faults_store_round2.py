@@ -1,11 +1,18 @@
-"""Faults of the run store, second round (issue 29): each test reproduces one fault.
+"""Faults of the run store's files (those of test_faults.py aside): each test reproduces one.
 
-Issue 29 item -> test: 1 test_item1_foreign_results_json_is_not_loaded_as_the_run,
-test_item1_edited_config_is_not_scored_under_its_new_theta; 4
-test_item4_every_write_names_a_full_disk; 6 test_item6_corrupt_run_files_name_the_file; 7
-test_item7_protocol_and_posthoc_records_of_the_wrong_shape_are_named; 15
-test_item15_a_copied_runs_paths_are_not_trusted. Items 2, 3, 11, 12, 14 (data readers):
-test_faults_data_round2.py; items 5, 8, 9, 10, 13, 16, 17, 18: test_faults_round2.py.
+Fault -> test:
+
+- a run folder holding another run's files
+  -> test_foreign_results_json_is_not_loaded_as_the_run,
+     test_edited_config_is_not_scored_under_its_new_theta
+- a full disk during any write -> test_every_write_names_a_full_disk
+- corrupt run files -> test_corrupt_run_files_name_the_file
+- records of the wrong shape
+  -> test_protocol_and_posthoc_records_of_the_wrong_shape_are_named
+- a copied run's paths -> test_a_copied_runs_paths_are_not_trusted
+
+Faults of the data readers: test_faults_data_round2.py; of the settings and the command lines:
+test_faults_round2.py.
 """
 
 from __future__ import annotations
@@ -25,19 +32,20 @@ from test_faults_runbook import finished_run
 
 from csoa_nb.data.synthetic import make_dataset
 from csoa_nb.engine import evaluate
+from csoa_nb.engine.builders import load_final_model
 from csoa_nb.engine.posthoc_runs import POSTHOC_FILE, read_posthoc
 from csoa_nb.engine.protocol import PROTOCOL_FILE, read_protocol
 from csoa_nb.engine.runs import RunStoreError, load_run, run_lock, save_torch
-from csoa_nb.engine.train import load_final_model, train
+from csoa_nb.engine.train import train
 
 
 def quiet(_: str) -> None:
     pass
 
 
-# ------------------------------------------------------------------ 1: a run is what its name says
-def test_item1_foreign_results_json_is_not_loaded_as_the_run(data_root: Path, tmp_path: Path):
-    """Item 1: another run's results.json copied into a run folder was loaded as that run
+# --------------------------------------------------------------------- a run is what its name says
+def test_foreign_results_json_is_not_loaded_as_the_run(data_root: Path, tmp_path: Path):
+    """Another run's results.json copied into a run folder was loaded as that run
     ("(cached)", the other run's numbers)."""
     mine = smoke(data_root, tmp_path, method="cam", seed=0)
     other = smoke(data_root, tmp_path, method="cam", seed=1)
@@ -49,8 +57,8 @@ def test_item1_foreign_results_json_is_not_loaded_as_the_run(data_root: Path, tm
         train(mine, progress=False, log=quiet)
 
 
-def test_item1_edited_config_is_not_scored_under_its_new_theta(tmp_path: Path):
-    """Item 1: theta 0.3 -> 0.5 in a finished run's config.json, and `evaluate --json` labelled
+def test_edited_config_is_not_scored_under_its_new_theta(tmp_path: Path):
+    """Theta 0.3 -> 0.5 in a finished run's config.json, and `evaluate --json` labelled
     the theta 0.3 numbers as theta 0.5."""
     run = finished_run(tmp_path, with_masks=True)
     config = json.loads((run / "config.json").read_text())
@@ -65,7 +73,7 @@ def test_item1_edited_config_is_not_scored_under_its_new_theta(tmp_path: Path):
         load_run(run)
 
 
-# ------------------------------------------------------------------------ 4: a full disk, named
+# --------------------------------------------------------------------------- a full disk, named
 @contextlib.contextmanager
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs filled to the last byte (root only; skipped where mounting is refused)."""
@@ -85,8 +93,8 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_item4_every_write_names_a_full_disk(tmp_path: Path):
-    """Item 4: a `.pt` write said "[enforce fail at inline_container.cc:672] . unexpected pos",
+def test_every_write_names_a_full_disk(tmp_path: Path):
+    """A `.pt` write said "[enforce fail at inline_container.cc:672] . unexpected pos",
     the lock file and the synthetic generator a bare `OSError: [Errno 28]`; now each names
     the folder and what to do, and leaves no temporary file."""
     with full_disk(tmp_path) as disk:
@@ -105,9 +113,9 @@ def test_item4_every_write_names_a_full_disk(tmp_path: Path):
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "run"]
 
 
-# ------------------------------------------------------------------- 6: corrupt files are named
-def test_item6_corrupt_run_files_name_the_file(tmp_path: Path, data_root: Path):
-    """Item 6: a truncated config.json (`JSONDecodeError`), model.pt (`OSError: [Errno 22]`)
+# ---------------------------------------------------------------------- corrupt files are named
+def test_corrupt_run_files_name_the_file(tmp_path: Path, data_root: Path):
+    """A truncated config.json (`JSONDecodeError`), model.pt (`OSError: [Errno 22]`)
     and eval_maps (`PytorchStreamReader failed`, or torch's advice to load with
     weights_only=False) did not name the file."""
     run = finished_run(tmp_path / "a")
@@ -128,16 +136,16 @@ def test_item6_corrupt_run_files_name_the_file(tmp_path: Path, data_root: Path):
         load_final_model(trained.run_dir)
 
 
-# ------------------------------------------------------ 7: protocol records of the wrong shape
+# --------------------------------------------------------- protocol records of the wrong shape
 @pytest.mark.parametrize("change, message", [
     (lambda r: r.update(val=[]), r"'val' is \[\], not an object of metrics"),
     (lambda r: r["test"].update(max_box_acc_v2="99"), r"metric 'max_box_acc_v2' is '99'"),
     (lambda r: r["test"].pop("top1_loc_err"), r"the metrics lack \['top1_loc_err'\]"),
     (lambda r: r.update(theta=7), r"theta is 7, not a threshold in \[0.01, 0.99\]"),
 ], ids=["val-list", "string-metric", "missing-metric", "theta-7"])
-def test_item7_protocol_and_posthoc_records_of_the_wrong_shape_are_named(tmp_path, change,
+def test_protocol_and_posthoc_records_of_the_wrong_shape_are_named(tmp_path, change,
                                                                          message):
-    """Item 7: valid JSON of the wrong shape gave `AttributeError` / `TypeError` deep in
+    """Valid JSON of the wrong shape gave `AttributeError` / `TypeError` deep in
     `results make`, and `theta: 7` was accepted."""
     run = finished_run(tmp_path, with_masks=True)
     metrics = json.loads((run / "results.json").read_text())["metrics"]
@@ -159,10 +167,10 @@ def test_item7_protocol_and_posthoc_records_of_the_wrong_shape_are_named(tmp_pat
         read_posthoc(run)
 
 
-# ------------------------------------------------------------- 15: a copied run's paths, untrusted
+# ----------------------------------------------------------------- a copied run's paths, untrusted
 @pytest.mark.parametrize("where", ["absolute", "dotdot"])
-def test_item15_a_copied_runs_paths_are_not_trusted(tmp_path: Path, where: str):
-    """Item 15: an absolute or `../../..` data_root in a copied run's config.json made
+def test_a_copied_runs_paths_are_not_trusted(tmp_path: Path, where: str):
+    """An absolute or `../../..` data_root in a copied run's config.json made
     `evaluate` generate the synthetic benchmark there."""
     checkout = tmp_path / "checkout"
     (checkout / "csoa_nb").mkdir(parents=True)

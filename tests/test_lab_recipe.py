@@ -4,9 +4,9 @@ The recipe runs with a stand-in `jupyter` (a script in a fake virtual environmen
 its arguments and environment, asks JupyterLab's own settings code for the overrides it would
 apply, and starts a real `python3` kernel with that environment, as Lab would, to read its
 matplotlib backend. The Makefile exports ``MPLBACKEND=Agg`` for the other targets; had it reached
-Lab's kernels, no figure of `csoa_nb.report.plots` would show (GitHub issue 19, item 1). The widget
-setting is item 2: without it a saved notebook reopens with "Error displaying widget: model not
-found". tests/browser checks both in a real Lab and browser (`make test-browser`).
+Lab's kernels, no figure of `csoa_nb.report.plots` would show; without the
+widget setting a saved notebook reopens with "Error displaying widget: model not found".
+tests/browser checks both in a real Lab and browser (`make test-browser`).
 """
 
 from __future__ import annotations

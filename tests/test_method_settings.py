@@ -1,4 +1,4 @@
-"""A method's settings are its own (issue #30): a frozen dataclass beside its spec holds its
+"""A method's settings are its own: a frozen dataclass beside its spec holds its
 hyperparameters (names, defaults, checks, labels, search grid); `RunConfig`'s fields, checks
 and hash rules for them, and the tables' labels, come from the registry.
 

@@ -1,4 +1,5 @@
-"""Tests of csoa_nb.core.metrics. Expected values are worked out by hand in the comments."""
+"""Tests of the metrics: csoa_nb.core.boxes, loc_errors, maxboxacc, pxap, ten_crop and metrics.
+Expected values are worked out by hand in the comments."""
 
 from __future__ import annotations
 
@@ -8,18 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from csoa_nb.core.boxes import box_iou, max_iou
+from csoa_nb.core.loc_errors import localization_errors
 from csoa_nb.core.localize import binarize, largest_component_box
-from csoa_nb.core.metrics import (
-    LocalizationEvaluator,
-    MaxBoxAccV2,
-    PxAP,
-    box_iou,
-    localization_errors,
-    max_box_acc,
-    max_iou,
-    pxap,
-    ten_crop_logits,
-)
+from csoa_nb.core.maxboxacc import MaxBoxAccV2, max_box_acc
+from csoa_nb.core.metrics import LocalizationEvaluator
+from csoa_nb.core.pxap import PxAP, pxap
+from csoa_nb.core.ten_crop import ten_crop_logits
 
 T = torch.tensor
 

@@ -8,16 +8,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from csoa_nb.core.models import (
-    BACKBONES,
-    EMBEDDINGS,
-    Backbone,
-    CAMHead,
-    CSoANet,
-    EmbeddingNet,
-    backbone_channels,
-    backbone_strides,
-)
+from csoa_nb.core.backbones import BACKBONES, Backbone, backbone_channels, backbone_strides
+from csoa_nb.core.models import EMBEDDINGS, CAMHead, CSoANet, EmbeddingNet
 
 # vgg16 features: indices of the 13 convolutions and the block (stage) each belongs to
 VGG16_CONVS = {0: 0, 2: 0, 5: 1, 7: 1, 10: 2, 12: 2, 14: 2, 17: 3, 19: 3, 21: 3, 24: 4, 26: 4,

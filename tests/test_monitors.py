@@ -7,7 +7,7 @@ import torch
 
 from csoa_nb.core.monitors import collapse_stats, diagnose_collapse
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.train import collapse_lines
+from csoa_nb.engine.train_log import collapse_lines
 
 
 def test_collapse_stats_by_hand():

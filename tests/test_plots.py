@@ -12,7 +12,7 @@ from matplotlib.text import Text
 from test_widgets import make_cams
 
 from csoa_nb.data.synthetic import Difficulty
-from csoa_nb.report import plots
+from csoa_nb.report import plots, style
 
 matplotlib.use("Agg")
 
@@ -126,12 +126,11 @@ FIGURES = {
 
 def test_every_figure_function_is_checked():
     assert set(FIGURES) | {"show_dataset_items"} == {
-        name for name in plots.__all__ if name[0].islower() and name not in (
-            "book_style", "fit_to_column", "house_style")
+        name for name in plots.__all__ if name[0].islower()
     }
 
 
-def small_texts(fig: Figure, minimum: float = plots.MIN_FONT_PT) -> list[tuple[str, float]]:
+def small_texts(fig: Figure, minimum: float = style.MIN_FONT_PT) -> list[tuple[str, float]]:
     """Visible, non-empty texts of a drawn figure smaller than ``minimum`` points."""
     fig.canvas.draw()
     return [(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text)
@@ -155,10 +154,10 @@ def test_house_style(name):
     make, heat_maps = FIGURES[name]
     fig = make()
     width, _ = fig.get_size_inches()
-    assert width <= plots.COLUMN_WIDTH_IN + 1e-9, f"{name}: {width} in wide"
+    assert width <= style.COLUMN_WIDTH_IN + 1e-9, f"{name}: {width} in wide"
     assert fig.dpi >= 150
-    assert small_texts(fig) == [], f"{name}: texts under {plots.MIN_FONT_PT} pt"
-    assert panels_per_row(fig) <= plots.MAX_PANELS_PER_ROW
+    assert small_texts(fig) == [], f"{name}: texts under {style.MIN_FONT_PT} pt"
+    assert panels_per_row(fig) <= style.MAX_PANELS_PER_ROW
     if heat_maps:
         assert n_colorbars(fig) >= 1, f"{name} draws heat maps without a colour bar"
 
@@ -168,22 +167,22 @@ def test_fit_to_column_restyles_a_foreign_figure():
     ax = fig.subplots()
     ax.set_title("small", fontsize=6)
     ax.legend(handles=ax.plot([0, 1], label="line"), fontsize="small")  # 0.833 * 10 pt
-    assert plots.fit_to_column(fig) is fig
-    assert tuple(fig.get_size_inches()) == (plots.COLUMN_WIDTH_IN, 3.0)  # height kept
-    assert fig.dpi == plots.FIGURE_DPI
-    assert ax.title.get_fontsize() == plots.MIN_FONT_PT
+    assert style.fit_to_column(fig) is fig
+    assert tuple(fig.get_size_inches()) == (style.COLUMN_WIDTH_IN, 3.0)  # height kept
+    assert fig.dpi == style.FIGURE_DPI
+    assert ax.title.get_fontsize() == style.MIN_FONT_PT
     assert small_texts(fig) == []
-    narrow = plots.fit_to_column(Figure(figsize=(4.0, 2.0)))
+    narrow = style.fit_to_column(Figure(figsize=(4.0, 2.0)))
     assert tuple(narrow.get_size_inches()) == (4.0, 2.0)  # never widened
     with pytest.raises(ValueError, match="must be > 0"):
-        plots.fit_to_column(fig, width=0)
+        style.fit_to_column(fig, width=0)
 
 
 def test_book_style_restores_its_own_keys_only():
     before = matplotlib.rcParams["interactive"], matplotlib.rcParams["font.size"]
     try:
-        with plots.book_style():
-            assert matplotlib.rcParams["font.size"] == plots.BOOK_RC["font.size"]
+        with style.book_style():
+            assert matplotlib.rcParams["font.size"] == style.BOOK_RC["font.size"]
             matplotlib.interactive(True)  # what the inline backend does on the first figure
         assert matplotlib.rcParams["interactive"] is True  # kept: later figures still show
         assert matplotlib.rcParams["font.size"] == before[1]

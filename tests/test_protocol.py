@@ -1,4 +1,4 @@
-"""Choe et al.'s protocol (issue #17, `csoa_nb.engine.protocol`): theta and hyperparameters
+"""Choe et al.'s protocol (`csoa_nb.engine.protocol`): theta and hyperparameters
 chosen on the validation split, the test split scored once there; the files a run keeps for
 it (`val_maps.pt`, `protocol.json`, `model.pt`), their backfill from final weights, the
 post-hoc maps of a CAM run and the trivial baselines under the protocol."""
@@ -17,6 +17,7 @@ from smoke_runs import copy_run, smoke
 import csoa_nb.engine.baselines as baselines
 from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
+from csoa_nb.engine.builders import load_final_model
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import score_maps
@@ -40,7 +41,7 @@ from csoa_nb.engine.protocol import (
     read_protocol,
 )
 from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, load_arrays
-from csoa_nb.engine.train import load_final_model, train
+from csoa_nb.engine.train import train
 from csoa_nb.methods import WSOL_SPECS
 from csoa_nb.methods.posthoc import POSTHOC_KINDS
 

@@ -12,7 +12,7 @@ import pytest
 
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.pretrain import pretrain_hash
-from csoa_nb.engine.results import RESULTS_DIR, SWEEPS, all_configs, sweep_configs
+from csoa_nb.engine.sweeps import RESULTS_DIR, SWEEPS, all_configs, sweep_configs
 from csoa_nb.methods import METHODS, TABLE1_ROWS, WSOL_SPECS, row_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,8 @@ def test_make_results_trains_the_papers_sweeps_before_the_wsol_comparison():
     """`make results` sorts the missing runs by `_order`: every run of the paper's sweeps
     (Table 1 in both regimes, calibration, Table 2, diagnosis) before any run that only the
     WSOL comparison needs, so that the paper's tables are complete first."""
-    from csoa_nb.engine.results import WSOL_SWEEPS, _order
+    from csoa_nb.engine.make_results import _order
+    from csoa_nb.engine.sweeps import WSOL_SWEEPS
 
     first_sweep: dict[str, str] = {}
     for name in SWEEPS:
@@ -206,7 +207,7 @@ def test_wsol_search_is_each_methods_grid_fine_tuned_with_seed_0():
 
 
 def test_wsol_sweep_takes_the_settings_chosen_on_validation(tmp_path):
-    from csoa_nb.engine.results import WSOL_BASE_ROWS, chosen_settings
+    from csoa_nb.engine.sweeps import WSOL_BASE_ROWS, chosen_settings
 
     overrides = {"output_dir": str(tmp_path / "out"), "results_dirs": (str(tmp_path / "r"),)}
     for i, config in enumerate(sweep_configs("wsol_search", "cpu", **overrides)):
@@ -232,7 +233,7 @@ def test_wsol_sweep_takes_the_settings_chosen_on_validation(tmp_path):
 
 
 def test_wsol_sweep_waits_for_every_search_run(tmp_path):
-    from csoa_nb.engine.results import SearchPending, chosen_settings
+    from csoa_nb.engine.sweeps import SearchPending, chosen_settings
 
     overrides = {"output_dir": str(tmp_path), "results_dirs": ()}
     search = sweep_configs("wsol_search", "cpu", **overrides)
@@ -262,8 +263,8 @@ def test_make_results_trains_the_wsol_sweep_after_its_search_into_output_dir(
     files of a run that lacks them, then the "wsol" sweep once its search runs are finished,
     then the post-hoc maps of its CAM runs, all in `output_dir`."""
     import csoa_nb.engine.datasets as datasets
+    import csoa_nb.engine.make_results as driver
     import csoa_nb.engine.pretrain as pretrain
-    import csoa_nb.engine.results as results
 
     out = tmp_path / "out"
     monkeypatch.setattr(datasets, "dataset_root", lambda config: None)
@@ -290,8 +291,8 @@ def test_make_results_trains_the_wsol_sweep_after_its_search_into_output_dir(
             calls.append((tasks[0][0], names))
         return names
 
-    monkeypatch.setattr(results, "_run_tasks", fake_tasks)
-    trained = results.make_results("smoke", jobs=1, output_dir=str(out))
+    monkeypatch.setattr(driver, "_run_tasks", fake_tasks)
+    trained = driver.make_results("smoke", jobs=1, output_dir=str(out))
     overrides = {"output_dir": str(out)}
     everything = all_configs("smoke", **overrides)  # the search runs are there now
     assert sorted(trained) == sorted(c.hash for c in everything if c.hash != old.hash)
@@ -316,7 +317,7 @@ def test_make_results_trains_the_wsol_sweep_after_its_search_into_output_dir(
 def test_chosen_settings_without_a_validation_split_names_the_fix():
     """CUB in its own format has no split with boxes to choose on: a clear error, not a search
     that waits for ever."""
-    from csoa_nb.engine.results import (
+    from csoa_nb.engine.sweeps import (
         NoValidationSplit,
         all_configs,
         chosen_settings,

@@ -1,5 +1,5 @@
 """The run store's arrays (format 2, `csoa_nb.engine.arrays`): exact, deterministic, shared
-once per data set, within a byte budget; old folders are named and converted (issue 25)."""
+once per data set, within a byte budget; old folders are named and converted."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from csoa_nb.data import CUB200, DataError, Difficulty, make_dataset
 from csoa_nb.data import synthetic as syn
+from csoa_nb.data.synthetic import store
 from csoa_nb.data.synthetic.__main__ import main as synthetic_cli
 
 SMALL = dict(num_classes=4, images_per_class=6, image_size=48, test_per_class=3)
@@ -116,7 +117,7 @@ def test_incomplete_folder_is_not_reused_or_deleted(tmp_path: Path) -> None:
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    real_save = syn._save_png
+    real_save = store._save_png
     calls = {"n": 0}
 
     def failing_save(mask: np.ndarray, path: Path) -> None:
@@ -125,11 +126,11 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
             raise KeyboardInterrupt
         real_save(mask, path)
 
-    monkeypatch.setattr(syn, "_save_png", failing_save)
+    monkeypatch.setattr(store, "_save_png", failing_save)
     with pytest.raises(KeyboardInterrupt):
         make_dataset(tmp_path, seed=5, **SMALL)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
-    monkeypatch.setattr(syn, "_save_png", real_save)
+    monkeypatch.setattr(store, "_save_png", real_save)
     assert (make_dataset(tmp_path, seed=5, **SMALL) / "manifest.json").is_file()
 
 

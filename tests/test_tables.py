@@ -277,17 +277,17 @@ def test_theta_frame_reads_saved_thetas_and_computes_the_others():
 
 def _check_figure(fig) -> None:
     """A figure that renders, in the house style: no wider than the text column, no text
-    smaller than `plots.MIN_FONT_PT` (the "small" legends and titles are lifted)."""
+    smaller than `style.MIN_FONT_PT` (the "small" legends and titles are lifted)."""
     from matplotlib.text import Text
 
-    from csoa_nb.report import plots
+    from csoa_nb.report import style
     assert isinstance(fig, Figure)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.tell() > 0
-    assert fig.get_size_inches()[0] <= plots.COLUMN_WIDTH_IN + 1e-9
+    assert fig.get_size_inches()[0] <= style.COLUMN_WIDTH_IN + 1e-9
     sizes = [text.get_fontsize() for text in fig.findobj(Text) if text.get_text()]
-    assert sizes and min(sizes) >= plots.MIN_FONT_PT
+    assert sizes and min(sizes) >= style.MIN_FONT_PT
 
 
 def test_figures(frame, table1_frame):
@@ -309,8 +309,8 @@ def test_figures(frame, table1_frame):
 
 
 def test_column_width_is_the_house_styles():
-    from csoa_nb.report import plots
-    assert charts.COLUMN_WIDTH_IN == plots.COLUMN_WIDTH_IN
+    from csoa_nb.report import style
+    assert charts.COLUMN_WIDTH_IN == style.COLUMN_WIDTH_IN
 
 
 def test_plot_methods_stacks_panels_that_do_not_fit_side_by_side(table1_frame):
@@ -357,7 +357,7 @@ def test_formatted_keeps_the_papers_precision_and_dashes():
 def test_cli_command_rebuilds_the_same_config():
     import shlex
 
-    from csoa_nb.engine.train import config_from_args, parse_args
+    from csoa_nb.engine.train_cli import config_from_args, parse_args
 
     config = RunConfig.from_preset("paper", method="confseg", dataset="ilsvrc", data_root="/data",
                               seed=2)

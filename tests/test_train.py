@@ -92,7 +92,7 @@ def test_bf16_channels_last_run_trains_nhwc_and_resumes_bit_for_bit(data_root, t
 @pytest.mark.parametrize(("epochs", "kill_when"), [(4, "checkpoint.pt"), (2, "config.json")],
                          ids=["after-first-checkpoint", "before-first-checkpoint"])
 def test_sigkill_then_rerun_finishes_identically(data_root, tmp_path, epochs, kill_when):
-    """A SIGKILL mid-run, or during epoch 1 before any checkpoint (issue 13), loses nothing:
+    """A SIGKILL mid-run, or during epoch 1 before any checkpoint, loses nothing:
     the re-run finishes with the metrics of an uninterrupted run."""
     config = smoke(data_root, tmp_path / "ref", method="cam", epochs=epochs)
     reference = train(config, progress=False, log=lambda _: None)
@@ -176,14 +176,14 @@ def test_cli_rejects_unknown_method(capsys):
 
 
 def test_progress_false_reaches_the_pretraining_stage(data_root, tmp_path, capfd):
-    """Issue 19 item 3: `progress=False` also silences the pretraining stage's bars."""
+    """`progress=False` also silences the pretraining stage's bars."""
     config = smoke(data_root, tmp_path, method="cam", epochs=1)
     train(config, progress=False, log=lambda _: None)
     assert "pretrain epoch" not in capfd.readouterr().err
 
 
 def test_epoch_line_names_alpha_only_where_it_weighs_a_term(data_root, tmp_path):
-    """Issue 19 item 4: alpha weighs Eq. 5 and Eq. 12, so plain CAM's log does not show it."""
+    """Alpha weighs Eq. 5 and Eq. 12, so plain CAM's log does not show it."""
     lines = {}
     for method in ("cam", "confseg"):
         logged: list[str] = []
@@ -192,5 +192,5 @@ def test_epoch_line_names_alpha_only_where_it_weighs_a_term(data_root, tmp_path)
         lines[method] = next(line for line in logged if f" {method} epoch 1/1" in line)
     assert "alpha" not in lines["cam"] and "lr " in lines["cam"]
     assert "alpha 1.00" in lines["confseg"]
-    # every logged line fits a notebook's text column (issue 16)
+    # every logged line fits a notebook's text column
     assert all(len(row) <= 88 for text in lines.values() for row in text.splitlines())

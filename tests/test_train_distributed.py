@@ -22,20 +22,13 @@ from smoke_runs import smoke
 from torch.utils.data import DataLoader
 
 from csoa_nb.data import collate_wsol
+from csoa_nb.engine.builders import dataset_labels, method_losses, resolve_weights
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets
 from csoa_nb.engine.distributed import DistEnv, DistributedClassBalancedBatchSampler
 from csoa_nb.engine.evaluate import collect_maps, score_maps
 from csoa_nb.engine.runs import load_run
-from csoa_nb.engine.train import (
-    dataset_labels,
-    finalize_run,
-    method_losses,
-    resolve_weights,
-    resume_run,
-    setup_run,
-    train,
-)
+from csoa_nb.engine.train import finalize_run, resume_run, setup_run, train
 from csoa_nb.methods.confseg import alpha as alpha_schedule
 
 ROOT = Path(__file__).resolve().parents[1]

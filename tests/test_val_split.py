@@ -1,4 +1,4 @@
-"""The synthetic benchmark's validation split (Choe et al.'s "train-fullsup", issue #17): its own
+"""The synthetic benchmark's validation split (Choe et al.'s "train-fullsup"): its own
 folder next to the benchmark, deterministic, disjoint from train and test, with boxes and masks,
 read with the test transform; the benchmark's folder and every config hash stay as they were."""
 
@@ -14,6 +14,7 @@ from smoke_runs import smoke
 
 import csoa_nb.data.synthetic as syn
 from csoa_nb.data.common import mask_box
+from csoa_nb.data.synthetic import store
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_val_set, dataset_root, val_root
 
@@ -103,7 +104,7 @@ def test_benchmark_folder_and_hashes_are_unchanged(tmp_path: Path) -> None:
 
 
 def test_stale_val_tmp_folder_is_cleaned(tmp_path: Path) -> None:
-    dead = tmp_path / f".tmp-synthetic-benchmark-val-{'a' * 12}-{syn._host_tag()}-999999999-x1"
+    dead = tmp_path / f".tmp-synthetic-benchmark-val-{'a' * 12}-{store._host_tag()}-999999999-x1"
     dead.mkdir()
     assert syn.clean_stale_tmp(tmp_path) == [dead]
 

@@ -15,14 +15,13 @@ from csoa_nb.report.widgets import MaskInspector, ThetaExplorer, mask_inspector,
 
 
 def core_and_ring() -> torch.Tensor:
-    """8 x 8 map: a bright core (value 1) on cells 3..4 inside a dimmer ring (0.5) on cells
-    2..5, background 0. Upsampled x4 (bilinear, align_corners=False) and compared with
-    theta * max (max = 1): along a row through the centre, output pixel i reads the source at
-    s = (i + 0.5) / 4 - 0.5.
-    theta 0.2: between cell 1 (0) and 2 (0.5) the value is 0.5 t > 0.2 for t = s - 1 > 0.4,
-      i.e. i >= 8; symmetrically i <= 23 -> the ring's box (8, 8, 24, 24).
-    theta 0.8: between cell 2 (0.5) and 3 (1) the value is 0.5 + 0.5 t > 0.8 for t > 0.6,
-      i.e. i >= 12; symmetrically i <= 19 -> the core's box (12, 12, 20, 20)."""
+    """8 x 8 map: a core (1) on cells 3..4 in a ring (0.5) on cells 2..5, background 0."""
+    # Upsampled x4 (bilinear, align_corners=False) and compared with theta * max (max = 1):
+    # along a row through the centre, output pixel i reads the source at s = (i + 0.5) / 4 - 0.5.
+    # theta 0.2: between cell 1 (0) and 2 (0.5) the value is 0.5 t > 0.2 for t = s - 1 > 0.4,
+    #   i.e. i >= 8; symmetrically i <= 23 -> the ring's box (8, 8, 24, 24).
+    # theta 0.8: between cell 2 (0.5) and 3 (1) the value is 0.5 + 0.5 t > 0.8 for t > 0.6,
+    #   i.e. i >= 12; symmetrically i <= 19 -> the core's box (12, 12, 20, 20).
     cam = torch.zeros(8, 8)
     cam[2:6, 2:6] = 0.5
     cam[3:5, 3:5] = 1.0

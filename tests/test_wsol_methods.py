@@ -1,4 +1,4 @@
-"""The building blocks of the other WSOL methods (issue #17), on hand-worked examples.
+"""The building blocks of the other WSOL methods, on hand-worked examples.
 
 HaS, ACoL, ADL, CutMix, the trivial baselines and the post-hoc maps (grad-cam package).
 """

@@ -1,4 +1,4 @@
-"""HaS, ACoL, ADL and CutMix as methods of the registry (issue #17): their settings and the
+"""HaS, ACoL, ADL and CutMix as methods of the registry: their settings and the
 config hash, their hooks (`augment`, `model`) checked by hand, and smoke runs of each."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import csoa_nb.engine.train as train_module
 from csoa_nb.core.localize import fuse_cams
 from csoa_nb.core.models import CSoANet
 from csoa_nb.data import collate_wsol
+from csoa_nb.engine.builders import build_model, build_sampler
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import EpochBatches, SeededItems, build_datasets, step_seed
 from csoa_nb.engine.evaluate import class_probabilities
-from csoa_nb.engine.train import RunInterrupted, build_model, build_sampler, train
+from csoa_nb.engine.train import RunInterrupted, train
 from csoa_nb.methods import METHODS, WSOL_SPECS
 from csoa_nb.methods.acol import (
     ACoLHead,

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csoa_nb.data import collate_wsol
+from csoa_nb.data.sampler import ClassBalancedBatchSampler
 from csoa_nb.methods.coaug import (
     BACKGROUNDS,
-    ClassBalancedBatchSampler,
     coaug_loss,
     foreground_background,
 )

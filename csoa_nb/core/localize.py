@@ -64,6 +64,7 @@ __all__ = [
     "largest_component_box",
     "component_boxes",
     "csoa_box",
+    "check_unit_maps",
 ]
 
 #: The thetas every run is scored at and the book reports (Table 3 of the paper).
@@ -96,6 +97,18 @@ def _check_binary(binary: object, name: str, ndims: tuple[int, ...]) -> Tensor:
     if t.ndim not in ndims:
         dims = " or ".join(str(d) for d in ndims)
         raise ValueError(f"{name} must have {dims} dims; got shape {tuple(t.shape)}")
+    return t
+
+
+def check_unit_maps(loc_maps: object, name: str = "loc_maps") -> Tensor:
+    """Localisation maps for scoring: a float ``B x H x W`` tensor normalised to ``[0, 1]``
+    (``fuse_cams`` / ``normalize_cam`` output), as every metric takes them."""
+    t = check_map(loc_maps, name, ndim=3)
+    if t.numel() and (t.min() < 0 or t.max() > 1):
+        raise ValueError(
+            f"{name} must be normalised to [0, 1] (use csoa_nb.core.localize.fuse_cams or "
+            f"normalize_cam); got min {float(t.min()):.4g}, max {float(t.max()):.4g}"
+        )
     return t
 
 

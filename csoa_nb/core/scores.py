@@ -19,6 +19,10 @@ errors without suffix at the run's theta, `top1_loc_err@0.2` ... at each theta o
 `gt_known_loc_acc@iou50`, `max_box_acc@50`, `best_threshold@50`, `max_box_acc_v2`, `pxap`,
 `num_images` (a float), `box_mass_ratio`, `cam_nonpositive`, `fg_saturated`. Those keys are
 also the columns of `csoa_nb.engine.results.runs_frame`; `split_key` names the parts of one.
+
+The maps that are scored travel as typed dicts: `MapSet` (every image of a split, the form
+`csoa_nb.engine.evaluate.score_maps` scores) and `SampleCams` (a few images with the maps of
+all classes, for figures). Both are plain dicts at run time; the types name their keys.
 """
 
 from __future__ import annotations
@@ -26,16 +30,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     import pandas as pd
+    from torch import Tensor
 
-__all__ = ["THETA_METRICS", "IOU_METRICS", "ThetaErrors", "Scores", "split_key"]
+__all__ = ["THETA_METRICS", "THETA_FRAME_METRICS", "IOU_METRICS", "ThetaErrors", "Scores",
+           "split_key", "MapSet", "SampleCams"]
 
 #: The metrics of one Eq. 13 threshold, in the order of `ThetaErrors`.
 THETA_METRICS = ("top1_loc_err", "top5_loc_err", "gt_known_loc_err", "top1_cls_err",
                  "top5_cls_err")
+#: The columns the book's theta frame gives by default (`csoa_nb.report.tables.theta_frame`,
+#: chapter 08): `THETA_METRICS` without `top5_cls_err`, which no theta table or chart reads
+#: (a classification error does not depend on theta; the top-1 one stays beside the top-1
+#: loc. error, which it bounds from below).
+THETA_FRAME_METRICS = tuple(m for m in THETA_METRICS if m != "top5_cls_err")
 #: The metrics of one IoU level, and how the flat form names that level ("@iou50", "@50").
 IOU_METRICS = {"gt_known_loc_acc": "iou", "max_box_acc": "", "best_threshold": ""}
 #: Theta-free metrics the flat form may hold, besides `num_images`.
@@ -255,3 +266,55 @@ def split_key(key: str) -> tuple[str, float | None, int | None]:
         f"{key!r} is not a metric of a run: known are {', '.join(known)}, a theta metric as "
         "'top1_loc_err@0.2' and an IoU level as 'gt_known_loc_acc@iou50' or 'max_box_acc@50'"
     )
+
+
+# ----------------------------------------------------------------------------- the maps
+class _MapSetKeys(TypedDict):
+    cam_last: Tensor
+    cam_feature: Tensor | None
+    probs: Tensor
+    labels: Tensor
+    boxes: list[Tensor]
+    image_size: list[int]
+
+
+class MapSet(_MapSetKeys, total=False):
+    """The maps of every image of one split: collected from a model
+    (`csoa_nb.engine.evaluate.collect_maps`, a baseline's or post-hoc method's maps in the same
+    form) or loaded from a run's `eval_maps.npz` / `val_maps.npz`.
+
+    For N images: `cam_last` / `cam_feature` the ground-truth class's raw S_L / S_F
+    (``N x h x w`` float16; post-hoc maps ``N x H x W``; `cam_feature` None without W_F),
+    `probs` the class scores ``N x C`` (averaged over the heads), `probs_last` y_L's alone,
+    `labels` N, `boxes` N tensors ``K_i x 4`` (x0, y0, x1, y1, x1/y1 exclusive), `masks`
+    ``N x H x W`` uint8 foreground masks or None, `image_size` [H, W]. `probs_last` and
+    `masks` may be missing (a trivial baseline has no y_L; a store leaves out masks of None).
+    """
+
+    probs_last: Tensor
+    masks: Tensor | None
+
+
+class _SampleCamsKeys(TypedDict):
+    images: Tensor
+    labels: Tensor
+    indices: Tensor
+    boxes: list[Tensor]
+    masks: Tensor | None
+    cam_last: Tensor
+    cam_feature: Tensor | None
+    probs: Tensor
+
+
+class SampleCams(_SampleCamsKeys, total=False):
+    """A few test images with the CAMs of all classes, for figures and widgets
+    (`csoa_nb.engine.evaluate.sample_cams`, a run's `cams.npz`).
+
+    `images` ``N x H x W x 3`` uint8, `labels` N, `indices` N (positions in the test set),
+    `boxes` and `masks` as in `MapSet`, `cam_last` / `cam_feature` raw S_L / S_F of every class
+    (``N x C x h x w`` float32; `cam_feature` None without W_F), `probs` ``N x C``. Loaded from
+    `cams.npz`, `classes` (``N x 2``) names the two classes per image whose maps were kept;
+    the maps of the other classes are NaN.
+    """
+
+    classes: Tensor

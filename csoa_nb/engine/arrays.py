@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from csoa_nb.core.scores import MapSet, SampleCams
+
 __all__ = [
     "FILES",
     "FORMAT",
@@ -170,7 +172,7 @@ def _other_class(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def split_arrays(
-    kind: str, maps: dict[str, Any]
+    kind: str, maps: MapSet | SampleCams | dict[str, torch.Tensor]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """`(own, shared)`: the arrays of `maps` that are the run's own and those its data set
     fixes (empty for `posthoc`). `maps` is in the form the run store loads (`join_arrays`);
@@ -211,7 +213,7 @@ def split_arrays(
 
 def join_arrays(
     kind: str, own: dict[str, np.ndarray], shared: dict[str, np.ndarray]
-) -> dict[str, Any]:
+) -> MapSet | SampleCams | dict[str, torch.Tensor]:
     """The dict a run's code works with, from its stored parts (the inverse of `split_arrays`):
     tensors; `boxes` a list of ``K_i x 4`` tensors; `image_size` a list; `cam_feature` and
     `probs_last` always present (None, or `probs`). In the sample, `cam_last` / `cam_feature`

@@ -1,4 +1,4 @@
-"""The trivial baselines of Choe et al. (CVPR 2020), scored on a run's test split (issue #17).
+"""The trivial baselines of Choe et al. (CVPR 2020), scored on a run's test split.
 
 Every WSOL table should carry two maps that look at no image: the full-image box and the
 centred Gaussian (`csoa_nb.methods.trivial`); Choe et al. report that they beat several
@@ -28,7 +28,7 @@ import torch
 from csoa_nb.base.checks import check_choice, check_run_theta
 from csoa_nb.core.localize import REPORTED_THETAS
 from csoa_nb.core.models import CSoANet
-from csoa_nb.core.scores import Scores, ThetaErrors
+from csoa_nb.core.scores import MapSet, Scores, ThetaErrors
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
@@ -51,10 +51,9 @@ CLASSIFICATION_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_
 def map_size(config: RunConfig) -> tuple[int, int]:
     """``(h, w)`` of the CAM ``S_L`` the run's network gives on a ``crop_size`` test image.
 
-    Measured, not computed from strides (inception_v3's unpadded convolutions shave pixels):
-    the plain `CSoANet` of the config's backbone runs on the "meta" device, which allocates
-    and computes nothing. Every method's network (ADL's, ACoL's) keeps the backbone's
-    resolution, so this is the map size of every method of the config.
+    Measured on the "meta" device (no memory, no compute), not computed from strides:
+    inception_v3's unpadded convolutions shave pixels. Every method (ADL, ACoL) keeps the
+    backbone's resolution, so this is the map size of every method of the config.
     """
     with torch.device("meta"), torch.no_grad():
         net = CSoANet(config.backbone, config.num_classes, baseline=True,
@@ -64,16 +63,13 @@ def map_size(config: RunConfig) -> tuple[int, int]:
 
 
 def default_sigma(size: tuple[int, int]) -> float:
-    """The centred Gaussian's sigma when none is given: a quarter of the map's shorter side
-    (`csoa_nb.methods.trivial.TrivialConfig`'s 3.5 cells at 14 cells, scaled to the run's
-    map). Choose it on the validation split (`engine.datasets.build_val_set`) to compare
-    methods under Choe et al.'s protocol."""
+    """The centred Gaussian's sigma when none is given: a quarter of the shorter side, in cells."""
     return min(size) / 4.0
 
 
 def trivial_maps(
     config: RunConfig, kind: str, dataset: Any, *, sigma: float | None = None
-) -> dict[str, Any]:
+) -> MapSet:
     """The maps of baseline `kind` for every image of `dataset`, in `collect_maps`' form.
 
     `cam_last` is ``N x h x w`` (float32, `map_size(config)`), the same map for every image

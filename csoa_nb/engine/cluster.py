@@ -4,9 +4,10 @@ Slurm cluster through submitit (`python -m csoa_nb.engine.results make --executo
 An executor takes the tasks of one phase of `make results` (train these configs; backfill or
 score the post-hoc maps of these run folders; on a cluster also the pretraining stages, which
 the driver trains itself with the local pool) and reports each as it ends (`Outcome`). The
-driver (`csoa_nb.engine.results.make_results`) waits for every task of a phase before it starts the
-next, so the phases keep their order without Slurm dependencies, and a phase is chosen from
-what the run store holds when it starts (the "wsol" sweep from the finished search runs).
+driver (`csoa_nb.engine.make_results.make_results`) waits for every task of a phase before it
+starts the next, so the phases keep their order without Slurm dependencies, and a phase is
+chosen from what the run store holds when it starts (the "wsol" sweep from the finished search
+runs).
 
 - `LocalPool`: `jobs` worker processes of this machine (`engine/workers.worker_pool`); the
   first failure stops `make results`, as before.
@@ -19,18 +20,18 @@ what the run store holds when it starts (the "wsol" sweep from the finished sear
 
 The run store is the only coordination between drivers and jobs: a job writes its run folder
 under the folder's lock (`engine/runs.run_lock`, held by `train`; taken for the backfill and
-post-hoc tasks by `results._in_worker`), so a config is never trained twice and a folder is
+post-hoc tasks by `make_results._in_worker`), so a config is never trained twice and a folder is
 never written by two jobs.
 A driver leaves out the tasks whose folder is locked by another process (another driver's job),
-waits for that lock, then looks at the store again (`wait_for_locks`). The lock needs `flock`
-across the cluster's nodes (NFS v4, Lustre mounted with `-o flock`, GPFS, BeeGFS).
+waits for that lock, then looks at the store again (`job_status.wait_for_locks`). The lock
+needs `flock` across the cluster's nodes (NFS v4, Lustre mounted with `-o flock`, GPFS,
+BeeGFS).
 
 Job files live in `<output_dir>/.submitit/`: submitit's (`<job id>_submitted.pkl`, the log
 `<job id>_0_log.out`, ...) and ours, in `records/`: `<job id>.json` (the driver: task, run,
 log, when), `<job id>.start.json` (the job: which process on which host, the text its run lock
-holds) and `<job id>.end.json` (the job: finished, or the error). `job_records` and
-`run_status` read them with the store and the locks for `python -m csoa_nb.engine.results
-status`.
+holds) and `<job id>.end.json` (the job: finished, or the error). `csoa_nb.engine.job_status`
+reads them with the store and the locks for `python -m csoa_nb.engine.results status`.
 
 submitit is imported only when a `SubmititExecutor` is made or a job runs: `--executor local`
 does not need it.
@@ -38,12 +39,11 @@ does not need it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,21 +53,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from csoa_nb.base.checks import check_choice
-from csoa_nb.engine.runs import LOCK_NAME, read_json, write_json
+from csoa_nb.engine.job_status import RECORDS_DIR, log_tail
+from csoa_nb.engine.runs import read_json, write_json
 from csoa_nb.engine.workers import worker_pool
 
 #: `--executor`: today's pool of local processes, Slurm jobs, or submitit's local executor.
 EXECUTORS = ("local", "slurm", "submitit-local")
-#: submitit's folder inside the run store, and our job records inside it.
+#: submitit's folder inside the run store (our job records: `job_status.RECORDS_DIR` in it).
 JOBS_DIR = ".submitit"
-RECORDS_DIR = "records"
-#: Lines of a job's log that `status` and a failure report show.
-LOG_TAIL_LINES = 12
-#: The states of a run in `status` (`run_status`).
-STATES = ("done", "running", "failed", "queued", "missing")
 
 #: What a task function is: `(task, payload) -> (name, seconds)`
-#: (`csoa_nb.engine.results._in_worker`).
+#: (`csoa_nb.engine.make_results._in_worker`).
 TaskFunction = Callable[[str, Any], tuple[str, float]]
 
 
@@ -102,38 +98,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-# ------------------------------------------------------------------------------- locks
-def lock_holder(folder: Path) -> str | None:
-    """Who holds the run lock of `folder` (`engine/runs.run_lock`): the text its lock file
-    holds ("process <pid> on <host>"), or None when nobody does (no lock file, or a free one).
-    Probed with a shared, non-blocking `flock`, released at once; nothing is created."""
-    path = Path(folder) / LOCK_NAME
-    try:
-        handle = open(path)  # noqa: SIM115 - closed below
-    except OSError:
-        return None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return handle.read().strip() or "another process"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
-
-
-def wait_for_locks(held: Mapping[Path, str], poll_s: float) -> None:
-    """Wait (a progress bar) until no folder of `held` (folder -> holder) is locked."""
-    waiting = dict(held)
-    with tqdm(total=len(waiting), desc="runs held elsewhere", unit="run",
-              disable=not waiting) as bar:
-        while waiting:
-            for folder in [f for f in waiting if lock_holder(f) is None]:
-                del waiting[folder]
-                bar.update()
-            if waiting:
-                time.sleep(poll_s)
 
 
 # ------------------------------------------------------------------------------ executors
@@ -409,98 +373,6 @@ class JobsFailed(RuntimeError):
             "interrupted run resumes from its checkpoint.pt. `python -m csoa_nb.engine.results "
             f"status --output-dir {output_dir}` shows where each run stands.")
         super().__init__("\n".join(lines))
-
-
-# --------------------------------------------------------------------------------- status
-@dataclass
-class JobRecord:
-    """A submitted job as our records tell it (`records/<job id>*.json`)."""
-
-    job_id: str
-    kind: str
-    name: str
-    log: Path | None
-    submitted: str
-    start: dict[str, Any] = field(default_factory=dict)
-    end: dict[str, Any] = field(default_factory=dict)
-
-
-def job_records(folder: Path) -> list[JobRecord]:
-    """Every job recorded in `folder` (`<output_dir>/.submitit`), oldest submission first."""
-    records = Path(folder) / RECORDS_DIR
-    found = []
-    for path in sorted(records.glob("*.json")) if records.is_dir() else []:
-        if path.name.endswith((".start.json", ".end.json")):
-            continue
-        try:
-            data = read_json(path, "job record", ("job_id", "kind", "name"))
-        except ValueError:  # a record torn by a full disk: the job is still in submitit's files
-            continue
-        job_id = str(data["job_id"])
-        extra = {}
-        for part in ("start", "end"):
-            other = records / f"{job_id}.{part}.json"
-            try:
-                extra[part] = read_json(other, "job record") if other.is_file() else {}
-            except ValueError:
-                extra[part] = {}
-        found.append(JobRecord(job_id, data["kind"], data["name"],
-                               Path(data["log"]) if data.get("log") else None,
-                               str(data.get("submitted", "")), **extra))
-    return sorted(found, key=lambda r: r.submitted)
-
-
-def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last `lines` non-empty lines of a job's log ([] when there is none)."""
-    if path is None or not Path(path).is_file():
-        return []
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - 64 * 1024))
-        text = handle.read().decode(errors="replace")
-    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """A run of a sweep in `status`: `state` (one of `STATES`), a line of `detail`, and the
-    tail of its last job's log when it failed."""
-
-    state: str
-    detail: str = ""
-    tail: tuple[str, ...] = ()
-
-
-def run_status(run_dir: Path, finished: Path | None, jobs: Sequence[JobRecord]) -> RunStatus:
-    """The state of the run whose folder is `run_dir` (`finished`: its finished folder, as
-    `find_run` says, maybe in a results dir), from the store, its lock and `jobs` (its train
-    jobs, oldest first): done, running (lock held; by which job), failed (its last job ended
-    with an error or stopped without finishing), queued (submitted, not started), missing."""
-    if finished is not None:
-        return RunStatus("done", str(finished))
-    last = jobs[-1] if jobs else None
-    holder = lock_holder(run_dir)
-    if holder is not None:
-        job = next((j for j in reversed(jobs) if j.start.get("holder") == holder), None)
-        detail = f"lock held by {holder}"
-        if job is not None:
-            detail += f" (job {job.job_id}, log {job.log})"
-        return RunStatus("running", detail)
-    resumes = " (has checkpoint.pt: resumes from it)" if (run_dir / "checkpoint.pt").is_file() \
-        else ""
-    if last is None or last.end.get("ok"):
-        return RunStatus("missing", f"no job{resumes}" if last is None else f"job {last.job_id} "
-                        f"ended without the run: run `make results` again{resumes}")
-    if last.end:
-        why = last.end.get("error", "failed")
-    elif last.start:
-        why = (f"stopped without finishing (killed, out of time or pre-empted) on "
-               f"{last.start.get('host', '?')}")
-    else:
-        return RunStatus("queued", f"job {last.job_id} submitted {last.submitted}, not started "
-                        f"(or cancelled before it started: squeue -j {last.job_id})")
-    return RunStatus("failed", f"job {last.job_id}: {why}; log {last.log}{resumes}",
-                    tuple(log_tail(last.log)))
 
 
 def _now() -> str:

@@ -4,7 +4,7 @@
 folder (`output_dir/<hash>/`), so two chapters asking for the same run share it, and a finished
 run is loaded instead of retrained. Fields that do not change the result (device, output folder,
 data loader workers, the preset's label) are left out of the hash; the rules, all of them, are
-the block "the config hash" below.
+`csoa_nb.engine.hashing`'s.
 
 A method's hyperparameters are its own: the fields of its spec's settings class
 (`csoa_nb.methods.settings`: `HaSSettings.has_grid_size`, `CoAugSettings.gamma`, ...) are
@@ -13,13 +13,12 @@ A method's hyperparameters are its own: the fields of its spec's settings class
 class checks them, and `method_settings` is the instance the method's hooks receive.
 
 The presets (`PRESET_SPECS`, `PRESETS`) are `csoa_nb.engine.presets`'; `from_preset` starts
-from one.
+from one. A config's values are checked when it is made (`csoa_nb.engine.config_checks`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,57 +27,22 @@ import torch
 
 from csoa_nb import methods as method_registry
 from csoa_nb.base.cache import stable_hash
-from csoa_nb.base.checks import FolderError, check_choice, check_run_theta, check_writable_folder
+from csoa_nb.base.checks import FolderError, check_choice, check_writable_folder
 from csoa_nb.base.paths import project_path
-from csoa_nb.core.models import BACKBONES, EMBEDDINGS
 from csoa_nb.data.fingerprint import data_fingerprint
 from csoa_nb.data.synthetic import Difficulty, dataset_spec, spec_hash
+from csoa_nb.engine.config_checks import check_fields, check_numbers, check_types
+from csoa_nb.engine.hashing import hashed_fields
 from csoa_nb.engine.presets import PRESET_SPECS, PRESETS
 from csoa_nb.methods.settings import build_settings
 
-DATASETS = ("synthetic", "cub", "ilsvrc", "wsol-metadata")
 #: The trainable methods (`csoa_nb.methods`, the registry) at import; a config checks its method
 #: against the registry as it is when the config is made.
 METHODS = tuple(method_registry.METHODS)
-#: The largest seed numpy and torch both accept.
-MAX_SEED = 2**32 - 1
 #: theta is stored rounded to this many decimals: 0.30000000000000004 is the run of 0.3.
 THETA_DECIMALS = 4
 #: The synthetic benchmark's difficulty by default (`Difficulty`'s defaults: the calibrated point).
 _BENCHMARK = Difficulty()
-
-# --- the config hash: all its rules (`RunConfig.hashed_fields`, `base.cache.stable_hash`) ---
-#: 1. Fields that do not change what a run computes: never hashed.
-UNHASHED = ("preset", "device", "output_dir", "data_root", "num_workers", "results_dirs")
-#: 2. A method's settings (the fields of its spec's `settings` class) are hashed for the runs
-#: of the methods whose spec has that class only: adding a method changes no other run's hash,
-#: and e.g. one CAM run serves both readings of Eq. 10 (`CoAugSettings.coaug_background`).
-#: 3. Fields that mean nothing while another field is off: hashed only when it is on (the dtype
-#: of autocast without autocast).
-HASHED_ONLY_WITH = {"amp_dtype": "amp"}
-#: 4. Fields hashed only away from their default, because they were added after runs were
-#: committed: at the default they compute what those runs computed.
-#: `world_size`: W torchrun processes, each on its own class-balanced batch (the global batch
-#: is W x batch_size, another run than W = 1; README "Several GPUs"). `channels_last`: NHWC
-#: tensors round differently from NCHW ones.
-HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
-#: 5. The data enter as their identity (`RunConfig.data_identity`) under this key, not their
-#: path.
-DATA_KEY = "data"
-#: 6. A method's `MethodSpec.version` enters under this key when it is not 1: a change to
-#: what a method computes gives its runs new hashes, every other run keeps its own.
-METHOD_VERSION_KEY = "method_version"
-#: 7. `device` (in `UNHASHED`: its index, "cuda:1", does not matter) enters as its kind when
-#: it is not the CPU: a CUDA run does not compute a CPU run's numbers bit for bit, so the two
-#: are kept apart; every CPU run keeps the hash it had.
-#: Autocast precisions of `amp=True` (`csoa_nb.engine.distributed.make_amp`): "auto" is bf16 on
-#: the CPU and on GPUs that have it, else fp16 with loss scaling.
-AMP_DTYPES = ("auto", "bf16", "fp16")
-#: Integer fields' least values (beside those with their own checks in `RunConfig.validate`):
-#: num_workers 0 loads in the training process; the pretraining stage needs an epoch, two
-#: classes and an image per class; the synthetic images a pixel.
-AT_LEAST = {"num_workers": 0, "num_distractors": 0, "pretrain_epochs": 1, "pretrain_classes": 2,
-            "pretrain_images_per_class": 1, "synthetic_size": 1}
 
 
 @dataclass(frozen=True, init=False, eq=False, repr=False)
@@ -98,7 +62,7 @@ class RunConfig:
     test_per_class: int = 40  # synthetic: test images per class
     synthetic_size: int = 72  # synthetic: generated image side in pixels
     # synthetic difficulty (csoa_nb.data.synthetic.Difficulty), frozen by the calibration sweep
-    # (csoa_nb.engine.results, "calibration"; chapter 01) so that plain CAM lands mid-range
+    # (csoa_nb.engine.sweeps, "calibration"; chapter 01) so that plain CAM lands mid-range
     part_fraction: float = _BENCHMARK.part_fraction
     body_class_evidence: float = _BENCHMARK.body_class_evidence
     part_occlusion: float = _BENCHMARK.part_occlusion
@@ -211,107 +175,16 @@ class RunConfig:
         return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in self._values().items())})"
 
     def validate(self) -> None:
-        """Raise one ValueError per bad setting, naming the valid choices."""
+        """Raise one ValueError per bad setting, naming the valid choices
+        (`csoa_nb.engine.config_checks`)."""
         defaults = self.field_defaults()
-        self._check_types(defaults)
-        self._check_numbers(defaults)
-        check_choice("preset", self.preset, PRESETS)
-        check_choice("dataset", self.dataset, DATASETS)
-        check_choice("method", self.method, tuple(method_registry.METHODS))
-        check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("embedding", self.embedding, EMBEDDINGS)
-        check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
-        if self.amp and self.amp_dtype == "fp16" and self.device.startswith("cpu"):
-            raise ValueError("amp_dtype=fp16 with device cpu: CPU autocast runs bf16; use "
-                             "--set amp_dtype=bf16 (or auto) or a CUDA device")
-        if self.world_size < 1:
-            raise ValueError(f"world_size must be >= 1, got {self.world_size}; it is the "
-                             "number of torchrun processes (torchrun sets it)")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must lie in 0..{MAX_SEED} (numpy's range), got {self.seed}")
-        if self.dataset == "synthetic" and (self.test_per_class < 1 or self.images_per_class < 1):
-            raise ValueError(
-                "images_per_class and test_per_class must be >= 1 for the synthetic benchmark, "
-                f"got {self.images_per_class} and {self.test_per_class}"
-            )
-        check_run_theta(self.theta)
-        if self.classes_per_batch < 1 or self.batch_size % self.classes_per_batch:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of classes_per_batch "
-                f"({self.classes_per_batch}): each batch holds batch_size / classes_per_batch "
-                "images of each of its classes (Sec. 4.1: 48 images, 12 classes)"
-            )
-        if self.classes_per_batch > self.num_classes:
-            raise ValueError(
-                f"classes_per_batch ({self.classes_per_batch}) exceeds num_classes "
-                f"({self.num_classes}); lower it (e.g. --set classes_per_batch="
-                f"{self.num_classes})"
-            )
-        if self.feature_block not in (1, 2, 3, 4, 5):
-            raise ValueError(f"feature_block must be 1..5, got {self.feature_block}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        positive = ("batch_size", "slim_width", "num_classes", "crop_size", "resize_size",
-                    "lr", "pretrain_lr", "head_lr_mult", "lr_decay", "alpha_ramp")
-        for name in positive:
-            value = getattr(self, name)
-            if not value > 0:  # also catches NaN
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        for name in ("momentum", "weight_decay", "val_images", "head_width", "part_fraction",
-                     "body_class_evidence", "part_occlusion"):
-            value = getattr(self, name)
-            if not value >= 0:
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
-        if self.momentum >= 1 or self.alpha_ramp > 1 or self.part_occlusion > 1:
-            raise ValueError(
-                "momentum must be < 1, alpha_ramp <= 1 and part_occlusion <= 1; got "
-                f"{self.momentum}, {self.alpha_ramp}, {self.part_occlusion}"
-            )
-        if self.crop_size > self.resize_size:
-            raise ValueError(
-                f"crop_size ({self.crop_size}) must not exceed resize_size ({self.resize_size})"
-            )
-        for settings in dict.fromkeys(spec.settings for spec in method_registry.METHODS.values()):
-            if settings is not None:
-                build_settings(settings, self._settings)  # its checks, naming the defaults
-
-    def _check_numbers(self, defaults: dict[str, Any]) -> None:
-        """Every float field is finite (an inf lr or CutMix beta would pass the range checks
-        and only fail mid-training, as NaN), and the integer fields of `AT_LEAST` reach it."""
-        for name, value in self._values().items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(
-                    f"{name} must be a finite number, got {value!r}: set a finite value "
-                    f"(--set {name}=...; papermill -p {name} ...; default "
-                    f"{defaults[name]!r})"
-                )
-            if name in AT_LEAST and value < AT_LEAST[name]:
-                raise ValueError(
-                    f"{name} must be >= {AT_LEAST[name]}, got {value}: e.g. "
-                    f"--set {name}={defaults[name]} (its default)"
-                )
-
-    def _check_types(self, defaults: dict[str, Any]) -> None:
-        """Each field has its default's type (a float field takes an int too): a papermill
-        parameter or a JSON value of the wrong type fails here, naming the field."""
-        for name, value in self._values().items():
-            default = defaults[name]
-            expected: type = type(default)
-            ok = isinstance(value, expected) and not (
-                expected is int and isinstance(value, bool)
-            )
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value, ok = float(value), True  # same hash as the float
-                if name in self._settings:
-                    self._settings[name] = value
-                else:
-                    object.__setattr__(self, name, value)
-            if not ok:
-                raise ValueError(
-                    f"{name} must be of type {expected.__name__}, got "
-                    f"{type(value).__name__} {value!r} (e.g. papermill -p {name} "
-                    f"{default!r})"
-                )
+        for name, value in check_types(self._values(), defaults).items():
+            if name in self._settings:
+                self._settings[name] = value
+            else:
+                object.__setattr__(self, name, value)
+        check_numbers(self._values(), defaults)
+        check_fields(self, self._settings)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -407,25 +280,9 @@ class RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def hashed_fields(self, data: str | None = None) -> dict[str, Any]:
-        """The fields that decide what a run computes (the rules of "the config hash" at the
-        top of this module), plus `DATA_KEY`: the identity of its data (`data_identity()`, or
-        `data` when given)."""
-        values, own = self.to_dict(), set(self.method_spec.setting_names)
-
-        def hashed(name: str) -> bool:
-            return (name not in UNHASHED
-                    and (name not in self._settings or name in own)
-                    and (name not in HASHED_ONLY_WITH or bool(values[HASHED_ONLY_WITH[name]]))
-                    and (name not in HASHED_IF_NOT_DEFAULT
-                         or values[name] != HASHED_IF_NOT_DEFAULT[name]))
-
-        fields_ = {name: value for name, value in values.items() if hashed(name)}
-        fields_[DATA_KEY] = self.data_identity() if data is None else data
-        if self.method_spec.version != 1:  # rule 6
-            fields_[METHOD_VERSION_KEY] = self.method_spec.version
-        if self.device_kind != "cpu":  # rule 7
-            fields_["device"] = self.device_kind
-        return fields_
+        """The fields that decide what a run computes (the rules of `csoa_nb.engine.hashing`),
+        plus `DATA_KEY`: the identity of its data (`data_identity()`, or `data` when given)."""
+        return hashed_fields(self, self.data_identity() if data is None else data)
 
     @property
     def device_kind(self) -> str:

@@ -2,7 +2,7 @@
 reproducible items the training loop draws (`SeededItems`, keyed by `EpochBatches`).
 
 Shared by training (`csoa_nb.engine.train`), evaluation (`csoa_nb.engine.evaluate`, which needs
-the test masks for PxAP) and the sweeps (`csoa_nb.engine.results`, which builds the shared
+the test masks for PxAP) and the sweeps (`csoa_nb.engine.make_results`, which builds the shared
 inputs first).
 """
 
@@ -20,10 +20,10 @@ from torch.utils.data import Dataset, Sampler
 from csoa_nb.base.paths import project_path
 from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
 from csoa_nb.data.fingerprint import resolve_root
+from csoa_nb.data.sampler import ClassBalancedBatchSampler
 from csoa_nb.data.synthetic import VAL_PER_CLASS, make_val_dataset
 from csoa_nb.data.transforms import make_sample, sample_dict
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.methods.coaug import ClassBalancedBatchSampler
 
 
 def dataset_root(config: RunConfig) -> Path:
@@ -73,8 +73,7 @@ def val_root(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Path:
 
 
 def has_val_split(config: RunConfig) -> bool:
-    """True when `build_val_set` can read `config`'s validation split (synthetic and
-    wsol-metadata data; CUB and ILSVRC in their own formats have none)."""
+    """Whether `build_val_set` can read `config`'s data (CUB and ILSVRC have no val split)."""
     return config.dataset in ("synthetic", "wsol-metadata")
 
 
@@ -117,9 +116,7 @@ _STEP_STREAM = 1
 
 
 def step_seed(seed: int, epoch: int, step: int) -> int:
-    """The seed of training step `step`'s batch-level draws in `epoch` of a run with `seed`
-    (a method's `augment`: HaS's hidden cells, CutMix's box), 32 bits. Like `sample_seed` it
-    depends on nothing drawn before, so a resumed run draws the same."""
+    """32-bit seed of a step's `augment` draws, from nothing drawn before (a resume repeats it)."""
     return int(np.random.SeedSequence([seed, epoch, step, _STEP_STREAM]).generate_state(1)[0])
 
 

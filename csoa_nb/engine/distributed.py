@@ -1,7 +1,4 @@
-"""Multi-process training pieces (torchrun / DDP) and mixed precision, used by the trainer.
-
-(Over 500 lines: the process group, the sampler split in whole groups, sharded evaluation and
-autocast each need their single-process reduction and their checks next to them.)
+"""Multi-process training pieces (torchrun / DDP), used by the trainer.
 
 `csoa_nb.engine.train` wires them (its module docstring: batches, BatchNorm, W_E, RNG, files,
 evaluation); every piece also works in a single process, where it reduces to the single-process
@@ -14,12 +11,11 @@ trainer exactly.
   process group is created and every call is a no-op.
 * :class:`DistributedClassBalancedBatchSampler`: Sec. 4.1's class-balanced batches split
   across ranks, each rank's batch one whole group of ``classes_per_batch`` x ``k`` images.
-* :func:`shard_indices`, :func:`gather_eval`: sharded evaluation in which every test image
-  counts once.
+* :func:`shard_indices`, :func:`gather_eval`, :func:`on_shards`: sharded evaluation in which
+  every test image counts once.
 * :func:`control_group`, :func:`broadcast_from_main`, :func:`wait_for_main`,
-  :func:`sync_buffers`, :func:`all_reduce_sum`, :func:`any_rank`: the trainer's hand-offs.
-* :class:`Amp`, :func:`make_amp`, :func:`autocast_context`: bf16/fp16 autocast; the losses of
-  Eq. 5 and Eq. 12 stay in float32 through `csoa_nb.base.precision.fp32_region` (re-exported here).
+  :func:`main_first`, :func:`sync_buffers`, :func:`all_reduce_sum`, :func:`any_rank`: the
+  trainer's hand-offs; :func:`wrap_ddp`: the network it trains.
 
 Why each rank's batch is a whole group of 48 (not 48 / world_size images): CoAug's pairs
 (Eq. 11-12) are formed within a batch, and the paper's batch holds 12 classes x 4 images, so
@@ -37,8 +33,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,39 +42,35 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
-from csoa_nb.base.precision import fp32_region
-from csoa_nb.methods.coaug import ClassBalancedBatchSampler
+from csoa_nb.core.scores import MapSet
+from csoa_nb.data.sampler import ClassBalancedBatchSampler
 
 __all__ = [
-    "AMP_DTYPES",
-    "Amp",
     "DistEnv",
     "DistributedClassBalancedBatchSampler",
     "all_reduce_sum",
     "any_rank",
-    "autocast_context",
     "barrier",
     "broadcast_from_main",
     "cleanup",
     "control_group",
-    "fp32_region",
     "gather_eval",
     "init_distributed",
     "is_main",
-    "make_amp",
+    "main_first",
+    "on_shards",
     "read_env",
     "shard_indices",
     "sync_buffers",
     "wait_for_main",
+    "wrap_ddp",
 ]
 
 #: Environment variables torchrun sets for every worker.
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                  "MASTER_PORT")
-
-#: Autocast precisions accepted by :func:`make_amp` ("auto": bf16 where the device has it).
-AMP_DTYPES = ("auto", "bf16", "fp16")
 
 
 # ------------------------------------------------------------------------------ process group
@@ -241,6 +233,34 @@ def wait_for_main(env: DistEnv, group: Any = None) -> None:
         dist.barrier(group=group)
 
 
+@contextmanager
+def main_first(env: DistEnv, group: Any = None) -> Iterator[None]:
+    """Run the block on rank 0, then on the other ranks (a no-op in one process): rank 0 makes
+    what the others then read (the generated data, the pretraining stage)."""
+    if not env.distributed:
+        yield
+        return
+    if not env.is_main:
+        wait_for_main(env, group)
+    yield
+    if env.is_main:
+        wait_for_main(env, group)
+
+
+def wrap_ddp(model: torch.nn.Module, env: DistEnv, device: torch.device) -> torch.nn.Module:
+    """`model` for training: DDP-wrapped under torchrun (after a checkpoint is loaded; DDP then
+    broadcasts rank 0's parameters and buffers), `model` itself in one process. Every parameter
+    of the network gets a gradient at every step, so `find_unused_parameters` stays off (DDP
+    says so loudly if a method ever leaves one out)."""
+    if not env.distributed:
+        return model
+    cuda = device.type == "cuda"
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if cuda else None,
+        find_unused_parameters=False, broadcast_buffers=True,
+    )
+
+
 def sync_buffers(module: torch.nn.Module, env: DistEnv) -> None:
     """Rank 0's buffers (BatchNorm's running statistics) on every rank, in place. DDP
     broadcasts them at the start of each training forward only, so after the last step each
@@ -381,13 +401,13 @@ def _is_per_image(value: Any) -> bool:
 
 
 def gather_eval(
-    maps: dict[str, Any],
+    maps: MapSet,
     env: DistEnv,
     *,
     indices: Sequence[int] | Tensor | None = None,
     total: int | None = None,
-) -> dict[str, Any]:
-    """Reassemble sharded evaluation outputs (e.g. `csoa_nb.evaluate.collect_maps` of a
+) -> MapSet:
+    """Reassemble sharded evaluation outputs (e.g. `csoa_nb.engine.evaluate.collect_maps` of a
     shard) into the single-process result, on every rank.
 
     ``indices`` are the dataset indices of this rank's rows (default ``maps["index"]``),
@@ -455,79 +475,16 @@ def gather_eval(
     return out
 
 
-# --------------------------------------------------------------------------- mixed precision
-@dataclass
-class Amp:
-    """One run's mixed-precision policy: the autocast dtype (None: off) and, for float16 on
-    CUDA, the `GradScaler` whose state belongs in the checkpoint (``state_dict``)."""
-
-    device_type: str
-    dtype: torch.dtype | None = None
-    scaler: torch.amp.GradScaler | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.dtype is not None
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        """A fresh autocast context for one forward pass (a no-op when off)."""
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    def backward_step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """``loss.backward(); optimizer.step()``, through the scaler when there is one (a step
-        whose gradients overflowed is skipped and the scale lowered, as GradScaler does)."""
-        if self.scaler is None:
-            loss.backward()
-            optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.scaler is None else self.scaler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.scaler is not None and state:
-            self.scaler.load_state_dict(state)
-
-
-def make_amp(device_type: str, enabled: bool, dtype: str = "auto") -> Amp:
-    """The mixed-precision policy for ``device_type``.
-
-    * off (``enabled=False``): float32 everywhere, no scaler.
-    * CPU: bfloat16 autocast (``"auto"`` or ``"bf16"``); float16 is refused (CPU autocast's
-      float16 kernels are few and slow).
-    * CUDA: ``"bf16"``, or ``"auto"`` on a GPU that supports it (Ampere and newer): bfloat16,
-      no scaler (float32's exponent range, so gradients do not underflow). ``"fp16"``, or
-      ``"auto"`` on an older GPU: float16 with a `GradScaler` (float16 gradients underflow
-      below 6e-8 without loss scaling).
-    """
-    if device_type not in ("cpu", "cuda"):
-        raise ValueError(f"device type {device_type!r}: use cpu or cuda")
-    if dtype not in AMP_DTYPES:
-        raise ValueError(f"amp dtype {dtype!r}: choose one of {', '.join(AMP_DTYPES)}")
-    if not enabled:
-        return Amp(device_type)
-    if device_type == "cpu":
-        if dtype == "fp16":
-            raise ValueError("amp dtype fp16 on the CPU: use bf16 (or auto) there")
-        return Amp("cpu", torch.bfloat16)
-    if dtype == "auto":
-        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        dtype = "bf16" if bf16_ok else "fp16"
-    if dtype == "bf16":
-        return Amp("cuda", torch.bfloat16)
-    return Amp("cuda", torch.float16, torch.amp.GradScaler("cuda"))
-
-
-def autocast_context(
-    device_type: str, enabled: bool, dtype: str = "auto"
-) -> tuple[AbstractContextManager[Any], torch.amp.GradScaler | None]:
-    """``(autocast context, GradScaler or None)`` of :func:`make_amp` (one forward pass's
-    context; a trainer keeps the :class:`Amp` itself, whose scaler lives as long as the run)."""
-    amp = make_amp(device_type, enabled, dtype)
-    return amp.autocast(), amp.scaler
-
+def on_shards(
+    model: torch.nn.Module, env: DistEnv, size: int,
+    collect: Callable[[Sequence[int] | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """`collect(None)` in one process; under torchrun each rank calls `collect` on its shard of
+    `size` images (`shard_indices`) with rank 0's BatchNorm statistics (`sync_buffers` of
+    `model`), and the shards are gathered on every rank in dataset order, each image once
+    (`gather_eval`)."""
+    if not env.distributed:
+        return collect(None)
+    sync_buffers(model, env)
+    shard = shard_indices(size, env.world_size, env.rank)
+    return gather_eval(collect(shard), env, indices=shard, total=size)

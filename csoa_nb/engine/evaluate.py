@@ -38,10 +38,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from csoa_nb.base.checks import check_run_theta
 from csoa_nb.base.paths import project_root
 from csoa_nb.core.localize import REPORTED_THETAS, fuse_cams
-from csoa_nb.core.metrics import LocalizationEvaluator, MaxBoxAccV2, ten_crop_logits
+from csoa_nb.core.maxboxacc import MaxBoxAccV2
+from csoa_nb.core.metrics import LocalizationEvaluator
 from csoa_nb.core.models import CSoAOutput
 from csoa_nb.core.monitors import collapse_stats
-from csoa_nb.core.scores import Scores
+from csoa_nb.core.scores import MapSet, SampleCams, Scores
+from csoa_nb.core.ten_crop import ten_crop_logits
 from csoa_nb.data import WSOLTransform, collate_wsol, denormalize
 from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import THETA_DECIMALS, RunConfig
@@ -70,7 +72,7 @@ def collect_maps(
     device: torch.device | str = "cpu",
     batch_size: int = 64,
     autocast: Callable[[], AbstractContextManager[Any]] | None = None,
-) -> dict[str, Any]:
+) -> MapSet:
     """Ground-truth-class CAMs (float16), class scores, labels, boxes and masks of `dataset`;
     the network's forward pass inside `autocast()` if given (the trainer's per-epoch monitor
     in its training precision).
@@ -136,7 +138,7 @@ def box_mass_ratio(loc_maps: torch.Tensor, boxes: list[torch.Tensor]) -> torch.T
     return torch.tensor(ratios)
 
 
-def fused_chunks(maps: dict[str, Any], chunk: int = 128) -> Iterator[tuple[int, int, torch.Tensor]]:
+def fused_chunks(maps: MapSet, chunk: int = 128) -> Iterator[tuple[int, int, torch.Tensor]]:
     """`(start, stop, loc_maps)` for images ``start:stop`` of collected maps (`collect_maps`'
     form), `chunk` at a time: Eq. 13's fused map (`fuse_cams` of S_L and S_F) at image size,
     the map every box and pixel metric scores."""
@@ -151,7 +153,7 @@ def fused_chunks(maps: dict[str, Any], chunk: int = 128) -> Iterator[tuple[int, 
 
 
 def score_maps(
-    maps: dict[str, Any],
+    maps: MapSet,
     config: RunConfig,
     *,
     thetas: tuple[float, ...],
@@ -182,11 +184,10 @@ def score_maps(
     )
 
 
-def box_hits(maps: dict[str, Any], chunk: int = 128) -> np.ndarray:
-    """Per-image BoxAcc hits of collected maps (`collect_maps`' form): bool ``N x 3 x 100``
-    (IoU 30/50/70 x CAM thresholds 0.00-0.99), from Eq. 13's fused map as `score_maps` scores
-    it; the mean over images, maxed over thresholds and averaged over IoU levels, is the run's
-    MaxBoxAccV2 (`csoa_nb.core.metrics.MaxBoxAccV2.image_hits`)."""
+def box_hits(maps: MapSet, chunk: int = 128) -> np.ndarray:
+    """Per-image BoxAcc hits, bool ``N x 3 x 100`` (IoU 30/50/70 x thresholds 0.00-0.99), of
+    Eq. 13's fused maps as `score_maps` scores them; their mean over images, maxed over
+    thresholds and averaged over IoUs, is MaxBoxAccV2 (`MaxBoxAccV2.image_hits`)."""
     metric = MaxBoxAccV2()
     return np.concatenate([metric.image_hits(loc_maps, maps["boxes"][start:stop])
                            for start, stop, loc_maps in fused_chunks(maps, chunk)])
@@ -199,7 +200,7 @@ def sample_cams(
     *,
     device: torch.device | str = "cpu",
     count: int = SAMPLE_COUNT,
-) -> dict[str, Any]:
+) -> SampleCams:
     """A few test images (uint8, H x W x 3) with all-class CAMs, for figures and widgets."""
     model.eval()
     step = max(len(dataset) // count, 1)

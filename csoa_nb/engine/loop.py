@@ -65,7 +65,7 @@ def run_epoch(
     is not finite; `scheduler` (if given) steps after every optimizer step (an epoch-wise
     scheduler is the caller's); `postfix` gives the progress bar's text after each step;
     `backward_step(loss, optimizer)` replaces `loss.backward(); optimizer.step()` (mixed
-    precision's loss scaling, `csoa_nb.engine.distributed.Amp.backward_step`).
+    precision's loss scaling, `csoa_nb.base.precision.Amp.backward_step`).
     """
     totals = EpochTotals()
     bar = tqdm(loader, total=total, desc=desc, disable=not progress, leave=False)

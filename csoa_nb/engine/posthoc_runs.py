@@ -7,7 +7,7 @@
   maps of the run's sample images (`cams.npz`'s images) for figures. The class scores are the
   network's own (the maps change, not the classifier).
 * `backfill(run_dir)`: `val_maps.npz` and `protocol.json` of a run finished before the trainer
-  wrote them, from its final weights (`csoa_nb.engine.train.load_final_model`), by the same
+  wrote them, from its final weights (`csoa_nb.engine.builders.load_final_model`), by the same
   functions the trainer's finalize step calls: a re-made file equals the one a fresh run
   writes.
 
@@ -27,8 +27,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from csoa_nb.core.scores import MapSet
 from csoa_nb.data import collate_wsol
 from csoa_nb.engine.arrays import FILES
+from csoa_nb.engine.builders import load_final_model
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import collect_maps, collect_masks
@@ -47,7 +49,6 @@ from csoa_nb.engine.runs import (
     save_torch,
     write_json,
 )
-from csoa_nb.engine.train import load_final_model
 from csoa_nb.methods.posthoc import POSTHOC_KINDS, default_target_layer, posthoc_maps
 
 __all__ = ["POSTHOC_FILE", "POSTHOC_CAMS_FILE", "backfill", "posthoc_collect", "posthoc_scores",
@@ -61,7 +62,7 @@ POSTHOC_CAMS_FILE = FILES["posthoc"]
 
 def posthoc_collect(
     model: nn.Module, dataset: Dataset, config: RunConfig, kind: str, *, batch_size: int = 32
-) -> dict[str, Any]:
+) -> MapSet:
     """`collect_maps`' form for post-hoc map `kind` of the ground-truth class: `cam_last` the
     library's maps (``N x H x W`` at image size, float16); the class scores, labels, boxes,
     masks and image size are `collect_maps`' (the network's own: only the maps change)."""

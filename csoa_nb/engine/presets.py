@@ -76,7 +76,7 @@ _PAPER_ILSVRC: dict[str, Any] = dict(
 @dataclass(frozen=True)
 class Preset:
     """A named starting point for runs: its `RunConfig` settings, the seeds its sweeps use
-    (`csoa_nb.engine.results`), and its variants by data set (fields that replace the
+    (`csoa_nb.engine.sweeps`), and its variants by data set (fields that replace the
     settings when a run overrides `dataset` with that key)."""
 
     settings: dict[str, Any]

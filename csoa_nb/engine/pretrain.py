@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 
 from csoa_nb.base.cache import find_cached, stable_hash
 from csoa_nb.base.paths import project_path
+from csoa_nb.base.precision import make_amp
 from csoa_nb.core.models import CSoANet, EmbeddingNet
 from csoa_nb.data import CUB200, Difficulty, WSOLTransform, collate_wsol, make_dataset
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.distributed import make_amp
 from csoa_nb.engine.loop import NonFiniteLossError, run_epoch
 from csoa_nb.engine.runs import run_lock, save_torch, write_json
 

@@ -24,7 +24,7 @@ The choices, all on the validation split:
   highest (MaxBoxAcc's best threshold, `Scores.best_threshold[50]`; Choe et al.'s
   "optimal threshold"), kept inside ``[THETA_FLOOR, 1 - THETA_FLOOR]``;
 * hyperparameters: among the runs of a method's grid (`MethodSpec.search`, the sweep
-  "wsol_search" of `csoa_nb.engine.results`), the one with the highest validation
+  "wsol_search" of `csoa_nb.engine.sweeps`), the one with the highest validation
   MaxBoxAccV2 (`choose_best`).
 """
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from csoa_nb.core.scores import Scores
+from csoa_nb.core.scores import MapSet, Scores
 from csoa_nb.engine.arrays import FILES
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import has_val_split
@@ -126,7 +126,7 @@ def choose_theta(val: Scores, iou: int = SELECTION_IOU) -> float:
 
 
 def protocol_scores(
-    val_maps: dict[str, Any], test_maps: dict[str, Any], config: RunConfig
+    val_maps: MapSet, test_maps: MapSet, config: RunConfig
 ) -> ProtocolScores:
     """Choose theta on `val_maps`, then score `test_maps` there (maps in `collect_maps`'
     form, with masks for PxAP). Each split is scored once with the full metrics."""
@@ -139,7 +139,7 @@ def protocol_scores(
 
 
 def write_protocol(
-    run_dir: Path, config: RunConfig, val_maps: dict[str, Any], test_maps: dict[str, Any]
+    run_dir: Path, config: RunConfig, val_maps: MapSet, test_maps: MapSet
 ) -> ProtocolScores:
     """Score a run under the protocol and write `val_maps.npz` and `protocol.json` into it."""
     scores = protocol_scores(val_maps, test_maps, config)
@@ -172,12 +172,11 @@ def read_protocol(run_dir: str | Path) -> ProtocolScores:
 
 
 def lacks_protocol(run_dir: str | Path, config: RunConfig) -> bool:
-    """True for a finished run of data with a validation split (`has_val_split`) whose folder
-    has no `protocol.json` yet (one finished before the trainer wrote it)."""
+    """True for a run of data with a validation split whose folder has no `protocol.json` yet."""
     return has_val_split(config) and not (Path(run_dir) / PROTOCOL_FILE).is_file()
 
 
-def load_val_maps(run_dir: str | Path) -> dict[str, Any]:
+def load_val_maps(run_dir: str | Path) -> MapSet:
     """The validation split's maps of a finished run (`val_maps.npz`)."""
     return load_arrays(run_dir, "val")
 

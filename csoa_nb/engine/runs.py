@@ -19,10 +19,11 @@ once for all the runs of a store, in `<store>/shared/` (`csoa_nb.engine.arrays`,
 says how the `.npz` files are written); `save_arrays` / `load_arrays` write and read a run's
 arrays of one kind in the dict form the engine works with.
 
-Every file is written to a temporary name, fsynced and renamed (and the folder fsynced), so a
-killed run never leaves a torn file; temporary files of a failed write are removed, and those of
-a killed process are removed when the run is next opened. `metrics.jsonl` is appended one line
-per epoch; a torn last line (a kill or a full disk during the append) is dropped on reading.
+Every file is written to a temporary name, fsynced and renamed (and the folder fsynced;
+`csoa_nb.base.files`), so a killed run never leaves a torn file; temporary files of a failed
+write are removed, and those of a killed process are removed when the run is next opened.
+`metrics.jsonl` is appended one line per epoch; a torn last line (a kill or a full disk during
+the append) is dropped on reading.
 A finished run (one with `results.json`) found under `output_dir` or any of `results_dirs` (the
 committed `results/runs/`) is loaded instead of retrained. A run folder is trained by one process
 at a time: `run_lock` holds an exclusive `fcntl` lock on `<run folder>/.lock`.
@@ -44,8 +45,9 @@ from typing import Any
 import torch
 
 from csoa_nb.base.cache import find_cached
+from csoa_nb.base.files import replace_atomic, write_atomic
 from csoa_nb.base.paths import disk_full_error, project_path
-from csoa_nb.core.scores import Scores
+from csoa_nb.core.scores import MapSet, SampleCams, Scores
 from csoa_nb.engine.arrays import (
     FILES,
     LEGACY_FILES,
@@ -86,15 +88,14 @@ class RunResult:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The scores' flat form, as `results.json` holds them (`Scores.to_record`): the
-        columns of `csoa_nb.engine.results.runs_frame`."""
+        """The scores' flat form, as in `results.json` and `runs_frame` (`Scores.to_record`)."""
         return self.scores.to_record()
 
-    def cams(self) -> dict[str, Any]:
+    def cams(self) -> SampleCams:
         """The sample of test images and CAMs saved for figures (`cams.npz`)."""
         return load_arrays(self.run_dir, "sample")
 
-    def eval_maps(self) -> dict[str, Any]:
+    def eval_maps(self) -> MapSet:
         """Ground-truth-class CAMs and class scores of the whole test set (`eval_maps.npz`)."""
         return load_arrays(self.run_dir, "test")
 
@@ -203,79 +204,35 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: What a second try does after a full disk, in the run store's messages.
+_RESUME = "the run resumes from its last checkpoint"
 
 
 def _disk_error(error: OSError, path: Path) -> OSError:
-    return disk_full_error(error, path.parent, path.name,
-                           "the run resumes from its last checkpoint")
-
-
-def _write_via_tmp(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)`, fsync, rename over `path`, fsync the folder; no temp file survives a
-    failure, and a full disk says so."""
-    tmp = _tmp_name(path)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise _disk_error(error, path) from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
-    _write_via_tmp(path, lambda tmp: tmp.write_bytes(data))
+    return disk_full_error(error, path.parent, path.name, _RESUME)
 
 
 def write_json(path: Path, payload: Any) -> None:
-    write_atomic(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(),
+                 then=_RESUME)
 
 
 def save_torch(path: Path, payload: Any) -> None:
-    """`torch.save` through a temporary file, fsync and an atomic rename. torch writes into a
-    Python file object, so a full disk is the `OSError` it is (given a path, torch's own
-    writer says only "unexpected pos")."""
+    """`torch.save` through a temporary file, fsync and an atomic rename (`replace_atomic`).
+    torch writes into a Python file object, so a full disk is the `OSError` it is (given a
+    path, torch's own writer says only "unexpected pos")."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             torch.save(payload, handle)
 
-    _write_via_tmp(path, write)
-
-
-def remove_stale_tmp(folder: Path) -> list[Path]:
-    """Delete the temporary files (`.<name>.<pid>.tmp`) that `_write_via_tmp` left behind when
-    its process was killed. Call it holding `run_lock(folder)`: no live writer is there then.
-    Only names of that exact form are touched."""
-    removed = []
-    for path in folder.glob(".*.tmp"):
-        stem, _, pid = path.name[: -len(".tmp")].rpartition(".")
-        if stem and pid.isdigit() and path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
+    replace_atomic(path, write, then=_RESUME)
 
 
 CONVERT_COMMAND = "python -m csoa_nb.engine.convert_runs"
 
 
-def save_arrays(run_dir: Path, kind: str, maps: dict[str, Any]) -> Path:
+def save_arrays(run_dir: Path, kind: str, maps: MapSet | SampleCams | dict[str, Any]) -> Path:
     """Write a run's arrays of `kind` (`csoa_nb.engine.arrays.FILES`): its own into its folder,
     the data set's into `<store>/shared/` unless that file is there already (same name, same
     bytes). Each file is written atomically; returns the run's file."""
@@ -290,9 +247,9 @@ def save_arrays(run_dir: Path, kind: str, maps: dict[str, Any]) -> Path:
                 path.parent.mkdir(exist_ok=True)
             except OSError as error:
                 raise _disk_error(error, path) from error
-            write_atomic(path, npz_bytes(shared, {"kind": kind}))
+            write_atomic(path, npz_bytes(shared, {"kind": kind}), then=_RESUME)
     path = run_dir / FILES[kind]
-    write_atomic(path, npz_bytes(own, meta))
+    write_atomic(path, npz_bytes(own, meta), then=_RESUME)
     return path
 
 
@@ -308,7 +265,7 @@ def _read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         ) from None
 
 
-def load_arrays(run_dir: str | Path, kind: str) -> dict[str, Any]:
+def load_arrays(run_dir: str | Path, kind: str) -> MapSet | SampleCams | dict[str, Any]:
     """A run's arrays of `kind` (`save_arrays`), joined with the data set's shared arrays.
 
     Raises:
@@ -361,7 +318,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 def truncate_jsonl(path: Path, keep_epochs: int) -> None:
     """Drop history lines of epochs that the checkpoint does not hold (after a kill)."""
     records = [r for r in read_jsonl(path) if r.get("epoch", 0) <= keep_epochs]
-    write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+    write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode(),
+                 then=_RESUME)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ __all__ = [
 
 #: CSoA, its parts and our ablation: the methods of the paper's Table 1.
 CSOA_SPECS: tuple[MethodSpec, ...] = (cam.CAM, csoa.TWOHEAD, csoa.CONFSEG, csoa.COAUG, csoa.CSOA)
-#: The WSOL methods CSoA is compared with (issue #17, under Choe et al.'s protocol).
+#: The WSOL methods CSoA is compared with, under Choe et al.'s protocol.
 WSOL_SPECS: tuple[MethodSpec, ...] = (has.HAS, acol.ACOL, adl.ADL, cutmix.CUTMIX)
 #: Every trainable method, in table order.
 SPECS: tuple[MethodSpec, ...] = CSOA_SPECS + WSOL_SPECS
@@ -75,7 +75,7 @@ def _method_row(spec: MethodSpec) -> TableRow:
     return TableRow(spec.key, spec, {"coaug_background": "paper"} if spec.parts.coaug else {})
 
 
-#: The rows of Table 1 (the Table 1 sweep, `csoa_nb.engine.results`): every method of
+#: The rows of Table 1 (the Table 1 sweep, `csoa_nb.engine.sweeps`): every method of
 #: `CSOA_SPECS` as it is, then our variants.
 TABLE1_ROWS: tuple[str, ...] = (
     *(spec.key for spec in CSOA_SPECS), *(row.key for row in _FIX_ROWS)
@@ -125,8 +125,7 @@ def method_spec(key: str) -> MethodSpec:
 
 
 def settings_table() -> dict[str, Setting]:
-    """Every setting of every method of `METHODS` (as it is now): flat `RunConfig` field name
-    -> `Setting` (default, label, search grid), in the registry's order.
+    """Every method's settings, now: flat `RunConfig` field name -> `Setting`, registry order.
 
     Raises:
         ValueError: two settings classes declare one name differently.
@@ -167,10 +166,8 @@ def _table_number(table: int | str) -> int:
 
 
 def paper_rows(table: int | str = 1) -> dict[str, str]:
-    """The paper's row names of Table `table` -> the keys of our rows (`ROWS`) that stand for
-    them, in the paper's order: Table 1's method rows (`MethodSpec.paper_row`), the VGG16 rows
-    of the comparison Tables 4-6 that we re-implement (`COMPARISON_ROWS`); empty for Tables 2
-    and 3, whose rows are settings of CSoA, not methods. Post-hoc rows: `posthoc_paper_rows`.
+    """Table `table`'s row names in the paper -> the keys of our rows, in the paper's order
+    (Table 1: `MethodSpec.paper_row`; 4-6: `COMPARISON_ROWS`; 2 and 3, settings of CSoA: none).
 
     Raises:
         ValueError: `table` is not one of the paper's Tables 1-6.
@@ -182,8 +179,7 @@ def paper_rows(table: int | str = 1) -> dict[str, str]:
 
 
 def posthoc_paper_rows(table: int | str) -> dict[str, str]:
-    """The paper's row names of Table `table` -> the post-hoc map kinds of ours that stand for
-    them (`POSTHOC_PAPER_ROWS`); empty where the table has none.
+    """Table `table`'s row names in the paper -> our post-hoc map kinds (`POSTHOC_PAPER_ROWS`).
 
     Raises:
         ValueError: `table` is not one of the paper's Tables 1-6.

@@ -17,8 +17,7 @@ is min-max normalised per image before thresholding, the erasure keeps positions
 gradient, and without labels (inference) branch A's predicted class drives the erasure. One
 difference is ours: the backbone is the run's, shared with every method (its 2x2 stride-2 max
 pools), where the reference's ACoL VGG16 uses 3x3 stride-2 max pools and stride-1 pools after
-conv4_3 and conv5_3; the effect of that difference is not measured here. (The smoothing pool
-came with `ACOL.version` 2; runs of version 1 fed the raw features, and their hashes differ.)
+conv4_3 and conv5_3; the effect of that difference is not measured here.
 Each branch here is the project's :class:`csoa_nb.core.models.CAMHead` (two 3x3
 convolutions and a 1x1 classifier, the head shape ACoL and wsolevaluation use on VGG16), whose
 output is the CAM and whose global average gives the logits (CAM's Eq. 1).
@@ -44,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from csoa_nb.core.backbones import Backbone
 from csoa_nb.core.localize import normalize_cam
-from csoa_nb.core.models import Backbone, CAMHead, CSoANet, CSoAOutput, cam_logits
+from csoa_nb.core.models import CAMHead, CSoANet, CSoAOutput, cam_logits
 from csoa_nb.methods.settings import setting
 from csoa_nb.methods.spec import MethodSpec, Parts
 
@@ -114,24 +114,14 @@ def _check_labels(labels: object, batch: int, num_classes: int) -> Tensor:
 
 
 def smooth_features(features: Tensor) -> Tensor:
-    """The 3x3 stride-1 average pool (padding 1, zeros counted) that the reference ACoL applies
-    to the backbone's features before both branches: same shape as ``features``."""
+    """The reference ACoL's 3x3 stride-1 average pool (padding 1, zeros counted), same shape."""
     return F.avg_pool2d(features, kernel_size=3, stride=1, padding=1)
 
 
 def erase_high_activation(features: Tensor, cam: Tensor, delta: float) -> Tensor:
-    """Erase from ``features`` where the normalised ``cam`` reaches ``delta`` (ACoL, Sec. 3.2).
-
-    Args:
-        features: float tensor ``B x K x h x w``, the input of both branches.
-        cam: float tensor ``B x h x w``, branch A's raw CAM of one class per image.
-        delta: threshold in ``[0, 1]`` on ``normalize_cam(cam)`` (per-image min-max).
-
-    Returns:
-        ``features * mask`` with ``mask[b, i, j] = 0`` where the normalised map is ``>= delta``
-        and 1 elsewhere, shared by all K channels. The mask is computed without gradient; the
-        gradient still flows through the kept features. A constant map normalises to zeros
-        and erases nothing (for ``delta > 0``).
+    """Zero ``features`` (``B x K x h x w``) where branch A's raw ``cam`` (``B x h x w``),
+    min-max normalised per image, is ``>= delta`` (ACoL, Sec. 3.2). The mask carries no
+    gradient and a constant map erases nothing (for ``delta > 0``).
 
     Raises:
         ValueError: shapes that do not match, or ``delta`` outside ``[0, 1]``.
@@ -193,17 +183,11 @@ def acol_loss(output: ACoLOutput, labels: Tensor) -> Tensor:
 
 
 def acol_map(cams_a: Tensor, cams_b: Tensor, labels: Tensor) -> Tensor:
-    """ACoL's localization map (Sec. 3.3): ``max(norm(A_y), norm(B_y))``, ``B x h x w``.
+    """ACoL's localization map (Sec. 3.3): ``max(norm(A_y), norm(B_y))``, ``B x h x w`` in [0, 1].
 
-    Args:
-        cams_a, cams_b: raw CAMs ``B x C x h x w`` of the two branches.
-        labels: the class per image (ground truth, or the prediction at test time), ``B``.
-
-    Returns:
-        Float tensor ``B x h x w`` in ``[0, 1]``: each branch's map of ``labels`` min-max
-        normalised per image (:func:`csoa_nb.core.localize.normalize_cam`), then the elementwise
-        maximum. Like ``csoa_nb.core.localize.fuse_cams``, thresholding it at ``theta`` is the union
-        of the two thresholded maps.
+    ``y`` is ``labels`` (ground truth, or the prediction at test time), ``norm`` a per-image
+    min-max; as with ``fuse_cams``, thresholding it at theta is the union of the two
+    thresholded maps.
     """
     if cams_a.shape != cams_b.shape or cams_a.ndim != 4:
         raise ValueError(f"cams_a and cams_b must both be B x C x h x w, got "
@@ -268,5 +252,5 @@ ACOL = MethodSpec(
     summary="two branches, B reads the features A's CAM leaves (Zhang et al., CVPR 2018)",
     settings=ACoLSettings,
     model=acol_model,
-    version=2,  # 2: the reference's 3x3 average pool before both branches
+    version=2,  # 2: the reference's 3x3 average pool before both branches; 1: raw features
 )

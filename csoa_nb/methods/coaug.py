@@ -6,20 +6,18 @@ maps both, plus the confidently-background part ``(1 - S) * Mask_hat * I``, to v
 F_m, B_m, Mask_B^m (Eq. 8, 10). A metric loss over the pairs of a batch (Eq. 12) wants
 foreground and background far apart (D_cam, Eq. 9), the background close to its confident
 part (D_back, Eq. 10), same-class foregrounds close and different-class foregrounds far
-apart (D_mn, Eq. 11). :class:`ClassBalancedBatchSampler` builds the batches of Sec. 4.1.
-:class:`CoAugSettings` are the settings of the methods that train it (CoAug, CSoA).
+apart (D_mn, Eq. 11); its batches are Sec. 4.1's class-balanced ones
+(:class:`csoa_nb.data.sampler.ClassBalancedBatchSampler`). :class:`CoAugSettings` are the
+settings of the methods that train it (CoAug, CSoA).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Sampler
 
 from csoa_nb.base.checks import check_choice
 from csoa_nb.methods.confseg import class_map, confidence_mask
@@ -33,7 +31,6 @@ BACKGROUNDS = ("paper", "below_mean")
 __all__ = [
     "BACKGROUNDS",
     "REDUCTIONS",
-    "ClassBalancedBatchSampler",
     "CoAugSettings",
     "background_mask",
     "class_map",
@@ -77,22 +74,9 @@ class CoAugSettings:
 def foreground_map(
     cam_last: Tensor, labels: Tensor, size: tuple[int, int] | torch.Size, eps: float = 1e-6
 ) -> Tensor:
-    """S_l^{c_m} of Eq. 8 as a ``B x 1 x H x W`` map in [0, 1] at image size ``size``.
-
-    The class map ``S = cam_last[m, labels[m]]`` is normalised per map as
-    ``relu(S) / (max relu(S) + eps)`` (not min-max) and upsampled bilinearly
-    (``align_corners=False``; a convex combination, so it stays in [0, 1]).
-
-    Why ReLU-max and not min-max: Eq. 8-12 are symmetric in F and B, so with min-max
-    normalisation a map that is dark on the object and bright elsewhere is just as good a
-    minimum of Eq. 12 as the right one; a throwaway experiment (notes) collapsed to exactly
-    such an inverted map. ReLU-max keeps zero as "background": negative evidence never counts
-    as object, and only positive class evidence (which the GAP classifier of Eq. 1 must place
-    on class-discriminative pixels) can make a pixel foreground. This anchors which side is
-    the object. A map that is negative everywhere gives an all-zero foreground.
-
-    Gradients flow through the map into ``cam_last``: that is how CoAug regulates the CAM.
-    """
+    """S_l^{c_m} of Eq. 8, ``B x 1 x H x W`` in [0, 1]: ``relu(S) / (max relu(S) + eps)``,
+    upsampled bilinearly to ``size``, with gradient. ReLU-max, not min-max: Eq. 8-12 are
+    symmetric in F and B, and zero kept as background stops an inverted map minimising Eq. 12."""
     cam = F.relu(class_map(cam_last, labels))
     cam = cam / (cam.amax(dim=(-2, -1), keepdim=True) + eps)
     return F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)
@@ -101,15 +85,9 @@ def foreground_map(
 def background_mask(cam: Tensor, background: str = "paper") -> Tensor:
     """Mask_hat of Eq. 10 for raw maps ``cam`` (``B x h x w``): float 0/1, no gradient.
 
-    * ``"paper"``: Eq. 3's binary confidence mask, ``|S - mu_1| > mu_2``, as written. For a
-      near-binary map with foreground fraction p it marks only the *smaller* side as
-      confident (p < 1/2: the object; p > 1/2: the background), so a correct map of an object
-      smaller than half the image has no confident background and the largest D_back; a
-      constant map has an empty mask and D_back = 0 (chapter 04 proves where this leads).
-    * ``"below_mean"`` (our extension, not the paper's): ``[S < mu_1]``, the pixels below the
-      map's mean. For a binary map this is exactly ``1 - S``, so ``(1 - S) * Mask_hat * I``
-      equals the background ``(1 - S) * I`` and D_back = 0 for every binary map, whatever its
-      foreground fraction.
+    ``"paper"``: Eq. 3's ``|S - mu_1| > mu_2`` as written, which marks only the smaller side of a
+    near-binary map, so an object under half the image has no confident background (chapter
+    04). ``"below_mean"`` (ours): ``[S < mu_1]``, ``1 - S`` for a binary map, so D_back = 0.
     """
     if background not in BACKGROUNDS:
         raise ValueError(f"unknown background {background!r}; choose one of "
@@ -127,23 +105,11 @@ def foreground_background(
     binary_mask: Tensor | None = None,
     background: str = "paper",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The three inputs of W_E in Eq. 8 and 10: ``S * I``, ``(1 - S) * I``,
-    ``(1 - S) * Mask_hat * I``.
+    """W_E's inputs in Eq. 8 and 10: ``S * I``, ``(1 - S) * I``, ``(1 - S) * Mask_hat * I``.
 
-    ``S`` is :func:`foreground_map` at the image size; ``Mask_hat`` is
-    :func:`background_mask` of the raw S_l^{c_m} in the reading ``background`` (``"paper"``:
-    Eq. 3's binary confidence mask) unless ``binary_mask`` is given, upsampled with nearest
-    neighbour to ``H x W``; it is a constant (no gradient). Images are the ImageNet-normalised
-    inputs, so "masked out" means the mean colour (zero).
-
-    Args:
-        images: I, ``B x 3 x H x W``.
-        cam_last: raw S_L, ``B x C x h x w``.
-        labels: class indices c_m, shape ``B``.
-        binary_mask: optional ``B x h x w`` 0/1 Mask_hat of S_l^{c_m}.
-        background: the reading of Eq. 10's Mask_hat (:data:`BACKGROUNDS`).
-
-    Returns ``(foreground, background, mask_background)``, each ``B x 3 x H x W``.
+    Each ``B x 3 x H x W``. ``S`` is :func:`foreground_map`; ``Mask_hat`` is ``binary_mask``
+    (``B x h x w``, 0/1) or else :func:`background_mask` of the raw class map in the reading
+    ``background``, upsampled nearest, no gradient. Masked out is zero, the mean colour.
     """
     if images.dim() != 4 or images.shape[0] != cam_last.shape[0]:
         raise ValueError(
@@ -251,98 +217,3 @@ def coaug_loss(
         diff = diff / diff_pairs.sum().clamp(min=1)
     loss = same + diff
     return loss, {"same": same, "diff": diff, "d_cam": d_cam.mean(), "d_back": d_back.mean()}
-
-
-class ClassBalancedBatchSampler(Sampler[list[int]]):
-    """Batches of ``classes_per_batch`` classes x ``batch_size // classes_per_batch`` images.
-
-    Sec. 4.1: "The batch size is set to 48 with at most 12 categories for each batch": CoAug
-    needs same-class pairs in every batch (Eq. 12). Each batch draws ``classes_per_batch``
-    distinct classes and ``k = batch_size // classes_per_batch`` images of each.
-
-    Within an epoch images are drawn without replacement: each class keeps a shuffled pool of
-    its images; classes are chosen among those with at least k images left, with probability
-    proportional to how many they have left (so pools drain evenly). Only when fewer than
-    ``classes_per_batch`` classes have k images left are classes with too few left used (those
-    with the most left first): such a class gives all it has left and is topped up with
-    other images of that class drawn at random (already used this epoch, so they repeat
-    within the epoch but not within the batch; only a class with fewer than k images in
-    total repeats images within a batch).
-
-    ``len(sampler) = len(labels) // batch_size``. The order is a deterministic function of
-    ``(seed, epoch)``; call :meth:`set_epoch` at each epoch to get a different one.
-    """
-
-    def __init__(
-        self,
-        labels: Sequence[int],
-        batch_size: int = 48,
-        classes_per_batch: int = 12,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        labels_array = np.asarray(labels, dtype=np.int64)
-        if labels_array.ndim != 1:
-            raise ValueError(f"labels must be a flat sequence of ints, got shape "
-                             f"{labels_array.shape}")
-        if batch_size < 1 or classes_per_batch < 1 or batch_size % classes_per_batch != 0:
-            raise ValueError(
-                f"batch_size ({batch_size}) must be a positive multiple of classes_per_batch "
-                f"({classes_per_batch})"
-            )
-        classes = np.unique(labels_array)
-        if classes_per_batch > len(classes):
-            raise ValueError(
-                f"classes_per_batch ({classes_per_batch}) exceeds the number of classes present "
-                f"in labels ({len(classes)}): lower classes_per_batch"
-            )
-        if len(labels_array) < batch_size:
-            raise ValueError(
-                f"only {len(labels_array)} labels for batch_size {batch_size}: no full batch"
-            )
-        self.batch_size = batch_size
-        self.classes_per_batch = classes_per_batch
-        self.per_class = batch_size // classes_per_batch
-        self.seed = seed
-        self.epoch = 0
-        self._by_class = [np.flatnonzero(labels_array == c) for c in classes]
-        self._num_samples = len(labels_array)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` (a deterministic function of ``(seed, epoch)``)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self._num_samples // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        pools = [list(rng.permutation(idx)) for idx in self._by_class]
-        k = self.per_class
-        for _ in range(len(self)):
-            left = np.array([len(p) for p in pools])
-            full = np.flatnonzero(left >= k)
-            if len(full) >= self.classes_per_batch:
-                chosen = rng.choice(full, self.classes_per_batch, replace=False,
-                                    p=left[full] / left[full].sum())
-            else:
-                # the classes with the most images left (random tie-break) fill the batch
-                rest = np.flatnonzero(left < k)
-                rest = rest[np.lexsort((rng.random(len(rest)), -left[rest]))]
-                chosen = np.concatenate([full, rest[: self.classes_per_batch - len(full)]])
-            batch: list[int] = []
-            for c in chosen:
-                take = pools[c][:k]
-                del pools[c][:k]
-                if len(take) < k:
-                    take += self._top_up(rng, c, take, k - len(take))
-                batch += [int(i) for i in take]
-            yield batch
-
-    def _top_up(self, rng: np.random.Generator, c: int, taken: list[int], need: int) -> list[int]:
-        """``need`` more images of class ``c``: distinct from ``taken`` while the class has
-        enough, repeated only for a class with fewer than k images in total."""
-        others = np.setdiff1d(self._by_class[c], taken)
-        if len(others) >= need:
-            return list(rng.choice(others, need, replace=False))
-        return list(others) + list(rng.choice(self._by_class[c], need - len(others)))

@@ -88,10 +88,7 @@ def _check_params(beta: object, prob: object) -> tuple[float, float]:
 
 
 def _beta_sample(beta: float, generator: torch.Generator | None) -> float:
-    """One draw of ``Beta(beta, beta)``, reproducible from the torch ``generator``.
-
-    torch's Beta sampler takes no generator, so a NumPy generator is seeded from it.
-    """
+    """One draw of ``Beta(beta, beta)`` by NumPy, seeded from ``generator`` (torch's takes none)."""
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     return float(np.random.default_rng(seed).beta(beta, beta))
 

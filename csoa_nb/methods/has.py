@@ -104,19 +104,9 @@ def hide_patches(
     generator: torch.Generator | None = None,
     fill: float = 0.0,
 ) -> Tensor:
-    """Hide-and-Seek on a batch (training time only; Singh and Lee, Sec. 3.1).
-
-    Args:
-        images: float tensor ``B x C x H x W`` (ImageNet-normalised). Not modified.
-        grid_size: patch side ``S`` in pixels (>= 1).
-        hide_prob: probability of hiding each patch, in ``[0, 1]``.
-        generator: CPU ``torch.Generator`` for the draws (``None``: the global one); the cells
-            are those of :func:`hidden_cells` with the same generator.
-        fill: value of hidden pixels (0 = the data mean after normalisation, Sec. 3.2).
-
-    Returns:
-        A new tensor like ``images`` where every pixel of a hidden cell, in every channel, is
-        ``fill``; every other pixel is unchanged. Each image draws its own cells.
+    """Hide-and-Seek on a batch (Singh and Lee, Sec. 3.1): a new tensor whose hidden
+    ``grid_size``-pixel cells (:func:`hidden_cells` of ``generator``, each image its own) are
+    ``fill`` in every channel (0: the data mean after normalisation, Sec. 3.2).
 
     Raises:
         ValueError: ``images`` not a 4-dim float tensor; bad ``grid_size`` or ``hide_prob``.

@@ -22,9 +22,7 @@ __all__ = ["Setting", "build_settings", "setting", "setting_table", "settings_fi
 
 
 def setting(default: Any, *, label: str, search: Iterable[Any] = ()) -> Any:
-    """A field of a settings class: its `default`, its `label` in tables, and the values
-    `search` of the grid its method's hyperparameter is chosen from on the validation split
-    (`csoa_nb.engine.protocol`; empty: not searched)."""
+    """A settings field: its `default`, table `label` and protocol `search` grid (empty: none)."""
     return dataclasses.field(default=default, metadata={"label": label, "search": tuple(search)})
 
 

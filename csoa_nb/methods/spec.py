@@ -100,10 +100,8 @@ class MethodSpec:
 
     @property
     def search(self) -> dict[str, tuple[Any, ...]]:
-        """The grid its hyperparameters are chosen from on the validation split under Choe et
-        al.'s protocol (`csoa_nb.engine.protocol`; the `search` of its settings' fields):
-        `RunConfig` field -> values, the default among them; empty for the methods of the
-        paper's Table 1, whose settings are the paper's."""
+        """`RunConfig` field -> the values Choe et al.'s protocol chooses it from (`setting`'s
+        `search`); empty for Table 1's methods, whose settings are the paper's."""
         return {item.name: item.search for item in settings_fields(self.settings)
                 if item.search}
 

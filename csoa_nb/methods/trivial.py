@@ -62,12 +62,9 @@ def _check_sigma(sigma: object) -> float:
 
 def full_image_maps(batch: int, h: int, w: int, device: torch.device | str | None = None,
                     dtype: torch.dtype = torch.float32) -> Tensor:
-    """The "whole image" baseline: ones with a 0 in the top-left cell, ``batch x h x w``.
-
-    Its Eq. 13 box is the full image at every theta in ``[0, 1)`` (see the module docstring
-    for why the map cannot be constant). ``h`` and ``w`` must be at least 2, so that the
-    0 cell leaves every row and every column some passing cell.
-    """
+    """The "whole image" baseline, ``batch x h x w``: ones but a 0 in the top-left cell, whose
+    Eq. 13 box is the full image at every theta in ``[0, 1)`` (a constant map would give none:
+    module docstring). ``h`` and ``w`` must be at least 2."""
     batch, h, w = _check_size(batch, h, w, 2)
     maps = torch.ones((batch, h, w), device=device, dtype=dtype)
     maps[:, 0, 0] = 0.0

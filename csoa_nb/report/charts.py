@@ -4,7 +4,7 @@ rankings.
 Each is a matplotlib `Figure`, not registered with pyplot, so a notebook cell that ends with
 one shows it once, without ``%matplotlib inline``: the first one enables the inline backend's
 display where the kernel uses it, as the runbook and ipykernel set it. Each returns through
-`csoa_nb.report.plots.fit_to_column` (the house style: at most the text column's width, no
+`csoa_nb.report.style.fit_to_column` (the house style: at most the text column's width, no
 text below 9 pt), and is laid out for that width: panels that would not fit side by side are
 stacked, legends of many methods go below the axes. Figures of maps are in
 `csoa_nb.report.plots`.
@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from csoa_nb import methods
-from csoa_nb.report.plots import COLUMN_WIDTH_IN, fit_to_column
+from csoa_nb.report.style import COLUMN_WIDTH_IN, fit_to_column
 from csoa_nb.report.tables import check_metrics, numeric, order_key, select
 from csoa_nb.report.vocabulary import MISSING, column_label, higher_is_better, row_label
 
@@ -54,21 +54,16 @@ def _figure(
 
 
 def _to_column(fig: Figure) -> Figure:
-    """`csoa_nb.report.plots.fit_to_column`: the house style's width, fonts and dpi; and a kernel
+    """`csoa_nb.report.style.fit_to_column`: the house style's width, fonts and dpi; and a kernel
     that can show the figure (`_enable_inline_display`)."""
     _enable_inline_display()
     return fit_to_column(fig, width=COLUMN_WIDTH_IN)
 
 
 def _enable_inline_display() -> None:
-    """Let an IPython kernel show the figures of this module, which pyplot does not manage.
-
-    IPython draws a bare `Figure` as a PNG once the inline backend has registered its
-    formatters, which it does when its module is imported; matplotlib imports the backend only
-    for the first pyplot figure, so a notebook that draws nothing but these figures would show
-    "<Figure size ...>" without ``%matplotlib inline``. Importing the module does nothing
-    outside IPython, or when the kernel's backend (``MPLBACKEND``) is another one.
-    """
+    """Let an IPython kernel show this module's figures, which pyplot does not manage: the inline
+    backend registers its PNG formatter when imported, and matplotlib imports it only for a
+    pyplot figure. Nothing happens outside IPython or under another ``MPLBACKEND``."""
     try:
         import matplotlib_inline.backend_inline  # noqa: F401  (registers on import)
     except ImportError:  # no IPython kernel packages: nothing to show figures in

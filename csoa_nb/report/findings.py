@@ -31,13 +31,27 @@ from csoa_nb.report.paper import paper_table
 from csoa_nb.report.stats import (
     Difference,
     Verdict,
+    Wording,
     bootstrap_difference,
     difference,
+    verdict_words,
     verdicts,
 )
 from csoa_nb.report.vocabulary import column_label, higher_is_better
 
 VERDICTS = ("reproduced", "opposite", "suggested", "not shown", "not testable here")
+#: A claim's verdict in words (`claim_word`): "reproduced (Holm, 17 tests)", "suggested (the
+#: paper's direction; unadjusted p = 0.048)", "not shown", "not testable here".
+CLAIM_WORDS = Wording("reproduced", "opposite",
+                      suggested="suggested ({side}; unadjusted p = {p:.3f})",
+                      suggested_sides=("the paper's direction", "the opposite direction"),
+                      one_seed="not testable here")
+#: A claim's verdict as its kind, one of `VERDICTS` (`verdict_kind`): no numbers.
+CLAIM_KINDS = Wording("reproduced", "opposite", holm=False, suggested="suggested",
+                      one_seed="not testable here")
+#: A change in either direction (`differences_frame`, `describe_differences`): "shown (Holm,
+#: 3 tests)", "suggested (unadjusted p = 0.031)", "not shown", "one seed".
+CHANGE_WORDS = Wording("shown", "shown", suggested="suggested (unadjusted p = {p:.3f})")
 
 
 @dataclass(frozen=True)
@@ -125,22 +139,12 @@ def measure(frame: pd.DataFrame, claim: Claim) -> tuple[Difference | None, pd.Da
 
 def verdict_kind(judged: Verdict | None) -> str:
     """One of `VERDICTS` for a claim's verdict (None: not measured)."""
-    if judged is None or judged.strength == "one seed":
-        return "not testable here"
-    if judged.strength in ("not shown", "suggested"):
-        return judged.strength
-    return "reproduced" if judged.sign > 0 else "opposite"
+    return verdict_words(judged, CLAIM_KINDS)
 
 
 def claim_word(judged: Verdict | None) -> str:
-    """The verdict of a claim in words: "reproduced (Holm, 17 tests)", "suggested (the
-    paper's direction; unadjusted p = 0.048)", "not shown", "not testable here"."""
-    if judged is None or judged.strength == "one seed":
-        return "not testable here"
-    if judged.strength == "suggested":
-        side = "the paper's direction" if judged.sign > 0 else "the opposite direction"
-        return f"suggested ({side}; unadjusted p = {judged.p:.3f})"
-    return judged.word("reproduced", "opposite")
+    """The verdict of a claim in words (`CLAIM_WORDS`; None: not measured)."""
+    return verdict_words(judged, CLAIM_WORDS)
 
 
 def _label(claim: Claim, key: str) -> str:
@@ -233,14 +237,6 @@ def _change_verdicts(candidates: dict[str, Difference]) -> dict[str, Verdict]:
     return dict(zip(candidates, judged, strict=True))
 
 
-def _change_word(judged: Verdict) -> str:
-    """"shown (Holm, 3 tests)", "suggested (unadjusted p = 0.031)", "not shown", "one seed"
-    (a change in either direction)."""
-    if judged.strength == "suggested":
-        return f"suggested (unadjusted p = {judged.p:.3f})"
-    return judged.word("shown", "shown")
-
-
 def differences_frame(candidates: dict[str, Difference], metric: str,
                       digits: int = 2) -> pd.DataFrame:
     """One row per named difference: mean, unadjusted 95 % CI, how it was paired, the
@@ -248,7 +244,7 @@ def differences_frame(candidates: dict[str, Difference], metric: str,
     judged = _change_verdicts(candidates)
     return pd.DataFrame([
         {"change": name, f"Δ {metric} (points)": diff.mean, "95 % CI": diff.interval(digits),
-         "test": diff.how(), "verdict": _change_word(judged[name])}
+         "test": diff.how(), "verdict": verdict_words(judged[name], CHANGE_WORDS)}
         for name, diff in candidates.items()
     ])
 
@@ -261,7 +257,7 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
     judged = _change_verdicts(candidates)
     lines = []
     for name, diff in candidates.items():
-        word = _change_word(judged[name])
+        word = verdict_words(judged[name], CHANGE_WORDS)
         if judged[name].strength == "one seed":
             lines.append(f"- {name}: {diff.mean:+.{digits}f} points, one seed, no interval.")
         elif judged[name].strength == "not shown":
@@ -314,7 +310,7 @@ def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
         for metric in metrics:
             diff, verdict_ = words[(key, metric)]
             row[column_label(metric)] = (f"{diff.mean:+.{digits}f} {diff.interval(digits)} "
-                                         f"{verdict_.word()}")
+                                         f"{verdict_words(verdict_)}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -334,7 +330,7 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
     `results`: `RunResult`s of Table 1's sweep (W_F after block 4 in `regime` is used).
     """
     from csoa_nb.engine.evaluate import box_hits
-    from csoa_nb.engine.results import regime_of
+    from csoa_nb.engine.sweeps import regime_of
 
     chosen = [r for r in results if regime_of(r.config) == regime
               and r.config.feature_block == 4]
@@ -358,7 +354,7 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
             "seeds": t_test.n,
             "Δ MaxBoxAccV2 (points)": f"{t_test.mean:+.{digits}f}",
             "t interval over seeds (95 %)": t_test.interval(digits),
-            "verdict (t, Holm)": verdict_.word(),
+            "verdict (t, Holm)": verdict_words(verdict_),
             "bootstrap, seeds and images (95 %)": boot.interval(digits),
         })
     return pd.DataFrame(rows)

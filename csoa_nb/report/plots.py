@@ -1,34 +1,23 @@
-"""The book's figures of data, maps and training, and its house style. Each function returns a
+"""The book's figures of data, maps and training. Each function returns a
 `matplotlib.figure.Figure`; captions and the prose that reads them are the notebook's job.
 Figures of results (our runs beside the paper's) are `csoa_nb.report.charts`'s.
-
-(Over 500 lines: one function per figure of chapters 01-05, each a few dozen lines of layout,
-plus the house style that every figure of the book, charts too, goes through.)
 
 Figures of maps take the CAM sample a run saves (`RunResult.cams()`, described in
 `csoa_nb.report.views`); the numbers they draw (binary maps, union, box, IoU, confidence mask,
 inner term, CoAug inputs) come from `csoa_nb.report.views.localize_one`, `confseg_one` and
 `coaug_views`, the functions the interactive widgets use too.
 
-Colours: ground-truth boxes green, predicted boxes red (dashed), the class part red in the data
-figures; CAMs are drawn with the "jet" colour map over the image, after upsampling and min-max
-normalisation (the maps Eq. 13 thresholds), with a colour bar on every figure that has one.
-
-House style (one place, `house_style`): every function here draws inside `book_style()` (the
-rc parameters of `BOOK_RC`: fonts of at least `MIN_FONT_PT` points) and returns its figure
-through `fit_to_column`: at most `COLUMN_WIDTH_IN` inches wide, the width of the book's text
-column, so that a point is a point as displayed, and `FIGURE_DPI` dots per inch for the PNG
-the notebook shows. Multi-panel figures put at most `MAX_PANELS_PER_ROW` panels in a row.
-`fit_to_column` also applies to figures made elsewhere (e.g. `csoa_nb.report.tables`).
+Every figure here follows the house style of `csoa_nb.report.style` (`house_style`: the book's
+rc parameters, at most the text column's width, fonts of at least 9 points, at most four panels
+to a row; its colours: ground-truth boxes green, predicted boxes red and dashed, the class part
+red in the data figures; CAMs drawn with the "jet" colour map over the image, after upsampling
+and min-max normalisation, with a colour bar on every figure that has one).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,24 +26,33 @@ import seaborn as sns
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
-from matplotlib.text import Text
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from csoa_nb.core.scores import SampleCams
 from csoa_nb.data.synthetic import Difficulty, render_sample
 from csoa_nb.data.transforms import denormalize
+from csoa_nb.report.style import (
+    COLUMN_WIDTH_IN,
+    GT_COLOR,
+    MAX_PANELS_PER_ROW,
+    MIN_FONT_PT,
+    PANEL_IN,
+    PART_COLOR,
+    PRED_COLOR,
+    draw_box,
+    draw_gt_boxes,
+    heat_bar,
+    hide_ticks,
+    house_style,
+    panel_grid,
+    show_heat,
+    show_image,
+    wrap_panels,
+)
 from csoa_nb.report.views import coaug_views, confseg_one, localize_one
 
 __all__ = [
-    "BOOK_RC",
-    "COLUMN_WIDTH_IN",
-    "FIGURE_DPI",
-    "MAX_PANELS_PER_ROW",
-    "MIN_FONT_PT",
-    "PANEL_IN",
-    "book_style",
-    "fit_to_column",
-    "house_style",
     "cam_grid",
     "cam_panel",
     "coaug_inputs",
@@ -66,10 +64,6 @@ __all__ = [
     "training_curves",
 ]
 
-GT_COLOR = "lime"
-PRED_COLOR = "red"
-PART_COLOR = "red"
-CAM_CMAP = "jet"
 #: Loss terms `training_curves` plots by default (`loss_<term>` keys of a run's history).
 DEFAULT_TERMS = ("total", "cls_last", "cls_feature", "inner", "coaug")
 #: Validation curves of `training_curves` (`history` keys) and their legend labels.
@@ -80,157 +74,7 @@ VAL_CURVES = {
 }
 
 
-#: Width of the book's text column in inches: the HTML theme's column is about 690 px wide,
-#: and a figure this wide is shown at 100 px per inch, so its font sizes read as printed.
-COLUMN_WIDTH_IN = 6.9
-#: Resolution of the figures' PNGs (the inline backend renders at the figure's dpi); the
-#: browser scales them down to the column, so they stay sharp on high-density screens.
-FIGURE_DPI = 150
-#: No text of a book figure is smaller than this, in points at the figure's own size.
-MIN_FONT_PT = 9.0
-#: Multi-panel figures wrap after this many panels.
-MAX_PANELS_PER_ROW = 4
-#: The rc parameters every figure of this module is drawn with (`book_style`).
-BOOK_RC: dict[str, Any] = {
-    "figure.figsize": (COLUMN_WIDTH_IN, 3.2),
-    "figure.dpi": FIGURE_DPI,
-    "savefig.dpi": FIGURE_DPI,
-    "font.size": 10.0,
-    "axes.titlesize": 10.0,
-    "axes.labelsize": 10.0,
-    "xtick.labelsize": 9.0,
-    "ytick.labelsize": 9.0,
-    "legend.fontsize": 9.0,
-    "legend.title_fontsize": 9.0,
-    "figure.titlesize": 11.0,
-    "image.interpolation": "nearest",
-}
-
-_F = TypeVar("_F", bound=Callable[..., Figure])
-
-
-@contextmanager
-def book_style() -> Iterator[None]:
-    """Matplotlib's rc parameters of the book (`BOOK_RC`) for the duration of a block.
-
-    Only the keys of `BOOK_RC` are restored afterwards, unlike `plt.rc_context`, which restores
-    every parameter: a kernel whose first figure is drawn in the block switches on the inline
-    backend's interactive mode there, and must keep it, or no later figure is shown.
-    """
-    saved = {key: plt.rcParams[key] for key in BOOK_RC}
-    plt.rcParams.update(BOOK_RC)
-    try:
-        yield
-    finally:
-        plt.rcParams.update(saved)
-
-
-def fit_to_column(
-    fig: Figure,
-    width: float = COLUMN_WIDTH_IN,
-    min_font: float = MIN_FONT_PT,
-    dpi: float = FIGURE_DPI,
-) -> Figure:
-    """Make any figure follow the house style, in place, and return it.
-
-    A figure wider than ``width`` inches is narrowed to it (its height is kept, so rows of
-    labels keep their room; a constrained layout re-flows the panels); every text smaller
-    than ``min_font`` points is raised to it; the figure renders at ``dpi``.
-    """
-    if width <= 0 or min_font <= 0 or dpi <= 0:
-        raise ValueError(f"width, min_font and dpi must be > 0, got {width}, {min_font}, {dpi}")
-    fig_width, fig_height = fig.get_size_inches()
-    if fig_width > width:
-        fig.set_size_inches(width, fig_height)
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < min_font:
-            text.set_fontsize(min_font)
-    fig.set_dpi(dpi)
-    return fig
-
-
-def house_style(func: _F) -> _F:
-    """Decorator of every figure function here: draw in `book_style`, return through
-    `fit_to_column`."""
-
-    @functools.wraps(func)
-    def styled(*args: Any, **kwargs: Any) -> Figure:
-        with book_style():
-            return fit_to_column(func(*args, **kwargs))
-
-    return styled  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------- helpers
-#: Side of an image panel in a grid of `MAX_PANELS_PER_ROW` columns (inches).
-PANEL_IN = COLUMN_WIDTH_IN / MAX_PANELS_PER_ROW
-
-
-def _axes(
-    rows: int, cols: int, panel: float = PANEL_IN, height: float | None = None,
-    extra: float = 0.0,
-) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout grid of ``rows x cols`` panels of ``panel`` inches (``height``
-    tall if given), plus ``extra`` inches of width (row labels), never wider than the text
-    column (always a 2-D array of axes)."""
-    width = min(COLUMN_WIDTH_IN, cols * panel + extra)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(width, (height or panel) * rows), squeeze=False,
-        layout="constrained",
-    )
-    return fig, axes
-
-
-def _wrapped(n: int, cols: int = MAX_PANELS_PER_ROW) -> tuple[int, int]:
-    """(groups, columns) to lay ``n`` panels out at most ``cols`` to a row."""
-    cols = max(1, min(n, cols))
-    return math.ceil(n / cols), cols
-
-
-def _heat_bar(fig: Figure, image: Any, axes: Any, label: str = "normalised map",
-              location: str = "right") -> None:
-    """One colour bar for the heat maps drawn with `_heat` on ``axes`` (all on [0, 1]), about
-    a third of an inch thick whatever the figure's size."""
-    width, height = fig.get_size_inches()
-    fraction = min(0.08, 0.35 / (width if location == "right" else height))
-    fig.colorbar(image, ax=axes, location=location, shrink=0.8, label=label,
-                 fraction=fraction, pad=0.02)
-
-
-def _off(ax: plt.Axes) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _image(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
-    ax.imshow(image, interpolation="nearest")
-    _off(ax)
-    if title:
-        ax.set_title(title, fontsize=MIN_FONT_PT)
-
-
-def _heat(ax: plt.Axes, image: np.ndarray, heat: Any, title: str | None = None) -> Any:
-    """The image with a normalised map in [0, 1] drawn over it; returns the map's image (for
-    the colour bar)."""
-    _image(ax, image, title)
-    return ax.imshow(np.asarray(heat), cmap=CAM_CMAP, alpha=0.5, vmin=0.0, vmax=1.0,
-                     interpolation="nearest")
-
-
-def _box(ax: plt.Axes, box: Any, color: str, dashed: bool = False) -> None:
-    """A box (x0, y0, x1, y1), x1/y1 exclusive, on an `imshow` (pixel i spans i-0.5..i+0.5)."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if x1 <= x0 or y1 <= y0:
-        return
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.8,
-                           ec=color, ls="--" if dashed else "-"))
-
-
-def _gt_boxes(ax: plt.Axes, boxes: Any) -> None:
-    for box in np.asarray(boxes, dtype=float).reshape(-1, 4):
-        _box(ax, box, GT_COLOR)
-
-
 def _outline(ax: plt.Axes, mask: Any, color: str) -> None:
     mask = np.asarray(mask, dtype=float)
     if 0 < mask.sum() < mask.size:
@@ -245,7 +89,7 @@ def _region(ax: plt.Axes, mask: Any) -> None:
     _outline(ax, mask, "yellow")
 
 
-def _uint8(cams: dict[str, Any], index: int) -> np.ndarray:
+def _uint8(cams: SampleCams, index: int) -> np.ndarray:
     return np.asarray(cams["images"][index])
 
 
@@ -262,9 +106,9 @@ def _to_hwc(images: torch.Tensor) -> np.ndarray:
 def _sample_grid(n: int, with_masks: bool) -> tuple[Figure, list[tuple[plt.Axes, Any]]]:
     """Axes for ``n`` samples, at most `MAX_PANELS_PER_ROW` to a row: per sample its image
     panel and (``with_masks``) the mask panel below it; unused cells are removed."""
-    groups, cols = _wrapped(n)
+    groups, cols = wrap_panels(n)
     per = 2 if with_masks else 1
-    fig, axes = _axes(groups * per, cols)
+    fig, axes = panel_grid(groups * per, cols)
     panels = []
     for k in range(groups * cols):
         g, c = divmod(k, cols)
@@ -291,12 +135,12 @@ def show_samples(difficulty: Difficulty, image_size: int, n: int = 8, seed: int 
     fig, panels = _sample_grid(n, with_masks=True)
     for k, (image_ax, mask_ax) in enumerate(panels):
         sample = render_sample(difficulty, image_size, k, [seed, k])
-        _image(image_ax, sample["image"], f"class {k}")
-        _box(image_ax, sample["box"], GT_COLOR)
+        show_image(image_ax, sample["image"], f"class {k}")
+        draw_box(image_ax, sample["box"], GT_COLOR)
         _outline(image_ax, sample["part_mask"], PART_COLOR)
         shades = 0.55 * sample["mask"] + 0.45 * sample["part_mask"]
         mask_ax.imshow(shades, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        _off(mask_ax)
+        hide_ticks(mask_ax)
     return fig
 
 
@@ -311,11 +155,11 @@ def show_dataset_items(dataset: Any, n: int = 8) -> Figure:
     fig, panels = _sample_grid(n, with_masks=has_masks)
     for k, (item, (image_ax, mask_ax)) in enumerate(zip(items, panels, strict=True)):
         image = denormalize(item["image"]).permute(1, 2, 0).numpy()
-        _image(image_ax, image, f"#{picks[k]}, class {int(item['label'])}")
-        _gt_boxes(image_ax, item["boxes"])
+        show_image(image_ax, image, f"#{picks[k]}, class {int(item['label'])}")
+        draw_gt_boxes(image_ax, item["boxes"])
         if mask_ax is not None:
             mask_ax.imshow(item["mask"][0].numpy(), cmap="gray", vmin=0, vmax=1)
-            _off(mask_ax)
+            hide_ticks(mask_ax)
     return fig
 
 
@@ -337,7 +181,7 @@ def part_ratio_histogram(ratios: np.ndarray, part_fraction: float | None = None)
 # ---------------------------------------------------------------------------- Eq. 13
 @house_style
 def cam_panel(
-    cams: dict[str, Any],
+    cams: SampleCams,
     index: int,
     theta: float,
     class_index: int | None = None,
@@ -353,15 +197,15 @@ def cam_panel(
     r = localize_one(cams, index, theta, class_index) if result is None else result
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
-    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3)
+    fig, grid = panel_grid(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3)
     axes = list(grid.ravel())
-    _image(axes[0], image, f"image {index}, class {r['class_index']}")
-    _gt_boxes(axes[0], cams["boxes"][index])
-    heat = _heat(axes[1], image, r["map_last"], "$S_L$ (top head $W_L$)")
+    show_image(axes[0], image, f"image {index}, class {r['class_index']}")
+    draw_gt_boxes(axes[0], cams["boxes"][index])
+    heat = show_heat(axes[1], image, r["map_last"], "$S_L$ (top head $W_L$)")
     heat_axes = [axes[1]]
     last = r["binary_last"].numpy()
     if two:
-        _heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
+        show_heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
         heat_axes.append(axes[2])
         feature = r["binary_feature"].numpy()
         colours = np.stack([last, np.zeros_like(last), feature], -1).astype(float)
@@ -369,55 +213,55 @@ def cam_panel(
         axes[3].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=MIN_FONT_PT)
         axes[4].imshow(r["union"].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[4].set_title("union (Eq. 13)", fontsize=MIN_FONT_PT)
-        _off(axes[3])
-        _off(axes[4])
+        hide_ticks(axes[3])
+        hide_ticks(axes[4])
     else:
         axes[2].imshow(last, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[2].set_title("binary $S_L$ (Eq. 13)", fontsize=MIN_FONT_PT)
-        _off(axes[2])
-    _image(axes[-1], image, f"box: IoU {r['iou']:.2f}")
+        hide_ticks(axes[2])
+    show_image(axes[-1], image, f"box: IoU {r['iou']:.2f}")
     _region(axes[-1], r["union"].numpy())
-    _gt_boxes(axes[-1], cams["boxes"][index])
-    _box(axes[-1], r["box"], PRED_COLOR, dashed=True)
-    _heat_bar(fig, heat, heat_axes)
+    draw_gt_boxes(axes[-1], cams["boxes"][index])
+    draw_box(axes[-1], r["box"], PRED_COLOR, dashed=True)
+    heat_bar(fig, heat, heat_axes)
     fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
 
 @house_style
-def cam_grid(cams: dict[str, Any], indices: Sequence[int], theta: float) -> Figure:
+def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
     """One row per image: the image with GT (green) and predicted (red, dashed) boxes and the
     IoU; S_L over the image; S_F over the image (two-head models only); the union of Eq. 13
     (yellow) at `theta`. One colour bar, below, for the maps."""
     indices = _indices(indices)
     two = cams["cam_feature"] is not None
     cols = 4 if two else 3
-    fig, axes = _axes(len(indices), cols, height=PANEL_IN + 0.15)
+    fig, axes = panel_grid(len(indices), cols, height=PANEL_IN + 0.15)
     titles = ["image, boxes", "$S_L$", "$S_F$", "union (Eq. 13)"] if two else [
         "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
     heat = None
     for row, index in enumerate(indices):
         r = localize_one(cams, index, theta)
         image = _uint8(cams, index)
-        _image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
-        _gt_boxes(axes[row, 0], cams["boxes"][index])
-        _box(axes[row, 0], r["box"], PRED_COLOR, dashed=True)
-        heat = _heat(axes[row, 1], image, r["map_last"])
+        show_image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
+        draw_gt_boxes(axes[row, 0], cams["boxes"][index])
+        draw_box(axes[row, 0], r["box"], PRED_COLOR, dashed=True)
+        heat = show_heat(axes[row, 1], image, r["map_last"])
         if two:
-            _heat(axes[row, 2], image, r["map_feature"])
-        _image(axes[row, -1], image)
+            show_heat(axes[row, 2], image, r["map_feature"])
+        show_image(axes[row, -1], image)
         _region(axes[row, -1], r["union"].numpy())
     for col, title in enumerate(titles):
         top = axes[0, col].get_title()
         axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=MIN_FONT_PT)
-    _heat_bar(fig, heat, axes[:, 1:3] if two else axes[:, 1:2], location="bottom")
+    heat_bar(fig, heat, axes[:, 1:3] if two else axes[:, 1:2], location="bottom")
     fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
 
 @house_style
 def theta_grid(
-    cams: dict[str, Any], indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
+    cams: SampleCams, indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
 ) -> Figure:
     """The static stand-in for the theta explorer: one row per image, the fused map (colour bar
     below), then one column per theta with the union shaded (yellow), GT box (green),
@@ -428,19 +272,19 @@ def theta_grid(
             f"theta_grid draws at most {MAX_PANELS_PER_ROW - 1} thetas per figure, got "
             f"{len(thetas)}: pass fewer (e.g. thetas=(0.2, 0.3, 0.4))"
         )
-    fig, axes = _axes(len(indices), 1 + len(thetas), height=PANEL_IN + 0.15)
+    fig, axes = panel_grid(len(indices), 1 + len(thetas), height=PANEL_IN + 0.15)
     heat = None
     for row, index in enumerate(indices):
         image = _uint8(cams, index)
         first = localize_one(cams, index, thetas[0])
-        heat = _heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
+        heat = show_heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
         for col, theta in enumerate(thetas, start=1):
             r = localize_one(cams, index, theta)
-            _image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
+            show_image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
             _region(axes[row, col], r["union"].numpy())
-            _gt_boxes(axes[row, col], cams["boxes"][index])
-            _box(axes[row, col], r["box"], PRED_COLOR, dashed=True)
-    _heat_bar(fig, heat, axes[:, 0], location="bottom")
+            draw_gt_boxes(axes[row, col], cams["boxes"][index])
+            draw_box(axes[row, col], r["box"], PRED_COLOR, dashed=True)
+    heat_bar(fig, heat, axes[:, 0], location="bottom")
     return fig
 
 
@@ -450,7 +294,7 @@ _CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
 
 @house_style
 def confseg_steps(
-    cams: dict[str, Any],
+    cams: SampleCams,
     index: int,
     class_index: int | None = None,
     *,
@@ -465,10 +309,11 @@ def confseg_steps(
     `confseg_one(cams, index, class_index)` if the caller has it already (the mask inspector)."""
     r = confseg_one(cams, index, class_index) if result is None else result
     two = r["cam_feature"] is not None
-    fig, grid = _axes(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3, height=COLUMN_WIDTH_IN / 3)
+    fig, grid = panel_grid(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3,
+                           height=COLUMN_WIDTH_IN / 3)
     axes = list(grid.ravel())
-    _image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
-    _gt_boxes(axes[0], cams["boxes"][index])
+    show_image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
+    draw_gt_boxes(axes[0], cams["boxes"][index])
     cam_last = r["cam_last"].numpy()
     scale = [cam_last] + ([r["cam_feature"].numpy()] if two else [])
     lo, hi = min(m.min() for m in scale), max(m.max() for m in scale)
@@ -477,7 +322,7 @@ def confseg_steps(
         image = ax.imshow(data, interpolation="nearest", **kw)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
         ax.set_title(title, fontsize=MIN_FONT_PT)
-        _off(ax)
+        hide_ticks(ax)
 
     show(axes[1], cam_last, f"$S_L^c$, $\\mu_1$ = {r['mu1']:.2f}", vmin=lo, vmax=hi)
     show(axes[2], r["mask"].numpy(), f"$|S_L^c - \\mu_1|$, $\\mu_2$ = {r['mu2']:.2f}",
@@ -492,7 +337,7 @@ def confseg_steps(
                  Patch(color="0.75", label="ambiguous")],
         loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=1.0,
     )
-    _off(axes[3])
+    hide_ticks(axes[3])
     if two:
         show(axes[4], r["cam_feature"].numpy(), "$S_F^c$ (same scale)", vmin=lo, vmax=hi)
         show(axes[5], r["inner_map"].numpy(),
@@ -514,7 +359,7 @@ _COAUG_ROWS = (
 
 
 @house_style
-def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
+def coaug_inputs(cams: SampleCams, indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
     """What W_E sees (Eq. 8, 10), one column per image (at most four), one row per view: the
     image; the foreground map S (ReLU-max normalised S_L^c) over it (its colour bar below the
     grid); S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the ImageNet mean
@@ -528,17 +373,17 @@ def coaug_inputs(cams: dict[str, Any], indices: Sequence[int] = (0, 1, 2, 3)) ->
     views = coaug_views(cams)
     shown = {k: _to_hwc(views[k][indices]) for k in
              ("foreground", "background", "mask_background")}
-    fig, axes = _axes(len(_COAUG_ROWS), len(indices), panel=1.35, extra=1.5)
+    fig, axes = panel_grid(len(_COAUG_ROWS), len(indices), panel=1.35, extra=1.5)
     heat = None
     for col, index in enumerate(indices):
         image = _uint8(cams, index)
-        _image(axes[0, col], image, f"#{index}, class {int(cams['labels'][index])}")
-        heat = _heat(axes[1, col], image, views["foreground_map"][index, 0])
+        show_image(axes[0, col], image, f"#{index}, class {int(cams['labels'][index])}")
+        heat = show_heat(axes[1, col], image, views["foreground_map"][index, 0])
         for row, (key, _) in enumerate(_COAUG_ROWS[2:], start=2):
-            _image(axes[row, col], shown[key][col])
+            show_image(axes[row, col], shown[key][col])
     for row, (_, label) in enumerate(_COAUG_ROWS):
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
-    _heat_bar(fig, heat, axes, label="$S$ (second row)", location="bottom")
+    heat_bar(fig, heat, axes, label="$S$ (second row)", location="bottom")
     return fig
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb.engine.results import mean_std
-from csoa_nb.report.stats import Difference, Verdict, difference, verdicts
+from csoa_nb.report.stats import Difference, Verdict, Wording, difference, verdict_words, verdicts
 from csoa_nb.report.tables import check_metrics, formatted, numeric, ours_table, select
 from csoa_nb.report.vocabulary import column_label, higher_is_better, metric_prose, prose_label
 
@@ -111,6 +111,11 @@ def orders_beside(paper_df: pd.DataFrame, ours_df: pd.DataFrame, metric: str,
 
 
 # ---------------------------------------------------------------------------- sentences
+#: A comparison's verdict in a sentence (`Comparison.verdict`): "better (Holm, 10 tests)",
+#: "suggested worse (unadjusted p = 0.031)", "no difference shown", "one seed".
+PROSE_WORDS = Wording(not_shown="no difference shown")
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Mean ± std of one metric for two rows of a sweep, the 95 % confidence interval of
@@ -165,12 +170,7 @@ class Comparison:
     def verdict(self) -> str:
         """"better" / "worse" (with the family's adjustment when it has several tests),
         "suggested better" ... (unadjusted p), "no difference shown", or "one seed"."""
-        judged = self.verdict_in_family
-        if judged.strength == "one seed":
-            return "one seed"
-        if judged.strength == "not shown":
-            return "no difference shown"
-        return judged.word()
+        return verdict_words(self.verdict_in_family, PROSE_WORDS)
 
     def sentence(self, digits: int = 2) -> str:
         name = metric_prose(self.metric)

@@ -15,9 +15,11 @@ A printed table or a paragraph makes many such claims at once: with 24 compariso
 each, one "shown" in every 20 true nulls is expected by chance. So every verdict belongs to a
 *family* (the comparisons printed together), and its word comes from the family's p-values
 adjusted by Holm's step-down method (`holm`; it controls the chance of any false "shown" in
-the family at 5 %, whatever their dependence): `verdict` is the one function that words them.
-A difference whose own p-value is below 5 % but does not survive the adjustment is
-"suggested", with its unadjusted p. The unadjusted t interval stays printed beside the word.
+the family at 5 %, whatever their dependence): `verdicts` is the one function that judges them
+and `verdict_words` the one that words a verdict (each family of sentences passes its own
+`Wording`: "better" / "worse", "reproduced" / "opposite", ...). A difference whose own p-value
+is below 5 % but does not survive the adjustment is "suggested", with its unadjusted p. The
+unadjusted t interval stays printed beside the word.
 """
 
 from __future__ import annotations
@@ -143,6 +145,30 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Wording:
+    """The words of one family's verdicts (`verdict_words`).
+
+    A shown difference is `positive` or `negative` by its direction, followed by "(Holm, N
+    tests)" in a family of several tests when `holm`; a suggested one is the template
+    `suggested`, with `{side}` (`suggested_sides`, by default the two directions) and `{p}`
+    (the unadjusted p-value); `not_shown` and `one_seed` (also: no verdict at all) as they are.
+    """
+
+    positive: str = "better"
+    negative: str = "worse"
+    holm: bool = True
+    suggested: str = "suggested {side} (unadjusted p = {p:.3f})"
+    suggested_sides: tuple[str, str] | None = None
+    not_shown: str = "not shown"
+    one_seed: str = "one seed"
+
+
+#: "better (Holm, 24 tests)", "suggested worse (unadjusted p = 0.031)", "not shown",
+#: "one seed": the words of a row against a base (`Verdict.word`).
+BETTER_WORSE = Wording()
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What one comparison of a family shows: `strength` is "shown" (the Holm-adjusted p
     below 1 - LEVEL), "suggested" (only the unadjusted p is), "not shown", or "one seed" (no
@@ -155,16 +181,27 @@ class Verdict:
     p: float
     p_adjusted: float
 
-    def word(self, positive: str = "better", negative: str = "worse") -> str:
-        """The verdict in words, e.g. "better (Holm, 24 tests)", "suggested worse
-        (unadjusted p = 0.031)", "not shown", "one seed"; `positive` / `negative` name the
-        two directions ("better"/"worse", "reproduced"/"opposite")."""
-        if self.strength in ("not shown", "one seed"):
-            return self.strength
-        side = positive if self.sign > 0 else negative
-        if self.strength == "shown":
-            return side if self.family == 1 else f"{side} (Holm, {self.family} tests)"
-        return f"suggested {side} (unadjusted p = {self.p:.3f})"
+    def word(self, wording: Wording = BETTER_WORSE) -> str:
+        """The verdict in words (`verdict_words`), e.g. "better (Holm, 24 tests)"."""
+        return verdict_words(self, wording)
+
+
+def verdict_words(judged: Verdict | None, wording: Wording = BETTER_WORSE) -> str:
+    """The one place a verdict becomes words, in the `wording` of its family: e.g.
+    "better (Holm, 24 tests)", "suggested worse (unadjusted p = 0.031)", "not shown",
+    "one seed" (`BETTER_WORSE`). None (nothing measured) reads as `wording.one_seed`."""
+    if judged is None or judged.strength == "one seed":
+        return wording.one_seed
+    if judged.strength == "not shown":
+        return wording.not_shown
+    if judged.strength == "suggested":
+        sides = wording.suggested_sides or (wording.positive, wording.negative)
+        return wording.suggested.format(side=sides[0] if judged.sign > 0 else sides[1],
+                                        p=judged.p)
+    side = wording.positive if judged.sign > 0 else wording.negative
+    if wording.holm and judged.family != 1:
+        return f"{side} (Holm, {judged.family} tests)"
+    return side
 
 
 ALPHA = 1 - LEVEL
@@ -173,8 +210,7 @@ ALPHA = 1 - LEVEL
 def verdicts(differences: Sequence[Difference], positive: Sequence[bool]) -> list[Verdict]:
     """The verdicts of one family of differences, in their order: the p-values adjusted
     together (`holm`). `positive[i]`: whether a positive mean of difference i is the
-    direction called `positive` in `Verdict.word` (e.g. "better": a higher metric, or a lower
-    error)."""
+    direction called `Wording.positive` (e.g. "better": a higher metric, or a lower error)."""
     adjusted = holm([d.p for d in differences])
     size = int(np.sum(~np.isnan([d.p for d in differences])))
     out = []

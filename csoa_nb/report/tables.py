@@ -41,7 +41,7 @@ import pandas as pd
 
 from csoa_nb import methods
 from csoa_nb.core.localize import REPORTED_THETAS
-from csoa_nb.core.scores import THETA_METRICS as SCORE_THETA_METRICS
+from csoa_nb.core.scores import THETA_FRAME_METRICS, THETA_METRICS
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.results import summarize
 from csoa_nb.engine.runs import RunResult
@@ -58,8 +58,6 @@ from csoa_nb.report.vocabulary import (
 PAPER_METRICS = ("top1_loc_err", "top5_loc_err", "top1_cls_err", "top5_cls_err")
 #: Table 1 as this book shows it: the paper's columns plus MaxBoxAccV2 (Choe et al., 2020).
 TABLE1_METRICS = (*PAPER_METRICS, "max_box_acc_v2")
-#: Metrics that `theta_frame` gives per theta.
-THETA_METRICS = ("top1_loc_err", "top5_loc_err", "gt_known_loc_err", "top1_cls_err")
 
 
 # ------------------------------------------------------------------------------ our tables
@@ -296,7 +294,7 @@ def side_by_side(
 def theta_frame(
     results: Iterable[RunResult],
     thetas: Sequence[float] = REPORTED_THETAS,
-    metrics: Sequence[str] = THETA_METRICS,
+    metrics: Sequence[str] = THETA_FRAME_METRICS,
 ) -> pd.DataFrame:
     """Eq. 13 errors of every run at every theta: one row per (run, theta).
 
@@ -306,10 +304,10 @@ def theta_frame(
     depend on theta. Nothing is retrained.
 
     Columns: method, regime, feature_block, seed, hash, theta and `metrics` (fields of
-    `csoa_nb.core.scores.ThetaErrors`).
+    `csoa_nb.core.scores.ThetaErrors`; by default `THETA_FRAME_METRICS`).
     """
     from csoa_nb.engine.evaluate import score_maps
-    from csoa_nb.engine.results import regime_of
+    from csoa_nb.engine.sweeps import regime_of
 
     thetas = [float(t) for t in thetas]
     if not thetas:
@@ -317,10 +315,10 @@ def theta_frame(
     for theta in thetas:
         if not 0.0 < theta < 1.0:
             raise ValueError(f"theta must lie in (0, 1) (Eq. 13), got {theta}")
-    unknown = [m for m in metrics if m not in SCORE_THETA_METRICS]
+    unknown = [m for m in metrics if m not in THETA_METRICS]
     if unknown:
         raise ValueError(f"metrics {unknown} do not depend on theta; choose among "
-                         f"{list(SCORE_THETA_METRICS)}")
+                         f"{list(THETA_METRICS)}")
     rows = []
     for result in results:
         saved = result.scores

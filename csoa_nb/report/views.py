@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import normalize as tv_normalize
 
+from csoa_nb.core.boxes import max_iou
 from csoa_nb.core.localize import (
     binarize,
     fuse_cams,
@@ -35,7 +36,7 @@ from csoa_nb.core.localize import (
     normalize_cam,
     upsample_cam,
 )
-from csoa_nb.core.metrics import max_iou
+from csoa_nb.core.scores import SampleCams
 from csoa_nb.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from csoa_nb.methods.coaug import coaug_distances, coaug_loss, foreground_background, foreground_map
 from csoa_nb.methods.confseg import confidence_mask, inner_loss, thresholds_xi
@@ -54,14 +55,14 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- checks
-def check_index(cams: dict[str, Any], index: int) -> int:
+def check_index(cams: SampleCams, index: int) -> int:
     count = len(cams["labels"])
     if isinstance(index, bool) or not 0 <= int(index) < count:
         raise ValueError(f"image index {index!r} out of range: the sample holds {count} images")
     return int(index)
 
 
-def kept_classes(cams: dict[str, Any], index: int) -> list[int]:
+def kept_classes(cams: SampleCams, index: int) -> list[int]:
     """The classes whose maps the sample holds for image `index` (all, for a sample without
     `classes`)."""
     if cams.get("classes") is not None:
@@ -69,7 +70,7 @@ def kept_classes(cams: dict[str, Any], index: int) -> list[int]:
     return list(range(cams["cam_last"].shape[1]))
 
 
-def class_of(cams: dict[str, Any], index: int, class_index: int | None) -> int:
+def class_of(cams: SampleCams, index: int, class_index: int | None) -> int:
     """`class_index`, or the ground-truth class of image `index` when None."""
     if class_index is None:
         return int(cams["labels"][index])
@@ -83,14 +84,14 @@ def class_of(cams: dict[str, Any], index: int, class_index: int | None) -> int:
     return int(class_index)
 
 
-def image_size(cams: dict[str, Any]) -> tuple[int, int]:
+def image_size(cams: SampleCams) -> tuple[int, int]:
     """``(H, W)`` of the sample's images."""
     return int(cams["images"].shape[1]), int(cams["images"].shape[2])
 
 
 # ---------------------------------------------------------------------------- Eq. 13
 def localize_one(
-    cams: dict[str, Any], index: int, theta: float, class_index: int | None = None
+    cams: SampleCams, index: int, theta: float, class_index: int | None = None
 ) -> dict[str, Any]:
     """Eq. 13 for image `index` of a CAM sample at threshold `theta`.
 
@@ -132,7 +133,7 @@ def localize_one(
 
 # ---------------------------------------------------------------------------- Eq. 2-7
 def confseg_one(
-    cams: dict[str, Any], index: int, class_index: int | None = None
+    cams: SampleCams, index: int, class_index: int | None = None
 ) -> dict[str, Any]:
     """Eq. 2-5 and 7 for image `index` and class `class_index` (default: ground truth).
 
@@ -180,15 +181,14 @@ def confseg_one(
 
 
 # ---------------------------------------------------------------------------- Eq. 8-12
-def model_images(cams: dict[str, Any]) -> Tensor:
-    """The sample's uint8 images as the network sees them: float ``N x 3 x H x W``,
-    ImageNet-normalised (the inverse of what `csoa_nb.engine.evaluate.sample_cams` stored, up to the
-    uint8 rounding)."""
+def model_images(cams: SampleCams) -> Tensor:
+    """The sample's uint8 images as the network sees them, ImageNet-normalised ``N x 3 x H x W``
+    (inverting what `csoa_nb.engine.evaluate.sample_cams` stored, up to uint8 rounding)."""
     images = cams["images"].permute(0, 3, 1, 2).float() / 255.0
     return tv_normalize(images, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def coaug_views(cams: dict[str, Any]) -> dict[str, Tensor]:
+def coaug_views(cams: SampleCams) -> dict[str, Tensor]:
     """The three inputs of W_E (Eq. 8, 10) for every image of the sample, ground-truth class.
 
     `csoa_nb.methods.coaug.foreground_background` on the normalised images and raw S_L: ``S * I``,
@@ -209,7 +209,7 @@ def coaug_views(cams: dict[str, Any]) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def coaug_batch(
-    cams: dict[str, Any], embed_net: torch.nn.Module, gamma: float = 1.0, delta: float = 1.0
+    cams: SampleCams, embed_net: torch.nn.Module, gamma: float = 1.0, delta: float = 1.0
 ) -> dict[str, Any]:
     """Eq. 8-12 with the sample as one batch: embeddings, the four distances and L_D.
 

@@ -15,15 +15,14 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb import methods
-from csoa_nb.core.metrics import DEFAULT_IOU_THRESHOLDS
+from csoa_nb.core.maxboxacc import DEFAULT_IOU_THRESHOLDS
 from csoa_nb.core.scores import join_key, split_key
 from csoa_nb.engine.config import RunConfig
 
 
 def _by_iou(metric: str, text: str) -> dict[str, str]:
-    """`text` (with "{iou}" for the IoU as a fraction, "0.5") for the column of `metric` at
-    each IoU level of `csoa_nb.core.metrics.DEFAULT_IOU_THRESHOLDS` (`join_key`:
-    "max_box_acc@50")."""
+    """`metric`'s column at each IoU level ("max_box_acc@50") -> `text` with "{iou}" filled in
+    as a fraction ("0.5")."""
     return {join_key(metric, iou=d): text.format(iou=f"{d / 100:g}")
             for d in DEFAULT_IOU_THRESHOLDS}
 
@@ -67,7 +66,7 @@ HIGHER_IS_BETTER = frozenset(
         "box_mass_ratio",
     }
 )
-#: The two training regimes of `csoa_nb.engine.results.REGIMES`, for labels.
+#: The two training regimes of `csoa_nb.engine.sweeps.REGIMES`, for labels.
 REGIME_LABELS = {"pretrained": "pretrained + fine-tuned", "scratch": "from scratch"}
 REGIME_ORDER = ("pretrained", "scratch")
 DATASET_LABELS = {

@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from csoa_nb.core.scores import SampleCams
 from csoa_nb.report.plots import cam_panel, confseg_steps
 from csoa_nb.report.views import check_index, confseg_one, kept_classes, localize_one
 
@@ -39,7 +40,7 @@ def _png(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _image_picker(cams: dict[str, Any]) -> widgets.Dropdown:
+def _image_picker(cams: SampleCams) -> widgets.Dropdown:
     probs = cams.get("probs")
     options = []
     for i, label in enumerate(cams["labels"].tolist()):
@@ -50,7 +51,7 @@ def _image_picker(cams: dict[str, Any]) -> widgets.Dropdown:
     return widgets.Dropdown(options=options, value=0, description="image")
 
 
-def _class_options(cams: dict[str, Any], index: int) -> list[tuple[str, int]]:
+def _class_options(cams: SampleCams, index: int) -> list[tuple[str, int]]:
     """The classes of image `index` whose maps the sample keeps, the ground truth first."""
     return [(f"class {c}", c) for c in kept_classes(cams, index)]
 
@@ -64,7 +65,7 @@ class ThetaExplorer:
     display (the figure is `csoa_nb.report.plots.cam_panel`, shown as a PNG in `view`).
     """
 
-    def __init__(self, cams: dict[str, Any], theta: float = 0.3, index: int = 0) -> None:
+    def __init__(self, cams: SampleCams, theta: float = 0.3, index: int = 0) -> None:
         self.cams = cams
         self.image_picker = _image_picker(cams)
         self.image_picker.value = check_index(cams, index)
@@ -114,7 +115,7 @@ class MaskInspector:
     in training). `widget` is the VBox to display (figure: `csoa_nb.report.plots.confseg_steps`).
     """
 
-    def __init__(self, cams: dict[str, Any], index: int = 0) -> None:
+    def __init__(self, cams: SampleCams, index: int = 0) -> None:
         self.cams = cams
         self._syncing = False
         self.image_picker = _image_picker(cams)
@@ -174,11 +175,11 @@ class MaskInspector:
         display(self.widget)
 
 
-def theta_explorer(cams: dict[str, Any], theta: float = 0.3) -> ThetaExplorer:
+def theta_explorer(cams: SampleCams, theta: float = 0.3) -> ThetaExplorer:
     """A :class:`ThetaExplorer` on a CAM sample (`RunResult.cams()`), starting at `theta`."""
     return ThetaExplorer(cams, theta=theta)
 
 
-def mask_inspector(cams: dict[str, Any]) -> MaskInspector:
+def mask_inspector(cams: SampleCams) -> MaskInspector:
     """A :class:`MaskInspector` on a CAM sample (`RunResult.cams()`)."""
     return MaskInspector(cams)

@@ -1,0 +1,123 @@
+"""Boxes and their intersection over union (IoU), as every localisation metric scores them.
+
+Boxes are ``(x0, y0, x1, y1)`` pixels with x1/y1 exclusive (``DESIGN.md``), so the area is
+``(x1 - x0) * (y1 - y0)``, the formula ``torchvision.ops.box_iou`` uses. IoUs are float64 so
+that thresholds such as 0.7 compare exactly. A box counts as correct when its IoU with a
+ground-truth box is >= 0.5 (the ILSVRC rule of Russakovsky et al., IJCV 2015, Sec. 4.2 of the
+paper); ``csoa_nb.core.loc_errors`` and ``csoa_nb.core.maxboxacc`` apply the thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou as _tv_box_iou
+
+from csoa_nb.base.checks import as_tensor
+
+__all__ = ["box_iou", "max_iou", "pair_iou", "check_boxes", "check_box_list"]
+
+
+# ----------------------------------------------------------------------------- validation
+def check_boxes(boxes: object, name: str, *, allow_1d: bool = False) -> Tensor:
+    """``boxes`` as a float64 ``N x 4`` tensor; a ValueError names the bad row."""
+    t = as_tensor(boxes, name)
+    if allow_1d and t.ndim == 1:
+        t = t[None]
+    if t.ndim != 2 or t.shape[1] != 4:
+        raise ValueError(f"{name} must have shape N x 4 (x0, y0, x1, y1); got {tuple(t.shape)}")
+    t = t.double()
+    if not torch.isfinite(t).all():
+        row = int((~torch.isfinite(t)).any(dim=1).nonzero()[0, 0])
+        raise ValueError(f"{name}[{row}] = {t[row].tolist()} contains NaN/inf")
+    inverted = (t[:, 2] < t[:, 0]) | (t[:, 3] < t[:, 1])
+    if inverted.any():
+        row = int(inverted.nonzero()[0, 0])
+        raise ValueError(
+            f"{name}[{row}] = {t[row].tolist()} is inverted (x1 < x0 or y1 < y0); boxes must "
+            "be (x0, y0, x1, y1) with x1 >= x0, y1 >= y0 (convert CUB x,y,w,h to x,y,x+w,y+h)"
+        )
+    return t
+
+
+def check_box_list(gt_boxes: object, n: int, name: str = "gt_boxes") -> list[Tensor]:
+    """``n`` ground-truth box sets (a list of ``K_i x 4``, or a ``n x K x 4`` tensor) as a
+    list of float64 ``K_i x 4`` tensors."""
+    if isinstance(gt_boxes, Tensor) and gt_boxes.ndim == 3:
+        gt_boxes = list(gt_boxes)
+    if not isinstance(gt_boxes, Sequence) or isinstance(gt_boxes, (str, bytes)):
+        raise ValueError(f"{name} must be a list of K x 4 tensors (one per image)")
+    if len(gt_boxes) != n:
+        raise ValueError(f"{name} has {len(gt_boxes)} entries but there are {n} images")
+    return [check_boxes(b, f"{name}[{i}]", allow_1d=True) for i, b in enumerate(gt_boxes)]
+
+
+# ----------------------------------------------------------------------------- IoU
+def pair_iou(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """IoU of boxes paired by broadcasting ``a[..., 4]`` with ``b[..., 4]``; 0 if union is 0.
+
+    Same formula as ``torchvision.ops.box_iou`` (area = (x1 - x0) * (y1 - y0), exclusive
+    ends). Works on numpy arrays and torch tensors (float64 recommended)."""
+    lib = torch if isinstance(a, Tensor) else np
+    iw = (lib.minimum(a[..., 2], b[..., 2]) - lib.maximum(a[..., 0], b[..., 0])).clip(min=0)
+    ih = (lib.minimum(a[..., 3], b[..., 3]) - lib.maximum(a[..., 1], b[..., 1])).clip(min=0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    safe = lib.where(union > 0, union, lib.ones_like(union))
+    return lib.where(union > 0, inter / safe, lib.zeros_like(inter))
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise IoU of two sets of boxes (``torchvision.ops.box_iou``, NaN-free).
+
+    Args:
+        a: tensor ``N x 4``, ``b``: tensor ``M x 4``; boxes ``(x0, y0, x1, y1)`` in pixels,
+            x1/y1 exclusive, so the area is ``(x1 - x0) * (y1 - y0)`` -- the formula torchvision
+            uses. Degenerate boxes (zero width or height, e.g. the empty box ``(0, 0, 0, 0)``)
+            are allowed.
+
+    Returns:
+        float64 tensor ``N x M`` in ``[0, 1]``. A pair whose union has zero area (two
+        degenerate boxes) gets IoU 0, never NaN.
+
+    Raises:
+        ValueError: wrong shape, NaN/inf, or an inverted box (``x1 < x0`` or ``y1 < y0``); the
+            message names the offending row.
+    """
+    a = check_boxes(a, "a")
+    b = check_boxes(b, "b").to(a.device)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64, device=a.device)
+    return torch.nan_to_num(_tv_box_iou(a, b), nan=0.0)
+
+
+def max_iou(pred: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:
+    """Best IoU of each predicted box with any ground-truth box of its own image.
+
+    Args:
+        pred: tensor ``N x 4``, one predicted box per image (``x0, y0, x1, y1``, exclusive).
+        gt_boxes: list of ``N`` tensors ``K_i x 4`` (or ``4``), the GT boxes of image ``i``.
+            ``K_i = 0`` is allowed and gives IoU 0.
+
+    Returns:
+        float64 tensor ``N`` in ``[0, 1]`` (on ``pred``'s device).
+
+    Raises:
+        ValueError: bad shapes, NaN/inf, inverted boxes, or ``len(gt_boxes) != N``.
+    """
+    pred = check_boxes(pred, "pred")
+    gts = check_box_list(gt_boxes, pred.shape[0])
+    n = pred.shape[0]
+    k_max = max((g.shape[0] for g in gts), default=0)
+    if n == 0 or k_max == 0:
+        return torch.zeros(n, dtype=torch.float64, device=pred.device)
+    padded = torch.zeros(n, k_max, 4, dtype=torch.float64)  # (0,0,0,0) pads: IoU 0
+    for i, g in enumerate(gts):
+        padded[i, : g.shape[0]] = g.cpu()
+    iou = pair_iou(pred.cpu()[:, None, :], padded)
+    return iou.amax(dim=1).to(pred.device)

@@ -1,0 +1,166 @@
+"""Chapter 14's tables, written from the frames of `csoa_nb.report.wsol.frames`: the main table
+of a regime with 95 % CIs over seeds, each method's search grid, the differences from the base,
+the fixed-theta view beside the protocol's and the runs behind each row."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from csoa_nb import methods
+from csoa_nb.report.stats import mean_interval
+from csoa_nb.report.vocabulary import MISSING, REGIME_LABELS, column_label, higher_is_better
+from csoa_nb.report.wsol.frames import BOX_ERRORS, MAIN_METRICS, ordered, row_label
+
+
+# ------------------------------------------------------------------------------ tables
+def interval_cell(values: Iterable[float], digits: int = 1) -> str:
+    """"mean [low, high]" with the 95 % t interval over seeds (`stats.mean_interval`); the
+    mean alone for one value; "–" when no value is a number."""
+    series = pd.Series(list(values), dtype=float).dropna()
+    if series.empty:
+        return MISSING
+    mean, low, high = mean_interval(series)
+    if len(series) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def metric_header(metric: str, theta_label: str = "chosen θ") -> str:
+    """A column header with the unit and the direction: "MaxBoxAccV2 (%, higher is better)",
+    "Top-1 loc. err at chosen θ (%, lower is better)"."""
+    where = f" at {theta_label}" if metric in BOX_ERRORS else ""
+    better = "higher" if higher_is_better(metric) else "lower"
+    return f"{column_label(metric)}{where} (%, {better} is better)"
+
+
+def summary_table(
+    frame: pd.DataFrame, regime: str, *, metrics: Sequence[str] = MAIN_METRICS,
+    theta_label: str = "chosen θ", digits: int = 1,
+) -> pd.DataFrame:
+    """The main table of one regime: a row per map (in `ROW_ORDER`), a column per metric with
+    `interval_cell`s over seeds, the mean theta chosen on the validation split (when the frame
+    has `theta`) and the number of seeds (None for a trivial row: no seeds).
+
+    Raises:
+        ValueError: no row of `regime` in `frame`.
+    """
+    chosen = frame[frame["regime"] == regime]
+    if chosen.empty:
+        raise ValueError(f"no row of regime {regime!r}; present: {sorted(set(frame['regime']))}")
+    table, counts = [], []
+    for key in ordered(chosen["method"]):
+        rows = chosen[chosen["method"] == key]
+        row: dict[str, Any] = {"Method": row_label(key)}
+        for metric in metrics:
+            row[metric_header(metric, theta_label)] = interval_cell(rows[metric], digits)
+        if "theta" in rows:
+            row["θ chosen on val. (mean)"] = f"{rows['theta'].astype(float).mean():.2f}"
+        table.append(row)
+        counts.append(int(rows["seed"].dropna().nunique()) or None)
+    out = pd.DataFrame(table).set_index("Method")
+    out["seeds"] = pd.Series(counts, index=out.index, dtype=object)
+    return out
+
+
+def search_table(search: pd.DataFrame,
+                 specs: Sequence[methods.MethodSpec] = methods.WSOL_SPECS) -> pd.DataFrame:
+    """Each method's grid (`MethodSpec.search`) point by point: the validation MaxBoxAccV2 and
+    chosen theta of its "wsol_search" run ("–" when it has none) and a mark on the value
+    chosen. Index: ("HaS: has_grid_size (patch side S, px)", value); `show_table` prints
+    the method once."""
+    rows = []
+    for spec in specs:
+        for setting, values in spec.search.items():
+            for value in values:
+                found = search[(search["method"] == spec.key) & (search["setting"] == setting)
+                               & (search["value"] == value)]
+                run = found.iloc[0] if len(found) else None
+                rows.append({
+                    "method: hyperparameter": f"{spec.label}: {setting} "
+                                              f"({methods.setting_label(setting)})",
+                    "value": f"{value:g}",
+                    "val. MaxBoxAccV2 (%)": math.nan if run is None else run.val_max_box_acc_v2,
+                    "θ chosen on val.": MISSING if run is None else f"{run.theta:.2f}",
+                    "chosen": "✓" if run is not None and bool(run.chosen) else "",
+                })
+    return pd.DataFrame(rows).set_index(["method: hyperparameter", "value"])
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def difference_text(row: Any, digits: int = 1) -> str:
+    """"+1.2 [−0.3, +2.7] not shown", "−4.0 [−6.1, −1.9] worse (Holm, 24 tests)",
+    "+1.2 (one seed)" or "–" (the interval unadjusted, the word after the adjustment)."""
+    if row.verdict == "n/a":
+        return MISSING
+    if row.verdict == "one seed":
+        return f"{_signed(row.mean, digits)} (one seed)"
+    return (f"{_signed(row.mean, digits)} [{_signed(row.low, digits)}, "
+            f"{_signed(row.high, digits)}] {row.word}")
+
+
+def versus_table(diffs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """`differences` as a table: a row per compared map, a column per metric ("Δ MaxBoxAccV2
+    (points)": mean, 95 % CI, verdict), and how the interval was made ("paired (3)": paired
+    t over 3 seeds; "one-sample", "Welch")."""
+    table = []
+    for key in ordered(diffs["method"]):
+        rows = diffs[diffs["method"] == key]
+        row: dict[str, Any] = {"Method": row_label(key)}
+        for line in rows.itertuples():
+            row[f"Δ {column_label(line.metric)} (points)"] = difference_text(line, digits)
+        tests = sorted({t.removesuffix(" t") for t, n in zip(rows["test"], rows["n"],
+                                                                strict=True) if n})
+        row["t interval (n)"] = (", ".join(f"{t} ({int(rows['n'].max())})" for t in tests)
+                                 or MISSING)
+        table.append(row)
+    return pd.DataFrame(table).set_index("Method")
+
+
+def fixed_theta_table(
+    fixed: pd.DataFrame, protocol: pd.DataFrame, theta: float, *, digits: int = 1,
+) -> pd.DataFrame:
+    """The paper's view beside the protocol's, for the trained runs: the top-1 loc. error at
+    the fixed `theta` (`fixed` = `results.runs_frame` of the runs), at the theta chosen on the
+    validation split (`protocol`), and the GT-known loc. error at `theta`. Index: (regime,
+    method), in `REGIME_LABELS` and `ROW_ORDER` order."""
+    at = f"θ = {theta:g}"
+    rows = []
+    for regime in [r for r in REGIME_LABELS if r in set(fixed["regime"])]:
+        here = fixed[fixed["regime"] == regime]
+        there = protocol[protocol["regime"] == regime]
+        for key in ordered(here["method"]):
+            runs = here[here["method"] == key]
+            rows.append({
+                "regime": REGIME_LABELS[regime], "Method": row_label(key),
+                metric_header("top1_loc_err", at): interval_cell(runs["top1_loc_err"], digits),
+                metric_header("top1_loc_err"): interval_cell(
+                    there.loc[there["method"] == key, "top1_loc_err"], digits),
+                metric_header("gt_known_loc_err", at): interval_cell(runs["gt_known_loc_err"],
+                                                                     digits),
+                "seeds": int(runs["seed"].nunique()),
+            })
+    return pd.DataFrame(rows).set_index(["regime", "Method"])
+
+
+def provenance_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The run folders behind each row (config hashes, folders of `results/runs/` or of the
+    notebook's `output_dir`): post-hoc rows read their CAM run's folder; trivial rows are
+    computed from the data, no run."""
+    rows = []
+    for regime in [r for r in REGIME_LABELS if r in set(frame["regime"])]:
+        here = frame[frame["regime"] == regime]
+        for key in ordered(here["method"]):
+            runs = here[here["method"] == key]
+            hashes = sorted(h for h in runs["hash"] if h)
+            rows.append({"regime": REGIME_LABELS[regime], "Method": row_label(key),
+                         "runs (config hashes)": " ".join(hashes) or "computed from the data"})
+    return pd.DataFrame(rows).set_index(["regime", "Method"])
+
+
