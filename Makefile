@@ -8,6 +8,9 @@ PRESET ?= cpu
 DEVICE ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers of `make test` (tests/conftest.py keeps a test file on one worker, the
+# notebooks spread over all of them).
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.stamp
 
 # Notebook runs: unbuffered logs and a headless matplotlib outside the kernel (the runbook gives
@@ -37,15 +40,17 @@ help:
 	@echo "make clean    remove _build (keeps data/, runs/, results/)"
 
 # A fresh clone installs itself; a changed pyproject.toml refreshes the environment.
+# --no-compile: Python compiles a module when it is first imported, so the install does not
+# byte-compile the thousands of files of torch that no test imports (half the install's time).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[book,test]'
+	$(VENV)/bin/pip install -q --no-compile -e '.[book,test]'
 	touch $@
 
 test: $(STAMP)
 	rm -rf _build/smoke _build/smoke-html
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 	$(PY) -m csoa_nb.book.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
 	$(VENV)/bin/pytest -q tests/test_built_html.py
 
