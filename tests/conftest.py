@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 
 os.environ["MPLBACKEND"] = "Agg"
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One thread per pytest-xdist worker (and for the processes its tests start: notebook
+    # kernels, torchrun ranks, pool workers): `make test` runs one worker per core, and torch's
+    # default of one thread per core in each would put two threads on every core.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_configure(config):
