@@ -26,15 +26,3 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-#: Test files whose tests are independent of each other and of any module-scoped fixture, so
-#: that `pytest -n 2 --dist loadgroup` may spread them over both workers one by one.
-SPREAD_FILES = ("test_notebooks.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`--dist loadgroup`), keep each test file on one worker (its
-    module-scoped fixtures are made once; its tests run in file order), except the files of
-    `SPREAD_FILES`, whose tests go to whichever worker is free."""
-    for item in items:
-        if item.path.name not in SPREAD_FILES:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
