@@ -22,7 +22,7 @@ flows through it into the CAM).
     python bench/step_time.py --fp32-nchw    # float32 NCHW: no bf16 autocast, no channels-last
     python bench/step_time.py --vgg16    # also VGG16 at 224 px, AlexNet W_E, batch 4 (minutes)
 
-Target: csoa <= 1.6x cam (time per step).
+Target: csoa <= 1.45x cam (time per step; the FLOP floor is 1.33x).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from csoa_nb.engine.builders import build_embedding, build_model, build_optimize
 from csoa_nb.engine.config import RunConfig
 
 METHODS = ("cam", "confseg", "coaug", "csoa")
-TARGET_RATIO = 1.6  # csoa / cam, time per step
+TARGET_RATIO = 1.45  # csoa / cam, time per step
 ALPHA = 1.0  # Eq. 6 / L_D weight after the ramp: every term is computed and back-propagated
 
 
@@ -214,7 +214,7 @@ def report(
     csoa_ratio = paired_ratio(samples, "csoa")[0]
     verdict = "met" if csoa_ratio <= TARGET_RATIO else "NOT met"
     print(
-        f"target csoa <= {TARGET_RATIO:.1f}x cam (CPU time): {verdict} ({csoa_ratio:.2f}x "
+        f"target csoa <= {TARGET_RATIO:.2f}x cam (CPU time): {verdict} ({csoa_ratio:.2f}x "
         f"measured, {csoa_total / cam_flops:.2f}x in FLOPs)\n"
     )
 
