@@ -63,6 +63,13 @@ def test_cam_grid(two_heads, cols):
     assert n_colorbars(fig) == 1
 
 
+@pytest.mark.parametrize("two_heads, name", [(True, "fused map"), (False, "$S_L$")])
+def test_theta_grid_names_the_map_it_thresholds(two_heads, name):
+    """A one-head model (plain CAM) has no fused map: Eq. 13 thresholds S_L alone."""
+    fig = plots.theta_grid(make_cams(two_heads), [0, 1])
+    assert [ax.get_title() for ax in fig.axes[:8:4]] == [f"#0: {name}", f"#1: {name}"]
+
+
 def test_theta_grid_one_or_more_images():
     cams = make_cams()
     assert n_axes(plots.theta_grid(cams, 0)) == 4 + 1  # fused map + 3 thetas + colour bar

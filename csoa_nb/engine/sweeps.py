@@ -23,7 +23,7 @@ REGIMES: dict[str, dict[str, Any]] = {
     "pretrained": {"pretrained": "pretrain"},
     "scratch": {"pretrained": "", "embedding_weights": "pretrain"},
 }
-#: The regimes the Table 1 sweep runs: both (from scratch with the preset's `seeds`, three per row).
+#: The regimes the Table 1 sweep runs: both (from scratch too, with the preset's `seeds`).
 SWEPT_REGIMES = tuple(REGIMES)
 #: Table 2: the block W_F is appended after (W_L is after block 5), for both readings of Eq. 10.
 TABLE2_BLOCKS = (3, 4, 5)

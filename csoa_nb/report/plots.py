@@ -263,8 +263,9 @@ def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
 def theta_grid(
     cams: SampleCams, indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
 ) -> Figure:
-    """The static stand-in for the theta explorer: one row per image, the fused map (colour bar
-    below), then one column per theta with the union shaded (yellow), GT box (green),
+    """The static stand-in for the theta explorer: one row per image, the map Eq. 13 thresholds
+    (S_L for a one-head model, the fused map of S_L and S_F for two heads; colour bar below),
+    then one column per theta with the union shaded (yellow), GT box (green),
     predicted box (red, dashed) and the IoU."""
     indices = _indices(indices)
     if 1 + len(thetas) > MAX_PANELS_PER_ROW:
@@ -277,7 +278,8 @@ def theta_grid(
     for row, index in enumerate(indices):
         image = _uint8(cams, index)
         first = localize_one(cams, index, thetas[0])
-        heat = show_heat(axes[row, 0], image, first["loc_map"], f"#{index}: fused map")
+        name = "fused map" if first["map_feature"] is not None else "$S_L$"
+        heat = show_heat(axes[row, 0], image, first["loc_map"], f"#{index}: {name}")
         for col, theta in enumerate(thetas, start=1):
             r = localize_one(cams, index, theta)
             show_image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
