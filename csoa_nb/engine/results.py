@@ -93,6 +93,7 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
                 "body_class_evidence": config.body_class_evidence,
                 "part_occlusion": config.part_occlusion,
                 "seed": config.seed,
+                "theta": config.theta,
                 "hash": config.hash,
                 "cached": result.cached,
                 "wall_time_s": result.wall_time_s,
