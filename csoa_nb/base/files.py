@@ -52,8 +52,7 @@ def replace_atomic(path: Path, write: Callable[[Path], None], *, then: str) -> N
 
 
 def write_atomic(path: Path, data: bytes, *, then: str) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`
-    (`replace_atomic`)."""
+    """Write `data` to a temp file beside `path`, fsync, rename over `path` (`replace_atomic`)."""
     replace_atomic(path, lambda tmp: tmp.write_bytes(data), then=then)
 
 

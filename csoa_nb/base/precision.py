@@ -57,25 +57,15 @@ FnT = TypeVar("FnT", bound=Callable[..., Any])
 
 
 def fp32_region(fn: FnT) -> FnT:
-    """Run ``fn`` in float32: autocast off (on the devices of its tensor arguments, CPU
-    always) and every floating tensor argument (also inside tuples, lists, dicts, NamedTuples
-    such as `CSoAOutput` and dataclasses) cast to float32. Gradients flow through the casts.
+    """Run ``fn`` in float32: autocast off (on its tensors' devices, CPU always) and every floating
+    tensor argument (also inside tuples, lists, dicts, NamedTuples such as `CSoAOutput` and
+    dataclasses) cast to float32; gradients flow through the casts.
 
-    For the losses of Eq. 5 (`csoa_nb.methods.confseg.confseg_loss`) and Eq. 12
-    (`csoa_nb.methods.coaug.coaug_loss`), wrapped in `csoa_nb.methods.csoa`: they are ratios
-    and thresholds of small quantities that half precision gets wrong.
-
-    * Eq. 12 divides sums of embedding distances by sums of distances; bfloat16 keeps 8
-      significant bits (0.4 % per value), and the gradient of a ratio is a difference of two
-      nearly equal terms. In float16 the squared distances of 256-d AlexNet embeddings
-      exceed its maximum (65504), and the norms' ``eps = 1e-12`` is below its smallest
-      subnormal (6e-8): ``sqrt(0)`` on D_mn's diagonal, an infinite gradient, NaN.
-    * Eq. 5's binary mask is ``|S - mu1| > mu2`` (Eq. 2-4): pixels near the threshold flip
-      when S, mu1 and mu2 are rounded to 8 bits, and the masked means over h x w pixels
-      accumulate the rounding.
-
-    Autocast's own per-op float32 lists differ between CPU and CUDA and between torch
-    versions; this makes the loss precision explicit instead of depending on them.
+    Wraps the losses of Eq. 5 (`confseg_loss`) and Eq. 12 (`coaug_loss`) in `csoa_nb.methods.csoa`:
+    half precision gets their ratios and thresholds wrong (Eq. 12's ratios of distance sums lose
+    bits, and in float16 overflow and hit ``sqrt(0)`` on D_mn's diagonal: NaN gradients; Eq. 5's
+    mask ``|S - mu1| > mu2`` of Eq. 2-4 flips pixels near the threshold). Explicit, because
+    autocast's own per-op float32 lists differ between CPU and CUDA and between torch versions.
     """
 
     @functools.wraps(fn)

@@ -83,11 +83,8 @@ def backbone_channels(name: str, slim_width: int = 16) -> tuple[int, int, int, i
 
 
 def backbone_strides(name: str) -> tuple[int, int, int, int, int]:
-    """Output stride (input pixels per map pixel) after each of the five blocks of ``name``.
-
-    For inception_v3 the strides are nominal: its unpadded convolutions shave a few pixels,
-    e.g. a 299 px input gives 17 x 17 maps after blocks 4-5 rather than 299 / 16.
-    """
+    """Output stride (input pixels per map pixel) after each of the five blocks of ``name``; nominal
+    for inception_v3, whose unpadded convolutions shave pixels (299 px: 17 x 17, not 299 / 16)."""
     check_choice("backbone", name, BACKBONES)
     return _STRIDES[name]
 
@@ -162,15 +159,12 @@ def _resolve_weights(weights: object, net: str) -> Path:
 
 
 def is_weights_name(value: str) -> bool:
-    """Whether `value` reads as a torchvision weights enum name ("VGG16_Weights.IMAGENET1K_V1")
-    rather than a file path (an existing file of that name is a path)."""
+    """Whether `value` is a torchvision weights enum name, not a path (an existing file is one)."""
     return bool(_ENUM_NAME.fullmatch(value)) and not Path(value).exists()
 
 
 def weights_file(weights: object, net: str) -> Path:
-    """The local file `weights` (a path or a torchvision enum name) names for network `net`
-    (a backbone name, "alexnet" or "slim embedding"), without reading it and never
-    downloading: the file `load_weights` would open. Raises as `load_weights` does."""
+    """The file `load_weights` would open for `weights`, `net`; never downloads; same errors."""
     return _resolve_weights(weights, net)
 
 

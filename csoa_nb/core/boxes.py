@@ -73,21 +73,11 @@ def pair_iou(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> np.ndarray | Ten
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise IoU of two sets of boxes (``torchvision.ops.box_iou``, NaN-free).
-
-    Args:
-        a: tensor ``N x 4``, ``b``: tensor ``M x 4``; boxes ``(x0, y0, x1, y1)`` in pixels,
-            x1/y1 exclusive, so the area is ``(x1 - x0) * (y1 - y0)`` -- the formula torchvision
-            uses. Degenerate boxes (zero width or height, e.g. the empty box ``(0, 0, 0, 0)``)
-            are allowed.
-
-    Returns:
-        float64 tensor ``N x M`` in ``[0, 1]``. A pair whose union has zero area (two
-        degenerate boxes) gets IoU 0, never NaN.
+    """Pairwise IoU, float64 ``N x M`` in ``[0, 1]``, of boxes ``a`` (``N x 4``) and ``b``
+    (``M x 4``), x1/y1 exclusive: ``torchvision.ops.box_iou`` with 0, not NaN, for degenerate pairs.
 
     Raises:
-        ValueError: wrong shape, NaN/inf, or an inverted box (``x1 < x0`` or ``y1 < y0``); the
-            message names the offending row.
+        ValueError: wrong shape, NaN/inf or an inverted box; the message names the offending row.
     """
     a = check_boxes(a, "a")
     b = check_boxes(b, "b").to(a.device)
@@ -97,15 +87,8 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def max_iou(pred: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:
-    """Best IoU of each predicted box with any ground-truth box of its own image.
-
-    Args:
-        pred: tensor ``N x 4``, one predicted box per image (``x0, y0, x1, y1``, exclusive).
-        gt_boxes: list of ``N`` tensors ``K_i x 4`` (or ``4``), the GT boxes of image ``i``.
-            ``K_i = 0`` is allowed and gives IoU 0.
-
-    Returns:
-        float64 tensor ``N`` in ``[0, 1]`` (on ``pred``'s device).
+    """Best IoU (float64 ``N``, on ``pred``'s device) of each predicted box (``pred``: ``N x 4``)
+    with any GT box of its image (``gt_boxes``: ``N`` tensors ``K_i x 4``; ``K_i = 0`` gives 0).
 
     Raises:
         ValueError: bad shapes, NaN/inf, inverted boxes, or ``len(gt_boxes) != N``.

@@ -105,31 +105,10 @@ def errors_from_flags(
 def localization_errors(
     logits: Tensor, labels: Tensor, iou: Tensor, iou_threshold: float = 0.5
 ) -> dict[str, float]:
-    """Top-1 / Top-5 / GT-known localisation errors and classification errors (Sec. 4.2).
-
-    An image is localised correctly when ``iou >= iou_threshold`` (0.5, the ILSVRC rule of
-    Russakovsky et al., IJCV 2015, that the paper follows). In percent:
-
-    * ``top1_loc_err``: not (top-1 class correct and localised);
-    * ``top5_loc_err``: not (GT class among the top ``k = min(5, C)`` and localised);
-    * ``gt_known_loc_err``: not localised (class assumed known, Table 6);
-    * ``top1_cls_err`` / ``top5_cls_err``: the classification errors.
-
-    ``iou`` is the IoU of the box computed from the map of the **ground-truth** class. The
-    ILSVRC protocol instead scores the box of the predicted class(es), but both give the same
-    numbers: an image only counts as correct if the predicted class equals the GT class, and in
-    that case the predicted class's box *is* the GT class's box; when the prediction is wrong
-    the image is an error whatever its box. (For top-5 the box of the one correct guess among
-    the five is the GT-class box.) So one box per image suffices.
-
-    Args:
-        logits: float tensor ``N x C`` of logits or probabilities (only the ranking is used).
-        labels: int tensor ``N`` of GT classes in ``[0, C)``.
-        iou: float tensor ``N`` in ``[0, 1]`` (e.g. ``max_iou(boxes, gt_boxes)``).
-        iou_threshold: in ``(0, 1]``.
-
-    Returns:
-        dict with the five keys above, floats in ``[0, 100]``.
+    """Top-1 / top-5 / GT-known (Table 6) localisation and top-1 / top-5 classification errors in
+    percent (Sec. 4.2); localised: ``iou >= iou_threshold`` (0.5, the ILSVRC rule). ``iou`` (``N``)
+    is the GT-class box's: ILSVRC scores the predicted class's box, with the same numbers, since a
+    wrong class is an error whatever its box. Only the ranking of ``logits`` (``N x C``) is used.
 
     Raises:
         ValueError: bad shapes, labels out of range, NaN, IoU outside ``[0, 1]``, ``N = 0``.

@@ -114,16 +114,8 @@ def check_unit_maps(loc_maps: object, name: str = "loc_maps") -> Tensor:
 
 # ----------------------------------------------------------------------------- maps
 def normalize_cam(cam: Tensor) -> Tensor:
-    """Min-max normalise every map to ``[0, 1]`` (the CAM protocol of Zhou et al. 2016).
-
-    Args:
-        cam: float tensor ``... x h x w`` (any leading dims, at least 2 dims), any real
-            values, no NaN/inf. Integer/bool input is converted to float32.
-
-    Returns:
-        Tensor of the same shape and float dtype with ``(cam - min) / (max - min)`` computed
-        per ``h x w`` map, so each map spans exactly ``[0, 1]``. A constant map (``max ==
-        min``) becomes all zeros (no pixel can pass Eq. 13, ``0 > theta * 0`` is false).
+    """Min-max normalise each ``h x w`` map of ``cam`` (``... x h x w``, int/bool made float32) to
+    ``[0, 1]`` (the CAM protocol of Zhou et al. 2016); a constant map becomes zeros (fails Eq. 13).
 
     Raises:
         ValueError: ``cam`` is not a tensor, has fewer than 2 dims, or contains NaN/inf.
@@ -137,17 +129,9 @@ def normalize_cam(cam: Tensor) -> Tensor:
 
 
 def upsample_cam(cam: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinearly resize ``B x h x w`` maps to the image size ``(H, W)``.
-
-    Args:
-        cam: float tensor ``B x h x w`` (raw or normalised values, no NaN/inf).
-        size: ``(H, W)`` output size in pixels (height first, like ``torch``).
-
-    Returns:
-        Float tensor ``B x H x W`` on ``cam``'s device, sampled like
-        ``F.interpolate(mode="bilinear", align_corners=False)`` (computed with
-        ``cv2.resize(INTER_LINEAR)`` per map, which agrees with it to float rounding); values
-        stay within each input map's ``[min, max]``.
+    """Bilinearly resize ``B x h x w`` maps to ``B x H x W`` for ``size = (H, W)`` pixels, like
+    ``F.interpolate(mode="bilinear", align_corners=False)`` to float rounding (via ``cv2.resize``);
+    values stay within each map's ``[min, max]``.
 
     Raises:
         ValueError: wrong number of dims, NaN/inf values, or a bad ``size``.
@@ -172,17 +156,9 @@ def _resize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def binarize(cam: Tensor, theta: float) -> Tensor:
-    """Eq. 13: foreground where ``cam > theta * max(cam)``, per ``h x w`` map.
-
-    Args:
-        cam: float tensor ``... x h x w`` (at least 2 dims). Eq. 13 is meant for
-            non-negative maps (raw CAMs after ReLU or ``normalize_cam`` output in ``[0, 1]``);
-            for a normalised map ``max == 1`` so the test is simply ``cam > theta``.
-        theta: threshold ratio in ``[0, 1]`` (the paper uses 0.2-0.4, Table 3).
-
-    Returns:
-        Bool tensor of the same shape. The inequality is strict, so an all-zero map gives an
-        all-False mask at every theta, and ``theta = 1`` always gives an empty mask.
+    """Eq. 13: bool foreground where ``cam > theta * max(cam)``, per ``h x w`` map; ``theta`` in
+    ``[0, 1]`` (the paper uses 0.2-0.4, Table 3). Strict, so an all-zero map or ``theta = 1`` gives
+    an empty mask; for a normalised map (max 1) the test is ``cam > theta``.
 
     Raises:
         ValueError: ``theta`` outside ``[0, 1]``; ``cam`` with < 2 dims or NaN/inf.
@@ -193,27 +169,10 @@ def binarize(cam: Tensor, theta: float) -> Tensor:
 
 
 def fuse_cams(cam_last: Tensor, cam_feature: Tensor | None, size: tuple[int, int]) -> Tensor:
-    """Fused localisation map of CSoA: ``max(norm(up(S_L)), norm(up(S_F)))``.
-
-    Each CAM is upsampled to the image size (``upsample_cam``), min-max normalised
-    (``normalize_cam``) and the two are combined by an elementwise maximum.
-
-    Why a maximum is Eq. 13's union: for normalised maps ``a``, ``b`` with ``max == 1``,
-    ``binarize(a, t) = a > t`` and ``binarize(b, t) = b > t``, and ``(a > t) or (b > t)`` is
-    ``max(a, b) > t``; ``max(a, b)`` also has maximum 1, so ``binarize(fused, t)`` (threshold
-    ``t * 1 = t``) is exactly "the union of the two binary maps" of Eq. 13 at **every** theta.
-    (If one map is constant its normalised version is 0 and never passes, on both sides.) The
-    fused map is therefore the single score map of CSoA that threshold sweeps (MaxBoxAccV2,
-    PxAP) can use.
-
-    Args:
-        cam_last: float tensor ``B x h x w``, CAM ``S_L`` of one class per image.
-        cam_feature: float tensor ``B x h' x w'`` (``S_F``, may have another resolution) or
-            ``None`` for the single-CAM baseline, which returns ``normalize_cam(up(cam_last))``.
-        size: image size ``(H, W)``.
-
-    Returns:
-        Float tensor ``B x H x W`` in ``[0, 1]`` (max 1 unless both maps are constant).
+    """Fused localisation map of CSoA, ``max(norm(up(S_L)), norm(up(S_F)))``, ``B x H x W`` in
+    ``[0, 1]`` for ``size = (H, W)``; ``cam_feature=None`` gives the single-CAM baseline. For maps
+    of max 1, ``max(a, b) > t`` is ``(a > t) or (b > t)``: binarising it is Eq. 13's union at every
+    theta, so it is the one score map that threshold sweeps (MaxBoxAccV2, PxAP) can use.
 
     Raises:
         ValueError: wrong dims, batch mismatch, NaN/inf, bad size.
@@ -231,15 +190,11 @@ def fuse_cams(cam_last: Tensor, cam_feature: Tensor | None, size: tuple[int, int
 def _outer_counts(contours: Sequence[np.ndarray], hierarchy: np.ndarray) -> dict[int, int]:
     """Pixel count of every component, keyed by the index of its outer border.
 
-    ``cv2.findContours(RETR_CCOMP, CHAIN_APPROX_NONE)`` traces one outer border per component
-    (foreground 8-connected) and one border per hole (background 4-connected), each a closed
-    path of ``n`` steps between 8-neighbouring pixels, with a shoelace area ``A``. By Pick's
-    theorem the pixels on or inside an outer border number ``A + n / 2 + 1`` (a single pixel:
-    ``n = 0``; a one-pixel-wide line walked out and back adds one pixel per two steps), and the
-    pixels strictly inside a hole border number ``A - n / 2 + 1``; a component's pixel count is
-    the first minus the second for each of its holes (a hole's parent is its outer border).
-    ``tests/test_localize.py`` checks boxes and counts against ``scipy.ndimage.label`` on
-    thousands of random masks.
+    ``cv2.findContours(RETR_CCOMP, CHAIN_APPROX_NONE)`` traces each component's outer border
+    (8-connected) and each hole's (4-connected): closed paths of ``n`` steps, shoelace area ``A``.
+    By Pick's theorem an outer border holds ``A + n / 2 + 1`` pixels (one pixel: ``n = 0``) and a
+    hole ``A - n / 2 + 1``; a component is its outer count minus its holes' (a hole's parent is its
+    outer border). ``tests/test_localize.py`` checks this against ``scipy.ndimage.label``.
     """
     count: dict[int, float] = {}
     parents = hierarchy[0, :, 3].tolist()
@@ -299,16 +254,9 @@ def _largest_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 def slice_components(binary: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes of all 8-connected components of every slice of a ``S x H x W`` bool stack.
 
-    Components are listed slice by slice and, inside a slice, in raster order of each
-    component's first pixel (the label order of ``scipy.ndimage.label``); see ``_outer_counts``
-    for how they are found and counted.
-
-    Args:
-        binary: bool tensor / array ``S x H x W``.
-
-    Returns:
-        ``(boxes, slice_index, area)``: int64 arrays ``K x 4`` (``x0, y0, x1, y1``, x1/y1
-        exclusive), ``K`` (which slice) and ``K`` (pixel count). ``K`` may be 0.
+    ``(boxes, slice_index, area)``: int64 ``K x 4`` (x1/y1 exclusive), slices ``K`` and pixel
+    counts ``K``, ``K`` may be 0; slice by slice, then in raster order of first pixels
+    (``scipy.ndimage.label``'s order). How components are found and counted: ``_outer_counts``.
 
     Raises:
         ValueError: not a bool tensor with 3 dims.
@@ -337,19 +285,9 @@ def largest_per_slice(slice_index: np.ndarray, area: np.ndarray, n_slices: int) 
 
 
 def largest_component_box(binary: Tensor) -> Tensor:
-    """Bounding box of the largest 8-connected foreground component (Zhou et al. 2016).
-
-    Pixels touching only diagonally belong to the same component. Size = number of pixels;
-    ties go to the component whose first pixel comes first in raster order (the smallest
-    ``scipy.ndimage.label`` label).
-
-    Args:
-        binary: bool tensor ``H x W`` or ``B x H x W`` (e.g. ``binarize(...)``).
-
-    Returns:
-        float32 tensor ``4`` or ``B x 4`` (on ``binary``'s device) with ``(x0, y0, x1, y1)``
-        in pixels, x1/y1 exclusive: a component spanning columns 2..5 and rows 1..3 gives
-        ``(2, 1, 6, 4)``. An empty map gives ``(0, 0, 0, 0)``, whose IoU with any box is 0.
+    """Box of the largest 8-connected foreground component (Zhou et al. 2016) of ``H x W`` or
+    ``B x H x W`` bool maps: float32 ``4`` / ``B x 4`` ``(x0, y0, x1, y1)``, x1/y1 exclusive;
+    ``(0, 0, 0, 0)`` (IoU 0) when empty. Ties go to the first component in raster order.
 
     Raises:
         ValueError: not a bool tensor of 2 or 3 dims.
@@ -365,17 +303,9 @@ def largest_component_box(binary: Tensor) -> Tensor:
 
 
 def component_boxes(binary: Tensor) -> Tensor:
-    """Bounding boxes of **all** 8-connected components of one binary map.
-
-    Used by the multi-contour MaxBoxAccV2 of Choe et al., "Evaluating Weakly Supervised Object
-    Localization Methods Right", CVPR 2020.
-
-    Args:
-        binary: bool tensor ``H x W``.
-
-    Returns:
-        float32 tensor ``K x 4`` (``x0, y0, x1, y1``, x1/y1 exclusive), one row per component
-        in raster order of its first pixel; ``K = 0`` (shape ``0 x 4``) for an empty map.
+    """Float32 ``K x 4`` boxes (x1/y1 exclusive) of **all** 8-connected components of an ``H x W``
+    bool map, raster order, ``0 x 4`` if empty: for the multi-contour MaxBoxAccV2 of Choe et al.,
+    "Evaluating Weakly Supervised Object Localization Methods Right", CVPR 2020.
 
     Raises:
         ValueError: not a 2-dim bool tensor.
@@ -412,24 +342,13 @@ def csoa_box(
     theta: float,
     image_size: tuple[int, int],
 ) -> Tensor:
-    """Eq. 13 end to end: the CSoA box of every image.
+    """Eq. 13 end to end: the CSoA box of every image, float32 ``B x 4`` in pixels of
+    ``image_size = (H, W)``, x1/y1 exclusive, ``(0, 0, 0, 0)`` when nothing passes.
 
-    Steps: upsample both CAMs to ``image_size`` and min-max normalise them; binarise each at
-    ``theta * max``; unite the two binary maps; take the bounding box of the largest
-    8-connected component. The union is computed as ``binarize(fuse_cams(...), theta)``, which
-    is identical (see ``fuse_cams``).
-
-    Args:
-        cam_last: float tensor ``B x h x w``, the top-layer CAM ``S_L`` of one class per image
-            (the ground-truth or the predicted class).
-        cam_feature: float tensor ``B x h' x w'``, the internal CAM ``S_F`` of the same class,
-            or ``None`` (single-CAM baseline).
-        theta: Eq. 13 ratio in ``[0, 1]``.
-        image_size: ``(H, W)`` of the (transformed) image the boxes refer to.
-
-    Returns:
-        float32 tensor ``B x 4`` of boxes ``(x0, y0, x1, y1)`` in image pixels, x1/y1
-        exclusive; ``(0, 0, 0, 0)`` when nothing passes the threshold.
+    ``S_L`` (``cam_last``, ``B x h x w``) and ``S_F`` (``cam_feature``, ``B x h' x w'``, or None for
+    the single-CAM baseline) are upsampled, normalised, binarised at ``theta * max`` and united
+    (the same union as ``binarize(fuse_cams(...), theta)``); the box is the largest 8-connected
+    component's.
 
     Raises:
         ValueError: bad theta, shapes, NaN/inf or size.

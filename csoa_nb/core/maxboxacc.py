@@ -137,12 +137,8 @@ class MaxBoxAccV2:
         return hits
 
     def accumulate(self, loc_maps: Tensor, gt_boxes: Sequence[Tensor]) -> None:
-        """Add a batch.
-
-        Args:
-            loc_maps: float tensor ``B x H x W`` in ``[0, 1]`` (normalised score maps, e.g.
-                ``fuse_cams`` of the GT class), in the pixel frame of the boxes.
-            gt_boxes: list of ``B`` tensors ``K_i x 4`` (``x0, y0, x1, y1``, exclusive).
+        """Add a batch: ``B x H x W`` maps in ``[0, 1]`` (e.g. ``fuse_cams`` of the GT class) in the
+        pixel frame of ``gt_boxes``, ``B`` tensors ``K_i x 4`` (x1/y1 exclusive).
 
         Raises:
             ValueError: maps not ``B x H x W``, outside ``[0, 1]``, NaN; bad boxes.
@@ -185,16 +181,8 @@ class MaxBoxAccV2:
 
 
 def max_box_acc(loc_maps: Tensor, gt_boxes: Sequence[Tensor], **kw) -> dict:
-    """One-shot ``MaxBoxAccV2(**kw)`` over one batch (Choe et al., CVPR 2020).
-
-    Args:
-        loc_maps: float tensor ``B x H x W`` in ``[0, 1]``.
-        gt_boxes: list of ``B`` tensors ``K_i x 4`` (exclusive ends).
-        **kw: ``cam_thresholds``, ``iou_thresholds``, ``multi_contour``.
-
-    Returns:
-        the dict of ``MaxBoxAccV2.compute``.
-    """
+    """One-shot ``MaxBoxAccV2(**kw).compute()`` over one batch: ``B x H x W`` maps in ``[0, 1]``
+    and ``B`` GT box tensors ``K_i x 4`` (Choe et al., CVPR 2020)."""
     metric = MaxBoxAccV2(**kw)
     metric.accumulate(loc_maps, gt_boxes)
     return metric.compute()

@@ -69,12 +69,8 @@ class PxAP:
         self.neg_hist = np.zeros(self.num_bins + 1, dtype=np.int64)
 
     def accumulate(self, loc_maps: Tensor, gt_masks: Tensor) -> None:
-        """Add a batch.
-
-        Args:
-            loc_maps: float tensor ``B x H x W`` with scores in ``[0, 1]``.
-            gt_masks: tensor ``B x H x W`` (or ``B x 1 x H x W``) with values in ``{0, 1}``
-                (1 = foreground), aligned with ``loc_maps``.
+        """Add a batch: ``B x H x W`` scores in ``[0, 1]`` and aligned masks ``B x H x W`` (or
+        ``B x 1 x H x W``) in ``{0, 1}``, 1 = foreground.
 
         Raises:
             ValueError: wrong shapes, values out of range, NaN.
@@ -118,13 +114,8 @@ class PxAP:
 
 
 def pxap(loc_maps: Tensor, masks: Tensor, num_bins: int = 1000) -> float:
-    """One-shot PxAP (percent) of one batch; see ``PxAP`` (Choe et al., CVPR 2020).
-
-    Args:
-        loc_maps: float tensor ``B x H x W`` in ``[0, 1]``.
-        masks: tensor ``B x H x W`` (or ``B x 1 x H x W``) in ``{0, 1}``.
-        num_bins: score resolution.
-    """
+    """One-shot PxAP (percent) of one batch: ``B x H x W`` maps in ``[0, 1]``, ``{0, 1}`` masks
+    ``B x H x W`` (or ``B x 1 x H x W``); see ``PxAP`` (Choe et al., CVPR 2020)."""
     metric = PxAP(num_bins)
     metric.accumulate(loc_maps, masks)
     return metric.compute()["pxap"]

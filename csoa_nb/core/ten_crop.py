@@ -16,26 +16,12 @@ __all__ = ["ten_crop_logits"]
 
 
 def ten_crop_logits(model: Callable[[Tensor], Tensor], images: Tensor, crop_size: int) -> Tensor:
-    """10-crop classification scores of Sec. 4.1 (following Zhou et al., CVPR 2016).
-
-    The four corner crops and the centre crop of ``crop_size x crop_size`` and the same five
-    crops of the horizontally flipped image (``torchvision.transforms.functional.ten_crop``)
-    are classified; the **softmax probabilities** of the 10 crops are averaged. Despite the
-    name the result is therefore averaged softmax scores, not logits, because the paper
-    "averages the scores from the softmax layer with 10 crops". Ranking-based metrics
-    (``localization_errors``) accept them like logits.
-
-    Call under ``torch.no_grad()`` in evaluation; the model is applied to one crop batch at a
-    time (memory of one ``B``-image forward pass).
-
-    Args:
-        model: callable mapping a float tensor ``B x 3 x crop x crop`` to logits ``B x C``
-            (for ``CSoANet`` wrap it, e.g. ``lambda x: net(x).<logits field>``).
-        images: float tensor ``B x 3 x H x W`` (normalised images), ``H, W >= crop_size``.
-        crop_size: side of the square crops in pixels.
-
-    Returns:
-        float tensor ``B x C`` of averaged probabilities; every row sums to 1.
+    """10-crop classification scores of Sec. 4.1 (after Zhou et al., CVPR 2016): ``B x C`` softmax
+    probabilities averaged over the four corner and centre ``crop_size`` crops of ``images``
+    (``B x 3 x H x W``) and of their flips. Probabilities despite the name: the paper "averages the
+    scores from the softmax layer with 10 crops"; ranking metrics take them like logits.
+    ``model`` maps ``B x 3 x crop x crop`` to logits ``B x C`` (wrap ``CSoANet``), one crop batch
+    at a time; call it under ``torch.no_grad()``.
 
     Raises:
         ValueError: bad image shape, NaN, crop larger than the image, or a model output that

@@ -36,13 +36,9 @@ def abspath(path: str | os.PathLike[str]) -> Path:
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open `path`, decode it fully and return an RGB `PIL.Image`.
-
-    Raises `DataError` naming the absolute path when the file is missing, truncated, corrupt or
-    not an image (decoding is forced with `Image.load()`, so truncation shows up here and not
-    later inside a DataLoader worker). 16-bit and float images are reduced to 8 bit first
-    (`to_8bit`).
-    """
+    """Fully decoded RGB `PIL.Image` of `path` (so truncation shows here, not in a DataLoader
+    worker); 16-bit and float images go to 8 bit (`to_8bit`). Raises `DataError` naming the
+    absolute path when the file is missing, truncated, corrupt or not an image."""
     return _decode(path, "RGB", "image", "image",
                    "re-download the dataset or fix its file list")
 
@@ -124,13 +120,8 @@ def to_8bit(img: Image.Image, where: str = "image") -> Image.Image:
 
 
 def load_mask(path: str | os.PathLike[str], threshold: int = 128) -> Image.Image:
-    """Load a segmentation mask as a binary `PIL.Image` of mode "L" with values 0/255.
-
-    A pixel is foreground when its grey value is `>= threshold` (128 for CUB's soft
-    segmentations and our synthetic masks; 1 for OpenImages' binary masks). A 16-bit or float
-    mask is first reduced to 8 bit (`to_8bit`: v >> 8, round(v * 255)), so the threshold is
-    always on the 0..255 scale.
-    """
+    """Binary mode-"L" `PIL.Image` (0/255) of a mask: foreground where grey ``>= threshold`` on the
+    0..255 scale after `to_8bit` (128: CUB's soft masks, synthetic; 1: OpenImages' binary masks)."""
     grey = np.asarray(_decode(path, "L", "mask", "mask image",
                               "re-download the masks or remove the mask folder"))
     return Image.fromarray(((grey >= threshold) * 255).astype(np.uint8))
@@ -228,16 +219,10 @@ def _outside_error(
 
 
 def inside(base: Path, relpath: str, where: str, what: str, fix: str) -> Path:
-    """`base / relpath` for a path read from a list file, refused (`DataError`) when it lies
-    outside `base`: an absolute path, or `..` steps that leave `base`.
-
-    Nothing is opened: the check is on the path's text (`os.path.normpath`), so a list cannot
-    name `/etc/passwd` or `../../x.jpg` whatever exists there; symbolic links inside `base`
-    (e.g. `images/` linked to another disk) stay allowed. A path with a `..` step must also
-    stay inside `base` once links are resolved. `where` ("<file>, line <n>") and `what`
-    ("image path") start the message, `fix` ends it. Returns `base / relpath` unchanged
-    (not normalised), so image paths read as before.
-    """
+    """`base / relpath` (not normalised) for a path read from a list file; `DataError` (`where`,
+    `what` ... `fix`) when its text (`os.path.normpath`) leaves `base` (absolute or `..` steps), or
+    a `..` path leaves it once links are resolved. Nothing is opened, so a list cannot name
+    `/etc/passwd` whatever exists there; symbolic links inside `base` stay allowed."""
     _, why = _escape(os.path.normpath(base), relpath)
     if why:
         raise _outside_error(where, what, relpath, base, why, fix)

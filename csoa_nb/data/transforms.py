@@ -88,10 +88,8 @@ class WSOLTransform:
         mask: Image.Image | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Transform `image` (PIL), `boxes` (Kx4, original pixels) and `mask` (PIL or None).
-
-        Returns `(image 3xCxC normalised, boxes Kx4 in crop pixels, mask 1xCxC or None)`.
-        """
+        """Transform PIL `image`, `boxes` (Kx4, original pixels) and `mask` (PIL or None) to
+        `(image 3xCxC normalised, boxes Kx4 in crop pixels, mask 1xCxC or None)`."""
         image_t, mask_t = self.resize(image, mask)
         return self.place(image_t, boxes, mask_t, image.size, generator)
 
@@ -174,8 +172,7 @@ def make_sample(
     label: int,
     index: int,
 ) -> dict[str, Any]:
-    """A reader's item (DESIGN.md): `apply_transform`, then the sample dict (`mask` only when
-    the dataset has one)."""
+    """A reader's item (DESIGN.md): `apply_transform`, then `sample_dict` (`mask` if any)."""
     return sample_dict(*apply_transform(transform, image, boxes, mask), label, index)
 
 

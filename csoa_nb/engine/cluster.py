@@ -241,9 +241,8 @@ class ClusterJob:
         return result
 
     def checkpoint(self) -> Any:
-        """submitit's hook on Slurm's signal before a time limit or a pre-emption: re-queue the
-        same task. The run resumes from its last `checkpoint.pt` (written after every epoch;
-        the epoch under way is lost), under the run lock this process releases as it exits."""
+        """submitit's hook on Slurm's time-limit or pre-emption signal: re-queue the task, which
+        resumes from its last per-epoch `checkpoint.pt` (the epoch under way is lost)."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self)

@@ -205,9 +205,8 @@ class RunConfig:
 
     @property
     def method_settings(self) -> Any:
-        """The settings of `method`: an instance of its spec's `settings` class made from this
-        config's fields (what its `losses`, `augment` and `model` receive), or None for a
-        method without settings."""
+        """`method`'s `settings` instance built from this config's fields (what its `losses`,
+        `augment` and `model` receive), or None for a method without settings."""
         settings = self.method_spec.settings
         return None if settings is None else build_settings(settings, self._settings)
 
@@ -280,8 +279,7 @@ class RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def hashed_fields(self, data: str | None = None) -> dict[str, Any]:
-        """The fields that decide what a run computes (the rules of `csoa_nb.engine.hashing`),
-        plus `DATA_KEY`: the identity of its data (`data_identity()`, or `data` when given)."""
+        """Fields deciding what a run computes (`engine.hashing`), plus `DATA_KEY`: its data."""
         return hashed_fields(self, self.data_identity() if data is None else data)
 
     @property
@@ -325,13 +323,11 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        """12 hex digits of sha256 over the canonical JSON of the hashed fields
-        (`csoa_nb.base.cache.stable_hash`)."""
+        """12 hex digits of sha256 over the canonical JSON of `hashed_fields()` (`stable_hash`)."""
         return stable_hash(self.hashed_fields())
 
     def hash_on(self, data: str) -> str:
-        """The hash of this config on data of identity `data` (what a finished run's
-        `results.json` records): a stored run is checked without reading its data set."""
+        """The hash on data `data`, as `results.json` records it: checks a run without its data."""
         return stable_hash(self.hashed_fields(data))
 
     def synthetic_kwargs(self) -> dict[str, Any]:

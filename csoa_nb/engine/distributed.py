@@ -209,10 +209,9 @@ def cleanup(env: DistEnv) -> None:
 
 
 def control_group(env: DistEnv, *, timeout_s: float = 7 * 24 * 3600.0) -> Any:
-    """A gloo group with a long timeout for the hand-offs in which ranks wait on rank 0 (while it
-    generates the data, pretrains, waits for the run lock, scores the test set), so that no
-    collective timeout (NCCL's watchdog included) fires during them; every rank must call it,
-    in the same order. None in a single process."""
+    """Long-timeout gloo group for hand-offs where ranks wait on rank 0 (data, pretraining, run
+    lock, test scoring), so no collective timeout (NCCL's watchdog too) fires; every rank calls
+    it, in the same order. None in a single process."""
     if not env.distributed:
         return None
     return dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
@@ -362,8 +361,7 @@ class DistributedClassBalancedBatchSampler(ClassBalancedBatchSampler):
         return math.ceil(self.base_len / self.num_replicas)
 
     def global_batches(self) -> Iterator[list[int]]:
-        """Every rank's batches of the current epoch, in global order (global step s, rank r
-        is batch ``s * num_replicas + r``)."""
+        """Every rank's batches this epoch; step s, rank r is batch ``s * num_replicas + r``."""
         return iter(_GlobalOrder(self, len(self) * self.num_replicas))
 
     def __iter__(self) -> Iterator[list[int]]:

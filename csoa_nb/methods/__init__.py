@@ -166,8 +166,7 @@ def _table_number(table: int | str) -> int:
 
 
 def paper_rows(table: int | str = 1) -> dict[str, str]:
-    """Table `table`'s row names in the paper -> the keys of our rows, in the paper's order
-    (Table 1: `MethodSpec.paper_row`; 4-6: `COMPARISON_ROWS`; 2 and 3, settings of CSoA: none).
+    """Table `table`'s paper row names -> our row keys, in paper order (none for Tables 2-3).
 
     Raises:
         ValueError: `table` is not one of the paper's Tables 1-6.

@@ -168,8 +168,7 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """"better" / "worse" (with the family's adjustment when it has several tests),
-        "suggested better" ... (unadjusted p), "no difference shown", or "one seed"."""
+        """"better"/"worse", "suggested ..." (unadjusted p), "no difference shown" or "one seed"."""
         return verdict_words(self.verdict_in_family, PROSE_WORDS)
 
     def sentence(self, digits: int = 2) -> str:
@@ -255,9 +254,7 @@ def compare_all(
 
 def compare(frame: pd.DataFrame, a: Any, b: Any, metric: str, *, by: str = "method",
             **where: Any) -> str:
-    """E.g. "The top-1 loc. error of CSoA is lower (better) than that of CAM (base) by 3.10
-    points (CSoA 40.20 ± 1.00, CAM (base) 43.30 ± 1.20): the difference is shown, its 95 % CI
-    is [-4.10, -2.10] points (paired t over 3 seeds)."."""
+    """`metric` of `a` vs `b` in words: difference, both means, its 95 % CI and paired test."""
     return compare_runs(frame, a, b, metric, by=by, **where).sentence()
 
 

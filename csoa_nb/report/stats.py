@@ -230,8 +230,7 @@ def verdicts(differences: Sequence[Difference], positive: Sequence[bool]) -> lis
 
 # ---------------------------------------------------------------------------- bootstrap
 def box_acc_v2(curve: np.ndarray) -> np.ndarray:
-    """MaxBoxAccV2 (percent) of BoxAcc curves ``... x IoU levels x thresholds`` (fractions):
-    the best threshold per IoU level, then the mean over levels (Choe et al., CVPR 2020)."""
+    """MaxBoxAccV2 in % (Choe et al., CVPR 2020) of BoxAcc fractions ``... x IoUs x thresholds``."""
     return 100.0 * curve.max(axis=-1).mean(axis=-1)
 
 

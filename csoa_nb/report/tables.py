@@ -181,8 +181,7 @@ def ours_table1(
 def ours_table2(
     frame: pd.DataFrame, metrics: Sequence[str] = PAPER_METRICS, method: str = "csoa"
 ) -> pd.DataFrame:
-    """Table 2, ours: CSoA (`method="csoa_fix"`: with our Eq. 10 fix) with W_F after block 3,
-    4 or 5 ("CSoA-3-5" ...)."""
+    """Table 2, ours: CSoA, W_F after block 3, 4 or 5 ("CSoA-3-5"...; `csoa_fix`: Eq. 10 fix)."""
     return ours_table(frame, metrics, rows="feature_block", method=method)
 
 

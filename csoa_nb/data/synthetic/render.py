@@ -257,14 +257,10 @@ def render_sample(
     *,
     train: bool = False,
 ) -> dict[str, Any]:
-    """Render one image of class `class_index` (0-based) from `np.random.default_rng(seed)`.
-
-    Returns `{"image": uint8 HxWx3, "mask": bool HxW (body + part), "part_mask": bool HxW,
-    "box": (x0, y0, x1, y1), "part_box": (x0, y0, x1, y1), "occluded": bool, "class_index"}`
-    (boxes tight, x1/y1 exclusive). Occlusion only happens with `train=True`. The image with
-    index `i` of split `split` in a dataset made by `make_dataset(..., seed=s)` is
-    `render_sample(d, size, class, [s, split_id(d.family, split), i], train=split == "train")`.
-    """
+    """One image of class `class_index` (0-based) from `np.random.default_rng(seed)`: `{"image":
+    uint8 HxWx3, "mask": bool HxW (body + part), "part_mask", "box", "part_box" (tight, x1/y1
+    exclusive), "occluded", "class_index"}`; occluded only if `train`. Image `i` of `split` of
+    `make_dataset(..., seed=s)` uses seed `[s, split_id(d.family, split), i]`."""
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
     rng = np.random.default_rng(seed)

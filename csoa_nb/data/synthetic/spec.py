@@ -103,8 +103,7 @@ def dataset_spec(
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    """First 12 hex digits of sha256 over the canonical JSON of `spec`
-    (`csoa_nb.base.cache.stable_hash`)."""
+    """First 12 hex digits of sha256 over the canonical JSON of `spec` (`stable_hash`)."""
     return stable_hash(spec)
 
 

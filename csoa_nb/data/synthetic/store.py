@@ -143,25 +143,12 @@ def make_dataset(
     test_per_class: int | None = None,
     difficulty: Difficulty = Difficulty(),  # noqa: B008 - frozen dataclass, immutable
 ) -> Path:
-    """Write (or reuse) a synthetic dataset in CUB-200-2011 format; return its folder.
-
-    The folder is `root/synthetic-<family>-<hash12>`, hash12 being the first 12 hex digits of
-    sha256 over the canonical JSON of all arguments and `GENERATOR_VERSION`. A folder with a
-    complete, matching `manifest.json` is reused as is. Generation happens in a hidden temporary
-    folder inside `root` that is renamed into place at the end, so an interrupted run never
-    leaves a half dataset that looks complete. That folder is removed when generation fails;
-    one left by a killed run is removed by the next call (`clean_stale_tmp`). Nothing else in
-    `root` is touched.
-
-    Args:
-        root: parent folder (created if needed).
-        num_classes: number of classes (>= 2).
-        images_per_class: training images per class.
-        image_size: side of the square images in pixels (>= 16).
-        seed: base seed (>= 0); image `i` of a split uses `default_rng([seed, split_id, i])`.
-        test_per_class: test images per class (default `images_per_class // 2`); test images
-            are never occluded.
-        difficulty: the `Difficulty` knobs, including the design `family`.
+    """Write (or reuse) a synthetic CUB-200-2011-format dataset of square `image_size`-pixel
+    images; return its folder `root/synthetic-<family>-<hash12>` (hash of all arguments and
+    `GENERATOR_VERSION`). Built in a hidden temporary folder renamed into place, so a killed run
+    never leaves a half dataset that looks complete; one with a matching `manifest.json` is
+    reused. Image `i` of a split uses `default_rng([seed, split_id, i])`; test images (default
+    `images_per_class // 2` per class) are never occluded.
     """
     if not isinstance(difficulty, Difficulty):
         raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
@@ -180,19 +167,12 @@ def make_val_dataset(
     per_class: int = VAL_PER_CLASS,
     difficulty: Difficulty = Difficulty(),  # noqa: B008 - frozen dataclass, immutable
 ) -> Path:
-    """Write (or reuse) the validation split of a benchmark; return its folder.
-
-    Choe et al. (CVPR 2020) choose every method's hyperparameters and CAM threshold on a small
-    fully supervised split ("train-fullsup"), disjoint from the test set, and score the test
-    set once. This is that split for the benchmark `make_dataset(root, num_classes, ...,
-    image_size, seed, difficulty=difficulty)`: `per_class` images of each class, with boxes,
-    masks and parts, never occluded (as test images), image `i` of class `k` drawn from
-    `default_rng([seed, split_id(family, "val"), k * per_class + i])`.
-
-    The folder is `root/synthetic-<family>-val-<hash12>` (hash of `val_spec`), in the format of
-    `make_dataset` with every image marked `is_train` 0, so `CUB200(folder, "test")` reads it.
-    It is generated and reused like the benchmark's folder (hidden temporary folder, renamed
-    into place, `manifest.json` last) and leaves the benchmark's folder untouched.
+    """Write (or reuse) the validation split of `make_dataset(root, num_classes, ..., image_size,
+    seed, difficulty=difficulty)`, on which Choe et al. (CVPR 2020) tune hyperparameters and CAM
+    thresholds; return its folder `root/synthetic-<family>-val-<hash12>`. `per_class` unoccluded
+    images per class with boxes, masks and parts; image `i` of class `k` from
+    `default_rng([seed, split_id(family, "val"), k * per_class + i])`; `is_train` 0 throughout, so
+    `CUB200(folder, "test")` reads it.
     """
     if not isinstance(difficulty, Difficulty):
         raise ValueError(f"difficulty must be a Difficulty, got {type(difficulty).__name__}")
