@@ -26,6 +26,16 @@ def project_path(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def shown_path(path: str | Path) -> str:
+    """`path` as a message shows it: relative to the project root when it lies inside it (so a
+    chapter's output names no folder of the building machine), else as it is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def disk_full_error(error: OSError, folder: Path, what: str, then: str) -> OSError:
     """The one message of every write of the project on a full disk: an `OSError` (ENOSPC)
     naming `folder` and `what` was being written, and `then`, what a second try does; any
