@@ -8,9 +8,8 @@ PRESET ?= cpu
 DEVICE ?= cpu
 VENV := .venv
 PY := $(VENV)/bin/python
-# pytest-xdist workers of `make test`: a test file runs on one worker, in its order (its
-# module-scoped fixtures made once), except the notebooks, spread over the workers
-# (tests/conftest.py; two chapters that need one smoke run take turns on its lock).
+# pytest-xdist workers of `make test`; a test file runs on one worker, in its order (its
+# module-scoped fixtures made once; the notebooks, which share smoke runs, one at a time).
 TEST_WORKERS ?= 2
 STAMP := $(VENV)/.stamp
 
@@ -54,7 +53,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	rm -rf _build/smoke _build/smoke-html
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(PY) -m csoa_nb.book.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
 	$(VENV)/bin/pytest -q tests/test_built_html.py
 

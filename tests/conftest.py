@@ -26,16 +26,3 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-
-
-#: Test files whose tests are independent of each other and of module-scoped fixtures, so that
-#: `make test` (`pytest -n 2 --dist loadgroup`) may give them to whichever worker is free.
-SPREAD_FILES = ("test_notebooks.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's `--dist loadgroup`, keep every other test file on one worker (its
-    module-scoped fixtures made once, its tests in file order)."""
-    for item in items:
-        if item.path.name not in SPREAD_FILES:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
