@@ -125,13 +125,13 @@ def test_relative_paths_mean_the_project_root_from_any_subfolder(tmp_path, monke
 def test_a_message_names_a_folder_of_the_project_relative_to_it(tmp_path, monkeypatch):
     """A run folder in use is named relative to the project (a chapter's output shows no
     folder of the building machine); a folder elsewhere keeps its full path."""
-    from csoa_nb.base.paths import shown_path
+    from csoa_nb.base.paths import display_path
 
     (tmp_path / "project" / "csoa_nb").mkdir(parents=True)
     (tmp_path / "project" / "_toc.yml").write_text("root: x\n")
     monkeypatch.chdir(tmp_path / "project")
-    assert shown_path(tmp_path / "project" / "runs" / "abc123") == "runs/abc123"
-    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    assert display_path(tmp_path / "project" / "runs" / "abc123") == "runs/abc123"
+    assert display_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
 
 
 @pytest.mark.parametrize(

@@ -26,14 +26,19 @@ def project_path(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
-def shown_path(path: str | Path) -> str:
-    """`path` as a message shows it: relative to the project root when it lies inside it (so a
-    chapter's output names no folder of the building machine), else as it is."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(project_root()))
-    except ValueError:
-        return str(path)
+def display_path(path: str | Path) -> str:
+    """A path as the book and the messages print it, without the building machine's folders:
+    relative to the project root when inside it (``data/synthetic-...``), else with the home
+    folder as ``~`` (``~/.cache/torch/hub``), else as given."""
+    path = Path(path).expanduser()
+    absolute = path if path.is_absolute() else project_root() / path
+    for base, shown in ((project_root(), None), (Path.home(), "~")):
+        try:
+            rel = absolute.resolve().relative_to(base.resolve())
+        except ValueError:
+            continue
+        return rel.as_posix() if shown is None else f"{shown}/{rel.as_posix()}"
+    return path.as_posix()
 
 
 def disk_full_error(error: OSError, folder: Path, what: str, then: str) -> OSError:

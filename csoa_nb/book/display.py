@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csoa_nb.base.paths import project_root
+from csoa_nb.base.paths import display_path, project_root
 
 __all__ = [
     "LINE_WIDTH",
@@ -234,21 +234,6 @@ def show_table(
                          "'-' and '_', starting with a letter, e.g. 'tbl-02-errors'")
     shown, numeric = format_frame(frame, units=units, precision=precision, index=index)
     return BookTable(shown, numeric, " ".join(caption.split()), name)
-
-
-def display_path(path: str | Path) -> str:
-    """A path as the book prints it, without the building machine's folders: relative to the
-    project root when inside it (``data/synthetic-...``), else with the home folder as ``~``
-    (``~/.cache/torch/hub``), else as given."""
-    path = Path(path).expanduser()
-    absolute = path if path.is_absolute() else project_root() / path
-    for base, shown in ((project_root(), None), (Path.home(), "~")):
-        try:
-            rel = absolute.resolve().relative_to(base.resolve())
-        except ValueError:
-            continue
-        return rel.as_posix() if shown is None else f"{shown}/{rel.as_posix()}"
-    return path.as_posix()
 
 
 def printable(text: str, width: int = LINE_WIDTH) -> str:

@@ -46,7 +46,7 @@ import torch
 
 from csoa_nb.base.cache import find_cached
 from csoa_nb.base.files import replace_atomic, write_atomic
-from csoa_nb.base.paths import disk_full_error, project_path, shown_path
+from csoa_nb.base.paths import disk_full_error, display_path, project_path
 from csoa_nb.core.scores import MapSet, SampleCams, Scores
 from csoa_nb.engine.arrays import (
     FILES,
@@ -341,7 +341,7 @@ def run_lock(folder: Path, say: Callable[[str], None] = print) -> Iterator[None]
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            say(f"{shown_path(folder)} is in use by {holder}; waiting for it to finish")
+            say(f"{display_path(folder)} is in use by {holder}; waiting for it to finish")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             handle.seek(0)
