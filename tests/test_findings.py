@@ -29,8 +29,8 @@ def test_verdicts_from_the_interval():
                          "ConfSeg − CAM (base)")]
     # six claims have runs on both sides: one family, Holm over six tests
     assert confseg["verdict"] == "reproduced (Holm, 6 tests)" and confseg["kind"] == "reproduced"
-    assert confseg["ours (A − B, 95 % CI)"] == "-5.0 [-5.0, -5.0]"
-    assert confseg["paper (A − B)"] == "-14.4"  # 39.02 - 53.42, the paper's Table 1
+    assert confseg["ours (A − B, 95 % CI)"] == "−5.0 [−5.0, −5.0]"
+    assert confseg["paper (A − B)"] == "−14.4"  # 39.02 - 53.42, the paper's Table 1
     assert confseg["provenance"].startswith("6 runs (loaded from results/runs; 6 min")
     coaug = table.loc[("CoAug lowers the top-1 loc. error of the base CAM",
                        "CoAug (as written) − CAM (base)")]
@@ -51,7 +51,7 @@ def test_a_claim_is_stated_with_its_metric_theta_and_numbers():
     # diffs 10, 9, 8: mean +9.0, half-width t(2) 4.30 x sd 1 / sqrt 3 = 2.48;
     # the paper's 40.78 - 53.42
     assert said == ("opposite (Holm, 6 tests): +9.0 [+6.5, +11.5] points of top-1 loc. error "
-                    "at θ = 0.3 (the paper: -12.6)")
+                    "at θ = 0.3 (the paper: −12.6)")
     untested = findings.claim_sentence(
         table, "CoAug lowers the top-1 loc. error of the base CAM (our Eq. 10 fix)",
         "CoAug+fix (ours) − CAM (base)")
@@ -126,9 +126,9 @@ def test_differences_are_described_from_the_numbers():
     text = findings.describe_differences(candidates, "cls. err")
     # diffs -4, -3, -3: mean -3.33, sd 0.577, se 1/3; half-width 4.303 / 3 = 1.434
     # p = 0.0099 alone, 0.020 after Holm over the two changes
-    assert "- heads: -3.3 points, 95 % CI [-4.8, -1.9]: shown (Holm, 2 tests)." in text
+    assert "- heads: −3.3 points, 95 % CI [−4.8, −1.9]: shown (Holm, 2 tests)." in text
     assert ("largest change of the cls. err that these runs show (Holm over the 2 changes): "
-            "**heads** (-3.3") in text
+            "**heads** (−3.3") in text
     assert "- lr: +0.3 points" in text and "contains 0: not shown." in text
 
 
@@ -156,11 +156,11 @@ def test_versus_base_by_hand():
     table = findings.versus_base(frame, "scratch", metrics=("max_box_acc_v2", "top1_loc_err"))
     by_row = table.set_index("row")
     assert list(by_row.index) == ["CoAug (as written)", "CoAug+fix (ours)"]
-    assert by_row.loc["CoAug+fix (ours)", "MaxBoxAccV2"] == "+2.0 [-0.5, +4.5] not shown"
+    assert by_row.loc["CoAug+fix (ours)", "MaxBoxAccV2"] == "+2.0 [−0.5, +4.5] not shown"
     assert by_row.loc["CoAug+fix (ours)", "Top-1 loc. err"] == (
-        "-4.0 [-6.5, -1.5] suggested better (unadjusted p = 0.020)")
+        "−4.0 [−6.5, −1.5] suggested better (unadjusted p = 0.020)")
     assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].endswith(" worse (Holm, 4 tests)")
-    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].startswith("-11.0 ")
+    assert by_row.loc["CoAug (as written)", "MaxBoxAccV2"].startswith("−11.0 ")
     assert by_row["seeds"].tolist() == [3, 3]
     with pytest.raises(ValueError, match="no 'cam' run in regime 'pretrained'"):
         findings.versus_base(frame[frame.method != "cam"], "pretrained")

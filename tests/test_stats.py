@@ -32,7 +32,7 @@ def test_paired_difference_by_hand():
     assert d.mean == pytest.approx(2.0)
     assert (d.low, d.high) == pytest.approx((2.0 - half, 2.0 + half))
     assert d.shown is False  # [-0.48, 4.48] contains 0
-    assert d.interval(2) == "[-0.48, +4.48]"
+    assert d.interval(2) == "[−0.48, +4.48]"
 
 
 def test_pairing_follows_the_seeds_not_the_order():

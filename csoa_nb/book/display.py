@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from csoa_nb.base.paths import display_path, project_root
+from csoa_nb.report.stats import MINUS
 
 __all__ = [
     "LINE_WIDTH",
@@ -77,7 +78,8 @@ def _format_cell(value: Any, digits: int | None) -> str:
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return f"{int(value):d}"
     if _is_number(value):
-        return f"{float(value):.{digits}f}" if digits is not None else f"{float(value):g}"
+        text = f"{float(value):.{digits}f}" if digits is not None else f"{float(value):g}"
+        return MINUS + text[1:] if text.startswith("-") else text  # a true minus sign
     return str(value)
 
 

@@ -24,7 +24,14 @@ from matplotlib.figure import Figure
 from csoa_nb import methods
 from csoa_nb.report.style import COLUMN_WIDTH_IN, fit_to_column
 from csoa_nb.report.tables import check_metrics, numeric, order_key, select
-from csoa_nb.report.vocabulary import MISSING, column_label, higher_is_better, row_label
+from csoa_nb.report.vocabulary import (
+    MISSING,
+    REGIME_LABELS,
+    REGIME_ORDER,
+    column_label,
+    higher_is_better,
+    row_label,
+)
 
 # -------------------------------------------------------------------------------- figures
 #: A colour per table row, the same in every figure (`csoa_nb.methods`).
@@ -264,4 +271,40 @@ def plot_ranks(ranks: pd.DataFrame, title: str | None = None) -> Figure:
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(_wrap(title, 70), fontsize="medium")
+    return _to_column(fig)
+
+
+def forest_plot(cells: pd.DataFrame, theta: float) -> Figure:
+    """Every Table 1 row − CAM with its 95 % t interval, a panel per metric of `cells`
+    (`csoa_nb.report.abstract.forest_cells`), a colour per regime; a filled marker where the
+    difference is shown after Holm's adjustment, a hollow one where it is not. The dashed
+    line is CAM."""
+    metrics = list(dict.fromkeys(cells["metric"]))
+    rows = list(dict.fromkeys(cells["row"]))
+    regimes = [r for r in REGIME_ORDER if r in set(cells["regime"])]
+    fig = Figure(figsize=(COLUMN_WIDTH_IN, 0.45 * len(rows) + 1.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        for k, regime in enumerate(regimes):
+            offset = 0.18 * (k - (len(regimes) - 1) / 2)
+            for y, row in enumerate(rows):
+                found = cells[(cells["row"] == row) & (cells["metric"] == metric)
+                              & (cells["regime"] == regime)]
+                if found.empty:
+                    continue
+                cell = found.iloc[0]
+                color = REGIME_COLORS[regime]
+                ax.plot([cell["low"], cell["high"]], [y + offset] * 2, color=color, lw=1.5)
+                ax.plot(cell["mean"], y + offset, "o", color=color, ms=6,
+                        mfc=color if cell["strength"] == "shown" else "white",
+                        label=REGIME_LABELS[regime] if y == 0 else None)
+        ax.axvline(0, color="#555555", ls="--", lw=1)
+        better = "→ better" if metric == "max_box_acc_v2" else "← better"
+        where = f" at θ = {theta:g}" if metric == "top1_loc_err" else ""
+        ax.set_xlabel(f"{column_label(metric)}{where}\nrow − CAM (points; {better})")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), [methods.label(r) for r in rows])
+    axes[0].invert_yaxis()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(regimes), frameon=False)
     return _to_column(fig)

@@ -34,6 +34,8 @@ from csoa_nb.report.stats import (
     Wording,
     bootstrap_difference,
     difference,
+    interval_text,
+    signed,
     verdict_words,
     verdicts,
 )
@@ -170,7 +172,7 @@ def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         if diff is None:
             ours = "–"
         else:
-            ours = f"{diff.mean:+.{digits}f} {diff.interval(digits)}"
+            ours = f"{signed(diff.mean, digits)} {diff.interval(digits)}"
         cached = used["cached"].all() if "cached" in used and len(used) else None
         provenance = (
             f"{len(used)} runs ({'loaded from results/runs' if cached else 'trained'}; "
@@ -182,7 +184,7 @@ def claims_table(frame: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
             "compared": f"{label_a} − {label_b}",
             "metric": claim.metric,
             "theta": _thetas(used),
-            "paper (A − B)": f"{pa - pb:+.{digits}f}",
+            "paper (A − B)": signed(pa - pb, digits),
             "ours (A − B, 95 % CI)": ours,
             "verdict": claim_word(judged.get(k)),
             "kind": verdict_kind(judged.get(k)),
@@ -282,19 +284,19 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
     for name, diff in candidates.items():
         word = verdict_words(judged[name], CHANGE_WORDS)
         if judged[name].strength == "one seed":
-            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, one seed, no interval.")
+            lines.append(f"- {name}: {signed(diff.mean, digits)} points, one seed, no interval.")
         elif judged[name].strength == "not shown":
-            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
+            lines.append(f"- {name}: {signed(diff.mean, digits)} points, 95 % CI "
                          f"{diff.interval(digits)} contains 0: not shown.")
         else:
-            lines.append(f"- {name}: {diff.mean:+.{digits}f} points, 95 % CI "
+            lines.append(f"- {name}: {signed(diff.mean, digits)} points, 95 % CI "
                          f"{diff.interval(digits)}: {word}.")
     shown = {k: d for k, d in candidates.items() if judged[k].strength == "shown"}
     if shown:
         largest = max(shown, key=lambda k: abs(shown[k].mean))
         lines.append(f"- The largest change of the {metric} that these runs show (Holm over "
                      f"the {judged[largest].family} changes): **{largest}** "
-                     f"({shown[largest].mean:+.{digits}f} points).")
+                     f"({signed(shown[largest].mean, digits)} points).")
     else:
         lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval "
                      f"once adjusted for the {len(candidates)} changes tested together (Holm).")
@@ -307,33 +309,43 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
 VERSUS_METRICS = ("max_box_acc_v2", "pxap", "top1_loc_err", "top1_cls_err")
 
 
-def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
-                metrics: tuple[str, ...] = VERSUS_METRICS, digits: int = 1) -> pd.DataFrame:
-    """Every Table 1 row of `regime` (W_F after block 4) against `base`, one row each: for
-    each metric, the paired difference row − base over seeds with its 95 % CI (points), and
-    whether the row is shown *better*, shown *worse*, *suggested* so or *not shown* different
-    (the direction of "better" from `vocabulary.higher_is_better`); the table's cells are one
-    family (Holm over all of them, `stats.verdicts`). Rows with one seed get no interval."""
+def versus_cells(frame: pd.DataFrame, regime: str, *, base: str = "cam",
+                 metrics: tuple[str, ...] = VERSUS_METRICS) -> pd.DataFrame:
+    """Every Table 1 row of `regime` (W_F after block 4) against `base`, one row per (row,
+    metric): the paired difference row − base over seeds (`mean`, its unadjusted 95 % CI
+    `low`, `high`, in points; `seeds`), and its verdict `word` in the family of all the cells
+    (Holm, `stats.verdicts`; "better" from `vocabulary.higher_is_better`) and its `strength`.
+    The numbers of chapter 15's row-vs-CAM tables, the abstract and the forest plot."""
     chosen = frame[(frame["regime"] == regime) & (frame["feature_block"] == 4)]
     if base not in set(chosen["method"]):
         raise ValueError(f"no {base!r} run in regime {regime!r}; present: "
                          f"{sorted(set(chosen['method']))}")
-
     base_runs = chosen[chosen["method"] == base]
     keys = [k for k in ROWS if k != base and k in set(chosen["method"])]
     cells = [(key, metric, difference(by_seed(chosen[chosen["method"] == key], metric),
                                       by_seed(base_runs, metric)))
              for key in keys for metric in metrics]
     judged = verdicts([d for _, _, d in cells], [higher_is_better(m) for _, m, _ in cells])
-    words = {(key, metric): (diff, verdict_) for (key, metric, diff), verdict_
-             in zip(cells, judged, strict=True)}
+    return pd.DataFrame([
+        {"row": key, "regime": regime, "metric": metric, "mean": diff.mean, "low": diff.low,
+         "high": diff.high, "seeds": int(len(chosen[chosen["method"] == key])),
+         "strength": verdict_.strength, "word": verdict_words(verdict_)}
+        for (key, metric, diff), verdict_ in zip(cells, judged, strict=True)])
+
+
+def versus_base(frame: pd.DataFrame, regime: str, *, base: str = "cam",
+                metrics: tuple[str, ...] = VERSUS_METRICS, digits: int = 1) -> pd.DataFrame:
+    """`versus_cells` as a table: a row per Table 1 row, a column per metric ("+1.2 [−0.3,
+    +2.7] not shown"), the table's cells one family (Holm). Rows with one seed get no
+    interval."""
+    cells = versus_cells(frame, regime, base=base, metrics=metrics)
     rows = []
-    for key in keys:
-        row = {"row": label(key), "seeds": len(chosen[chosen["method"] == key])}
-        for metric in metrics:
-            diff, verdict_ = words[(key, metric)]
-            row[column_label(metric)] = (f"{diff.mean:+.{digits}f} {diff.interval(digits)} "
-                                         f"{verdict_words(verdict_)}")
+    for key, row_cells in cells.groupby("row", sort=False):
+        row = {"row": label(key), "seeds": int(row_cells["seeds"].iloc[0])}
+        for cell in row_cells.itertuples():
+            row[column_label(cell.metric)] = (
+                f"{signed(cell.mean, digits)} {interval_text(cell.low, cell.high, digits)} "
+                f"{cell.word}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -347,8 +359,9 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
                   keys: tuple[str, ...] = HEADLINE_KEYS, replicates: int = 2000,
                   digits: int = 1) -> pd.DataFrame:
     """The headline claims on MaxBoxAccV2 with two intervals: the paired t interval over
-    seeds (with its verdict, Holm over the claims) and a hierarchical bootstrap over seeds and
-    test images (`stats.bootstrap_difference`, from each run's saved maps: `box_hits`).
+    seeds with its verdict (that of `versus_cells`, Holm over the regime's whole row-vs-CAM
+    table, so the claim has one word on every page) and a hierarchical bootstrap over seeds
+    and test images (`stats.bootstrap_difference`, from each run's saved maps: `box_hits`).
 
     `results`: `RunResult`s of Table 1's sweep (W_F after block 4 in `regime` is used).
     """
@@ -368,16 +381,18 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
     t_tests = [difference(pd.Series({s: r.scores.max_box_acc_v2 for s, r in by_row[k].items()}),
                           pd.Series({s: r.scores.max_box_acc_v2
                                      for s, r in by_row[base].items()})) for k in present]
-    judged = verdicts(t_tests, [True] * len(present))
+    from csoa_nb.engine.results import runs_frame
+
+    cells = versus_cells(runs_frame(chosen), regime, base=base).set_index(["row", "metric"])
     rows = []
-    for key, t_test, verdict_ in zip(present, t_tests, judged, strict=True):
+    for key, t_test in zip(present, t_tests, strict=True):
         boot = bootstrap_difference(hits[key], hits[base], replicates=replicates)
         rows.append({
             "row − CAM": f"{label(key)} − {label(base)}",
             "seeds": t_test.n,
-            "Δ MaxBoxAccV2 (points)": f"{t_test.mean:+.{digits}f}",
+            "Δ MaxBoxAccV2 (points)": signed(t_test.mean, digits),
             "t interval over seeds (95 %)": t_test.interval(digits),
-            "verdict (t, Holm)": verdict_words(verdict_),
+            "verdict (t, Holm)": cells.loc[(key, "max_box_acc_v2"), "word"],
             "bootstrap, seeds and images (95 %)": boot.interval(digits),
         })
     return pd.DataFrame(rows)

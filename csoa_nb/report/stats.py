@@ -35,6 +35,22 @@ from scipy import stats
 LEVEL = 0.95
 
 
+#: The minus sign of every printed number (U+2212), never the hyphen "-".
+MINUS = "\u2212"
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """A difference as the book prints it: "+1.2", "−1.2" (a true minus), "+0.0"."""
+    return f"{value:+.{digits}f}".replace("-", MINUS)
+
+
+def interval_text(low: float, high: float, digits: int = 1) -> str:
+    """A confidence interval as the book prints it: "[−3.1, +0.4]"; "n/a" without one."""
+    if math.isnan(low) or math.isnan(high):
+        return "n/a"
+    return f"[{signed(low, digits)}, {signed(high, digits)}]"
+
+
 @dataclass(frozen=True)
 class Difference:
     """Mean of A - B over seeds and its `LEVEL` confidence interval (NaN with < 2 seeds)."""
@@ -55,10 +71,8 @@ class Difference:
         return self.low > 0 or self.high < 0
 
     def interval(self, digits: int = 1) -> str:
-        """"[-3.1, 0.4]" (or "n/a" without an interval)."""
-        if math.isnan(self.low):
-            return "n/a"
-        return f"[{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        """"[−3.1, +0.4]" (or "n/a" without an interval): `interval_text`."""
+        return interval_text(self.low, self.high, digits)
 
     def how(self) -> str:
         """"paired over 5 seeds" / "Welch, 3 and 5 seeds"-style provenance of the interval."""
