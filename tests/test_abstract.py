@@ -73,3 +73,11 @@ def test_the_forest_plot_has_a_panel_per_metric_and_a_row_per_table_row():
     dots = [line for line in axes[0].lines if line.get_marker() == "o"]
     shown = [d for d in dots if d.get_markerfacecolor() != "white"]
     assert [float(d.get_xdata()[0]) for d in shown] == pytest.approx([-10.0, -10.0])
+
+
+def test_a_chapter_summary_takes_the_same_numbers_and_words():
+    said = abstract.takeaway(frame())
+    assert said.startswith("Pretrained + fine-tuned, against CAM")
+    assert ("CSoA (as written) − CAM: MaxBoxAccV2 −10.0 points [−12.5, −7.5], "
+            "*worse (Holm, 8 tests)*;") in said
+    assert said.count("*not shown*") == 2

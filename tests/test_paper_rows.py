@@ -92,7 +92,7 @@ def test_our_rows_beside_the_matching_rows_of_table_4(ours4):
     assert list(out[(paper, "Top-1 loc. err")]) == ["55.85", "54.08", "47.64", "37.69", ""]
     assert out.loc["ADL", (paper, "Top-5 loc. err")] == vocabulary.MISSING
     assert list(out[("ours, test", "Top-1 loc. err")]) == [
-        "50.00 ± 1.41", "45.00 ± 0.00", "52.00 ± 0.00", "40.00 ± 0.00", "30.00 ± 0.00"]
+        "50.0 ± 1.4", "45.0 ± 0.0", "52.0 ± 0.0", "40.0 ± 0.0", "30.0 ± 0.0"]
 
 
 def test_our_rows_stacked_below_the_matching_rows_of_table_4(ours4):
@@ -112,9 +112,9 @@ def test_our_rows_stacked_below_the_matching_rows_of_table_4(ours4):
                                  "Top-1 cls. err", "Top-5 cls. err"]
     assert list(out["paper row"]) == ["VGGnet-GAP", "VGGnet-ACoL", "VGGnet-ADL", "VGGnet-Ours",
                                       "", "", "", "", ""]
-    assert list(out["Top-1 loc. err"]) == ["55.85", "54.08", "47.64", "37.69", "50.00 ± 1.41",
-                                           "45.00 ± 0.00", "52.00 ± 0.00", "40.00 ± 0.00",
-                                           "30.00 ± 0.00"]
+    assert list(out["Top-1 loc. err"]) == ["55.85", "54.08", "47.64", "37.69", "50.0 ± 1.4",
+                                           "45.0 ± 0.0", "52.0 ± 0.0", "40.0 ± 0.0",
+                                           "30.0 ± 0.0"]
     assert out.loc[(paper, "ADL"), "Top-5 loc. err"] == vocabulary.MISSING
     assert out.loc[("ours, test", "ADL"), "Top-5 cls. err"] == ""  # a column ours lacks
 

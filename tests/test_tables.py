@@ -61,12 +61,12 @@ def test_ours_table1_means_stds_strings_and_labels(table1_frame):
     assert list(table.columns) == ["Top-1 loc. err", "Top-5 loc. err", "Top-1 cls. err",
                                    "Top-5 cls. err", "MaxBoxAccV2"]
     # cam: (50 + 52 + 54) / 3 = 52, std sqrt((4 + 0 + 4) / 2) = 2
-    assert table.loc["CAM (base)", "Top-1 loc. err"] == "52.00 ± 2.00"
+    assert table.loc["CAM (base)", "Top-1 loc. err"] == "52.0 ± 2.0"
     # cam top-1 cls: 10, 20, 30 -> 20 ± 10
-    assert table.loc["CAM (base)", "Top-1 cls. err"] == "20.00 ± 10.00"
+    assert table.loc["CAM (base)", "Top-1 cls. err"] == "20.0 ± 10.0"
     # confseg: 45, 50, 55 -> 50 ± 5; top-5 constant -> std 0
-    assert table.loc["ConfSeg", "Top-1 loc. err"] == "50.00 ± 5.00"
-    assert table.loc["ConfSeg", "Top-5 loc. err"] == "35.00 ± 0.00"
+    assert table.loc["ConfSeg", "Top-1 loc. err"] == "50.0 ± 5.0"
+    assert table.loc["ConfSeg", "Top-5 loc. err"] == "35.0 ± 0.0"
     mean, std = tables.numeric(table), tables.numeric(table, "std")
     assert mean.loc["CSoA (as written)", "MaxBoxAccV2"] == pytest.approx(71.0)
     assert std.loc["CSoA (as written)", "Top-1 loc. err"] == pytest.approx(1.0)
@@ -75,7 +75,7 @@ def test_ours_table1_means_stds_strings_and_labels(table1_frame):
 
 def test_single_seed_rows_show_the_mean_only(table1_frame):
     table = tables.ours_table1(table1_frame, "scratch")
-    assert table.loc["CAM (base)", "Top-1 loc. err"] == "80.00"
+    assert table.loc["CAM (base)", "Top-1 loc. err"] == "80.0"
     assert tables.numeric(table, "std").loc["CAM (base)", "Top-1 loc. err"] == 0.0
 
 
@@ -85,7 +85,7 @@ def test_rows_by_regime_and_method(table1_frame):
                                  ("pretrained + fine-tuned", "ConfSeg"),
                                  ("pretrained + fine-tuned", "CSoA (as written)"),
                                  ("from scratch", "CAM (base)")]
-    assert table.iloc[2, 0] == "36.00 ± 1.00"
+    assert table.iloc[2, 0] == "36.0 ± 1.0"
 
 
 def test_mixed_settings_in_one_row_are_refused(frame):
@@ -103,7 +103,7 @@ def test_filters_and_metrics_are_checked(frame):
 def test_table2_rows_are_named_like_the_paper(frame):
     table = tables.ours_table2(frame[frame.regime == "pretrained"])
     assert list(table.index) == ["CSoA-3-5", "CSoA-4-5", "CSoA-5-5"]
-    assert list(table["Top-1 loc. err"]) == ["60.00", "41.00 ± 1.00", "70.00"]
+    assert list(table["Top-1 loc. err"]) == ["60.0", "41.0 ± 1.0", "70.0"]
 
 
 def test_labels():
@@ -152,7 +152,7 @@ def test_side_by_side_aligned(table1_frame):
     assert out.loc["CAM (base)", ("paper, test", "paper row")] == "VGGnet-base"
     assert out.loc["CAM (base)", ("paper, test", "Top-1 loc. err")] == "53.42"
     assert out.loc["CAM (base)", ("paper, test", "Top-5 loc. err")] == vocabulary.MISSING
-    assert out.loc["CSoA (as written)", ("ours, test", "Top-1 loc. err")] == "41.00 ± 1.00"
+    assert out.loc["CSoA (as written)", ("ours, test", "Top-1 loc. err")] == "41.0 ± 1.0"
     assert out.loc["VGGnet-DANet", ("ours, test", "Top-1 loc. err")] == ""
     assert out.loc["ConfSeg", ("paper, test", "Top-1 loc. err")] == ""
 
@@ -162,7 +162,7 @@ def test_side_by_side_stacked(table1_frame):
     out = tables.side_by_side(_paper(), ours, "ours, test", stacked=True)
     assert out.index.names == ["source", "Method"]
     assert out.loc[("paper, test", "VGGnet-CSoA"), "Top-1 loc. err"] == "37.69"
-    assert out.loc[("ours, test", "ConfSeg"), "Top-1 loc. err"] == "50.00 ± 5.00"
+    assert out.loc[("ours, test", "ConfSeg"), "Top-1 loc. err"] == "50.0 ± 5.0"
     assert out.loc[("ours, test", "ConfSeg"), "Top-5 loc. err"] == ""
 
 
@@ -201,7 +201,7 @@ def test_compare_with_a_confidence_interval(table1_frame):
     assert text == (
         "The top-1 loc. error of CSoA (as written) is lower (better) than that of CAM (base) by "
         "11.00 points (CSoA (as written) 41.00 ± 1.00, CAM (base) 52.00 ± 2.00): the difference "
-        "is shown, its 95 % CI is [-13.48, -8.52] points (paired t over 3 seeds).")
+        "is shown, its 95 % CI is [−13.48, −8.52] points (paired t over 3 seeds).")
     # confseg - cam: -5, -2, +1: mean -2, sd 3; CI -2 -+ 4.303 * 3 / sqrt(3) = [-9.45, +5.45]
     result = prose.compare_runs(table1_frame, "confseg", "cam", "top1_loc_err",
                                  regime="pretrained")
@@ -210,7 +210,7 @@ def test_compare_with_a_confidence_interval(table1_frame):
     assert result.a_is_better and result.shown is False and result.verdict == (
         "no difference shown")
     assert not result.a_better_shown
-    assert "do not show a difference, its 95 % CI [-9.45, +5.45] points (paired t over 3 seeds) " \
+    assert "do not show a difference, its 95 % CI [−9.45, +5.45] points (paired t over 3 seeds) " \
         "contains 0." in str(result)
     # higher is better for MaxBoxAccV2: cam 62 vs csoa 71 is lower and worse
     text = prose.compare(table1_frame, "cam", "csoa", "max_box_acc_v2", regime="pretrained")
@@ -268,7 +268,7 @@ def test_theta_frame_reads_saved_thetas_and_computes_the_others():
     assert set(out.columns) >= {"method", "regime", "seed", "theta", "hash"}
     table = tables.theta_table(out, method="cam", regime="pretrained", theta=(0.4, 0.5))
     assert list(table.index) == [0.4, 0.5] and table.index.name == "Theta"
-    assert list(table["Top-1 loc. err"]) == ["0.00", "100.00"]
+    assert list(table["Top-1 loc. err"]) == ["0.0", "100.0"]
     best = tables.best_theta(out)
     assert best.loc[("pretrained + fine-tuned", "CAM (base)"), "best theta"] == 0.4
     with pytest.raises(ValueError, match="theta must lie"):

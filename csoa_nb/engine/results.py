@@ -103,29 +103,6 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
-    """"m ± s" over n seeds, or just "m" for a single seed."""
-    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def summarize(
-    frame: pd.DataFrame, by: list[str], metrics: list[str], *, digits: int = 2
-) -> pd.DataFrame:
-    """Mean and standard deviation over seeds, as "mean ± std" strings plus numeric columns."""
-    grouped = frame.groupby(by, sort=False)[metrics]
-    mean, std, count = grouped.mean(), grouped.std(ddof=1).fillna(0.0), grouped.size()
-    table = pd.DataFrame(index=mean.index)
-    for metric in metrics:
-        table[metric] = [
-            mean_std(m, s, n, digits)
-            for m, s, n in zip(mean[metric], std[metric], count, strict=True)
-        ]
-    table["seeds"] = count
-    table.attrs["mean"] = mean
-    table.attrs["std"] = std
-    return table
-
-
 def save_table(frame: pd.DataFrame, name: str, preset: str, root: str | Path = "_build") -> Path:
     """Write a table chapter's DataFrame to `<root>/tables/<preset>/<name>.csv`."""
     path = project_path(root) / "tables" / preset / f"{name}.csv"

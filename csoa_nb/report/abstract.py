@@ -13,7 +13,7 @@ import pandas as pd
 from csoa_nb import methods
 from csoa_nb.report.findings import versus_cells
 from csoa_nb.report.stats import interval_text, signed
-from csoa_nb.report.vocabulary import REGIME_ORDER, metric_prose
+from csoa_nb.report.vocabulary import REGIME_LABELS, REGIME_ORDER, metric_prose
 
 #: The comparisons the abstract states: CSoA as the paper writes it and with our Eq. 10 fix.
 ABSTRACT_ROWS = ("csoa", "csoa_fix")
@@ -108,3 +108,17 @@ def abstract_markdown(frame: pd.DataFrame) -> str:
         "every other claim; the benchmark is synthetic ({doc}`01_data`), not CUB.",
     ]
     return "\n".join(lines)
+
+
+def takeaway(frame: pd.DataFrame, regime: str = ABSTRACT_REGIME,
+             rows: tuple[str, ...] = ABSTRACT_ROWS,
+             metrics: tuple[str, ...] = ABSTRACT_METRICS) -> str:
+    """One sentence for a chapter's summary: each of `rows` − CAM in `regime` on `metrics`,
+    with the numbers and words of chapter 15's row-vs-CAM table (`findings.versus_cells`)."""
+    theta = run_theta(frame[frame["regime"] == regime])
+    cells = versus_cells(frame, regime)
+    parts = ["; ".join(_number(_cell(cells, row, metric, regime), metric, theta)
+                       for metric in metrics) for row in rows]
+    said = " ".join(f"{methods.label(row)} − CAM: {part}." for row, part in zip(
+        rows, parts, strict=True))
+    return f"{REGIME_LABELS[regime].capitalize()}, against CAM ({{doc}}`15_results`). {said}"

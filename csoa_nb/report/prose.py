@@ -19,8 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-from csoa_nb.engine.results import mean_std
-from csoa_nb.report.stats import Difference, Verdict, Wording, difference, verdict_words, verdicts
+from csoa_nb.report.stats import (
+    Difference,
+    Verdict,
+    Wording,
+    difference,
+    mean_std,
+    verdict_words,
+    verdicts,
+)
 from csoa_nb.report.tables import check_metrics, formatted, numeric, ours_table, select
 from csoa_nb.report.vocabulary import column_label, higher_is_better, metric_prose, prose_label
 

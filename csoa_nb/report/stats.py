@@ -51,6 +51,16 @@ def interval_text(low: float, high: float, digits: int = 1) -> str:
     return f"[{signed(low, digits)}, {signed(high, digits)}]"
 
 
+def mean_std(mean: float, std: float, n: int, digits: int | None = None) -> str:
+    """"m ± s" over n seeds (a true minus), or just "m" for a single seed. `digits` None:
+    one decimal for values of a point or more (percentages), two below (shares, ratios)."""
+    if digits is None:
+        digits = 1 if abs(mean) >= 1 else 2
+    if n < 2:
+        return signed(mean, digits).removeprefix("+")
+    return f"{signed(mean, digits).removeprefix('+')} ± {std:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Difference:
     """Mean of A - B over seeds and its `LEVEL` confidence interval (NaN with < 2 seeds)."""

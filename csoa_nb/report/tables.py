@@ -43,8 +43,8 @@ from csoa_nb import methods
 from csoa_nb.core.localize import REPORTED_THETAS
 from csoa_nb.core.scores import THETA_FRAME_METRICS, THETA_METRICS
 from csoa_nb.engine.config import RunConfig
-from csoa_nb.engine.results import summarize
 from csoa_nb.engine.runs import RunResult
+from csoa_nb.report.stats import mean_std
 from csoa_nb.report.vocabulary import (
     INDEX_NAMES,
     MISSING,
@@ -114,12 +114,35 @@ def _relabel_index(index: pd.Index, levels: list[str]) -> pd.Index:
     return pd.MultiIndex.from_tuples(tuples, names=[INDEX_NAMES.get(lv, lv) for lv in levels])
 
 
+def summarize(
+    frame: pd.DataFrame, by: list[str], metrics: list[str], *, digits: int | None = None
+) -> pd.DataFrame:
+    """Mean and standard deviation over seeds, as "mean ± std" strings (`stats.mean_std`;
+    `digits` None: one decimal in a column of percentages, two in one below 1) plus numeric
+    columns."""
+    grouped = frame.groupby(by, sort=False)[metrics]
+    mean, std, count = grouped.mean(), grouped.std(ddof=1).fillna(0.0), grouped.size()
+    table = pd.DataFrame(index=mean.index)
+    for metric in metrics:
+        # one decimal for a column of percentages, two for one of shares and ratios below 1
+        places = digits if digits is not None else (
+            1 if float(mean[metric].abs().max()) >= 1 else 2)
+        table[metric] = [
+            mean_std(m, s, n, places)
+            for m, s, n in zip(mean[metric], std[metric], count, strict=True)
+        ]
+    table["seeds"] = count
+    table.attrs["mean"] = mean
+    table.attrs["std"] = std
+    return table
+
+
 def ours_table(
     frame: pd.DataFrame,
     metrics: Sequence[str] = PAPER_METRICS,
     *,
     rows: str | Sequence[str] = "method",
-    digits: int = 2,
+    digits: int | None = None,
     **where: Any,
 ) -> pd.DataFrame:
     """Mean ± std over seeds of `metrics`, one row per value of `rows`, labelled like the paper.
@@ -130,7 +153,7 @@ def ours_table(
             `column_label` ("Top-1 loc. err").
         rows: the column(s) that name a row: "method" (rows "CAM (base)", ..., "CSoA" in
             Table 1's order), "feature_block" ("CSoA-3-5", ...), "theta", "regime", or a list.
-        digits: decimals of the strings.
+        digits: decimals of the strings (None: one for points, two for shares below 1).
         **where: filters applied first, e.g. `regime="pretrained"` (see `select`).
 
     Returns:
