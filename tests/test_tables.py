@@ -229,14 +229,15 @@ def test_compare_with_one_seed_makes_no_claim(table1_frame):
 def test_table1_findings(table1_frame):
     text = prose.table1_findings(table1_frame, "pretrained")
     assert text.splitlines()[0] == (
-        "- Best first by top-1 loc. error: CSoA (as written) 41.00, ConfSeg 50.00, "
-        "CAM (base) 52.00.")
-    # three comparisons (CSoA − CAM, ConfSeg − CAM, CSoA − ConfSeg): one family, Holm over 3
-    assert ("- CSoA (as written) has a better top-1 loc. error than the base CAM in these runs "
-            "(better (Holm, 3 tests)).") in text
+        "- Best first by top-1 loc. error: CSoA (as written) 41.0, ConfSeg 50.0, CAM (base) 52.0.")
+    # of the steps only CSoA − ConfSeg has both rows here: 41, 40, 42 against 45, 50, 55
+    # (-4, -10, -13: mean -9.0); a family of one; no row against CAM (chapter 15 has those)
+    assert text.splitlines()[1].startswith(
+        "- The top-1 loc. error of CSoA (as written) is lower (better) than that of ConfSeg by "
+        "9.0 points")
+    assert len(text.splitlines()) == 2 and "CAM (base) by" not in text
     one = prose.table1_findings(table1_frame[table1_frame.seed == 0], "pretrained")
-    assert ("**These runs do not show that CSoA (as written) has a better top-1 loc. error than "
-            "the base CAM** (a single seed") in one
+    assert "a single seed, so there is no confidence interval" in one
 
 
 class FakeRun(RunResult):
@@ -374,3 +375,17 @@ def test_formatted_reprints_each_column_at_its_precision():
     paper = pd.DataFrame({"GT-known loc. err": [45.01, 33.8]},
                          index=["AlexNet-GAP", "CSoA (as written)"])
     assert list(tables.formatted(paper)["GT-known loc. err"]) == ["45.01", "33.80"]
+
+
+def test_a_family_in_one_sentence(table1_frame):
+    # CSoA − CAM: 41, 40, 42 against 50, 52, 54 (-9, -12, -12: mean -11, shown); ConfSeg − CAM:
+    # 45, 50, 55 against 50, 52, 54 (-5, -2, +1: not shown); Holm over the two
+    family = prose.compare_all(table1_frame, [("csoa", "cam"), ("confseg", "cam")],
+                               "top1_loc_err", regime="pretrained")
+    said = prose.family_summary(family)
+    assert said.startswith("Of these 2 comparisons (Holm over them), 1 is shown: "
+                           "CSoA (as written) − CAM (base), top-1 loc. error: −11.0 points [")
+    assert said.endswith("better (Holm, 2 tests).") and "ConfSeg" not in said
+    one = prose.compare_all(table1_frame[table1_frame.seed == 0], [("csoa", "cam")],
+                            "top1_loc_err", regime="pretrained")
+    assert prose.family_summary(one) == "This comparison has one seed: no interval, no verdict."
