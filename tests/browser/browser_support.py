@@ -1,4 +1,5 @@
-"""Helpers of the browser suite: where things are, and `make lab` started as a reader would."""
+"""Helpers of the browser suite: where things are, `make lab` started as a reader would, and
+what a page shows cut off at the right of its text column."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -132,3 +134,95 @@ def start_lab(root: Path, log: Path, user_dir: Path) -> Lab:
                 pytrace=False)
 
 
+
+
+# ---------------------------------------------------------------------------- cut-off content
+#: Display equations, table captions, tables and code blocks of a page's text column, each
+#: with the width its content needs. Equations (with their number) and captions are read in
+#: one piece, so they must fit: the theme's scroll box on an equation shows its left part
+#: beside the number and hides the rest. A table or a code block may instead sit in a box
+#: that scrolls horizontally (the table's wrapper, the ``pre`` itself) within the column.
+_CUT_OFF_JS = """
+const article = document.querySelector('article.bd-article');
+if (!article) return null;
+const style = getComputedStyle(article), box = article.getBoundingClientRect();
+const column = {left: box.left + article.clientLeft + parseFloat(style.paddingLeft),
+                right: box.left + article.clientLeft + article.clientWidth
+                       - parseFloat(style.paddingRight)};
+const overflowX = e => getComputedStyle(e).overflowX;
+const shown = e => e.getClientRects().length > 0;
+const text = e => e.textContent.replace(/\\s+/g, ' ').trim();
+const tex = new Map();  // MathJax's source of each typeset equation, where it has one
+try {
+  for (const item of MathJax.startup.document.math) tex.set(item.typesetRoot, item.math);
+} catch (err) {}
+// the boxes between `from` (included) and the article that clip what overflows them
+const clippers = from => {
+  const found = [];
+  for (let e = from; e && e !== article; e = e.parentElement)
+    if (overflowX(e) !== 'visible') found.push(e);
+  return found;
+};
+const found = [];
+const report = (kind, element, need, why) => {
+  if (!found.length) element.scrollIntoView({block: 'center'});  // for a failure's screenshot
+  found.push({kind, need: Math.round(need), column: Math.round(column.right - column.left),
+              why, text: (tex.get(element) || text(element)).trim().slice(0, 60)});
+};
+const mustFit = (kind, element, need, right, from) => {
+  const limit = Math.min(column.right,
+                         ...clippers(from).map(c => c.getBoundingClientRect().right));
+  if (right > limit + 1) report(kind, element, need,
+                                right > column.right + 1 ? 'wider than the column'
+                                                         : 'cut off by its box');
+};
+for (const math of document.querySelectorAll('mjx-container[display="true"]')) {
+  if (!shown(math)) continue;
+  const block = math.parentElement, left = block.getBoundingClientRect().left;
+  // the equation's own width plus what its block gives the number (eqno and gap)
+  const need = math.scrollWidth + block.clientWidth - math.clientWidth;
+  const number = block.querySelector(':scope > .eqno');  // "(12)" and its "#" link
+  const label = number && [...number.childNodes].filter(n => n.nodeType === Node.TEXT_NODE)
+    .map(n => n.textContent).join('').trim();
+  mustFit(label ? `equation ${label}` : 'equation', math, need, left + need, block);
+}
+for (const caption of document.querySelectorAll('article table > caption')) {
+  if (!shown(caption)) continue;
+  const range = document.createRange();
+  range.selectNodeContents(caption);
+  // its words must show; it is as wide as its table, and wraps at that width
+  mustFit('table caption', caption, caption.getBoundingClientRect().width,
+          range.getBoundingClientRect().right, caption);
+}
+const blocks = [...document.querySelectorAll('article table')].map(e => ['table', e])
+  .concat([...document.querySelectorAll('article div.highlight > pre')]
+          .filter(e => !e.closest('.cell_output')).map(e => ['code block', e]));
+for (const [kind, element] of blocks) {
+  if (!shown(element)) continue;
+  const left = element.getBoundingClientRect().left, need = element.scrollWidth;
+  const clip = clippers(element)[0], clipBox = clip && clip.getBoundingClientRect();
+  const limit = clip ? Math.min(column.right, clipBox.right) : column.right;
+  if (left + need <= limit + 1) continue;
+  if (!clip) report(kind, element, need, 'spills past the column');
+  else if (!['auto', 'scroll'].includes(overflowX(clip)))
+    report(kind, element, need,
+           `clipped by ${clip.tagName.toLowerCase()} (overflow-x: ${overflowX(clip)})`);
+  else if (clipBox.right > column.right + 1)
+    report(kind, element, need, 'its scroll box is wider than the column');
+}
+return found;
+"""
+
+
+def cut_off_content(driver) -> list[str]:
+    """What the open page shows cut off at the right of its text column (the content box of
+    ``article.bd-article``): display equations with their number and table captions wider
+    than the column or their box, tables and code blocks (not outputs: see the chapter test)
+    wider than the column and not in a box that scrolls horizontally within it. Each names
+    the page, the kind, the widths and the first characters (an equation's TeX)."""
+    page = Path(unquote(urlparse(driver.current_url).path)).name
+    found = driver.execute_script(_CUT_OFF_JS)
+    if found is None:
+        return [f"{page}: no text column (article.bd-article) to measure"]
+    return [f"{page}: {f['kind']} {f['need']} px wide in the {f['column']} px column, "
+            f"{f['why']}: \"{f['text']}\"" for f in found]

@@ -2,8 +2,9 @@
 
 Each chapter page is opened as a reader opens it (``file://``, no server: the book reads
 offline) and checked for: no console error, equations typeset by MathJax, every image loaded,
-no text output wider than its column, and sidebar / in-text links that lead to pages (and
-anchors) that exist.
+no text output wider than its column, no display equation, table caption, table or code block
+cut off at the column's right (`browser_support.cut_off_content`, itself tested here on small
+pages), and sidebar / in-text links that lead to pages (and anchors) that exist.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from browser_support import HTML, REPO_ROOT
+from browser_support import HTML, REPO_ROOT, cut_off_content
 
 from csoa_nb.book.runbook import TOC_FILE, notebooks_from_toc
 
@@ -135,6 +136,75 @@ def test_chapter_page(html_root, driver, page):
     problems += [f"MathJax error: {e}" for e in math["errors"]]
     problems += [f"image not loaded: {src}" for src in broken_images(driver)]
     problems += [f"text output overflows: {o}" for o in overflowing_outputs(driver)]
+    problems += cut_off_content(driver)
     problems += bad_links(driver, html_root)
     problems += [f"console error: {e}" for e in console_errors(driver)]
     assert not problems, f"{page}:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------- the check itself
+#: A page laid out as the book's theme lays one out: a 600 px text column (article.bd-article
+#: with 30 px padding), display math as a flex row of the number and MathJax's container
+#: (the theme's div.math clips, mjx-container scrolls), tables in a scrolling wrapper.
+PAGE = """<!DOCTYPE html><html><head><style>
+  body {{ margin: 0; font: 16px sans-serif; }}
+  article.bd-article {{ width: 600px; padding: 0 30px; margin-left: 100px; }}
+  div.math {{ display: flex; flex-direction: row-reverse; gap: 8px; overflow: hidden; }}
+  mjx-container {{ display: block; flex-grow: 1; overflow: auto; text-align: center; }}
+  table {{ border-spacing: 0; }} td {{ padding: 0; }} .wrapper {{ overflow-x: auto; }}
+  pre {{ overflow-x: auto; margin: 0; }}
+  .wide {{ display: inline-block; }}
+</style></head><body><article class="bd-article">{body}</article></body></html>"""
+
+
+def open_page(driver, tmp_path: Path, body: str) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(PAGE.format(body=body), encoding="utf-8")
+    driver.get(page.as_uri())
+
+
+def equation(width: int) -> str:
+    return (f'<div class="math"><span class="eqno">(12)</span><mjx-container display="true">'
+            f'<span class="wide" style="width: {width}px">L_D^same = sum</span>'
+            '</mjx-container></div>')
+
+
+def table(caption: str, cell_width: int, wrapper: str = "wrapper") -> str:
+    return (f'<div class="{wrapper}"><table><caption>{caption}</caption><tr><td>'
+            f'<span class="wide" style="width: {cell_width}px">Inception_V3</span></td></tr>'
+            '</table></div>')
+
+
+def test_cut_off_content_names_a_wide_equation_with_its_number(driver, tmp_path):
+    open_page(driver, tmp_path, equation(560) + equation(800))
+    found = cut_off_content(driver)
+    # the first fits with its number (560 + 8 px gap + the number < 600); the second does not
+    assert len(found) == 1, found
+    assert found[0].startswith("page.html: equation (12) ")
+    assert 'in the 600 px column, wider than the column: "L_D^same = sum"' in found[0]
+
+
+def test_cut_off_content_names_a_wide_table_and_a_cut_caption(driver, tmp_path):
+    long_caption = "Table 13.2 The settings of the paper preset that differ " * 2
+    open_page(driver, tmp_path, table("Table 1.1 Fits.", 500)
+              + table("Table 1.2 Short.", 900)  # scrolls in its wrapper, caption visible
+              + table(long_caption, 900)        # scrolls, but the caption is cut
+              + table("Table 1.3 Spills.", 700, wrapper="plain"))  # nothing scrolls
+    caption, spilled = cut_off_content(driver)
+    assert caption == ("page.html: table caption 900 px wide in the 600 px column, wider than "
+                       'the column: "Table 13.2 The settings of the paper preset that differ '
+                       'Tabl"')
+    assert spilled == ("page.html: table 700 px wide in the 600 px column, spills past the "
+                       'column: "Table 1.3 Spills.Inception_V3"')
+
+
+def test_cut_off_content_lets_a_code_block_scroll_but_not_be_clipped(driver, tmp_path):
+    line = "x = " + "1 + " * 80
+    open_page(driver, tmp_path,
+              f'<div class="highlight"><pre>{line}</pre></div>'  # scrolls: fine
+              f'<div class="highlight" style="overflow: hidden">'
+              f'<pre style="overflow: visible">clipped = {line}</pre></div>')
+    found = cut_off_content(driver)
+    assert len(found) == 1, found
+    assert found[0].startswith("page.html: code block ")
+    assert found[0].endswith(f'clipped by div (overflow-x: hidden): "clipped = {line[:50]}"')
