@@ -6,11 +6,16 @@ runs this file on it (``pytest tests/test_built_html.py``). Another folder:
 plain ``pytest`` before any build) every test here is skipped.
 
 Checked on every page of the book: no absolute path of the building machine in the visible
-text; no empty output area (an ipywidget has no state in the static book); no line of printed
-output longer than `MAX_OUTPUT_LINE` characters; every internal link leads to an existing
-file (and anchor); papermill's parameter cells are hidden; the display equations carry the
-paper's numbers. On the pages of `CAPTIONED_PAGES`: every figure has a caption and alt text
-that is not a file name.
+text; no empty output area (an ipywidget has no state in the static book); every widget cell
+is followed by a picture of its states; no line of printed output longer than
+`MAX_OUTPUT_LINE` characters; every internal link leads to an existing file (and anchor);
+papermill's parameter cells are hidden; the display equations carry the paper's numbers; every
+labelled exercise has a solution; every citation resolves. On the pages of `CAPTIONED_PAGES`:
+every figure has a caption and alt text that is not a file name.
+
+The checks that read a page's structure are plain functions of its HTML
+(`widgets_without_picture`, `exercises_without_solution`, `unresolved_citations`), each
+tested on small pages made here, good and bad, so those tests run without a build.
 """
 
 from __future__ import annotations
@@ -55,6 +60,17 @@ MAX_OUTPUT_LINE = 90
 #: Absolute paths of a building machine, as they would appear in printed output.
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:tmp|home|root|work|Users|private)/")
 PAGES = sorted(HTML_DIR.glob("book/*.html")) if HTML_DIR.is_dir() else []
+#: Pages with an ipywidget: at least one cell of each must be found as a widget cell.
+WIDGET_PAGES = ["02_cam_baseline", "03_confseg"]
+#: A widget's view in a notebook's output (ipywidgets' MIME type).
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: The markup of a rendered widget (ipywidgets' HTML manager).
+WIDGET_CLASS = re.compile(r"^jupyter-widgets")
+#: The id sphinx-exercise gives an exercise without a label (``<docname>-exercise-<n>``).
+UNLABELLED_EXERCISE = re.compile(r"/[^/]*-exercise-\d+$")
+#: What an unresolved reference leaves in the text: a marker, or a role left as text.
+UNRESOLVED_MARKS = ("[?]", "??")
+CITE_ROLE = re.compile(r"\{cite(?::\w+)?\}|:cite(?::\w+)?:")
 #: Checks that chapters not yet converted by their owner still fail, page by page: expected
 #: failures (strict: once a page passes, remove it here). Printed paths: use
 #: `csoa_nb.book.display.display_path`; long printed lines: `printable`.
@@ -63,7 +79,7 @@ PENDING: dict[str, set[str]] = {
     "test_output_lines_fit_the_column": set(),
 }
 
-pytestmark = pytest.mark.skipif(
+needs_build = pytest.mark.skipif(
     not PAGES, reason=f"no built book in {HTML_DIR} (make test builds it)"
 )
 
@@ -97,12 +113,14 @@ def page(request) -> Path:
     return request.param
 
 
+@needs_build
 def test_no_machine_paths(page):
     text = visible_text(bs4.BeautifulSoup(str(article(page)), "html.parser"))
     found = sorted({m.group(0) + "..." for m in MACHINE_PATH.finditer(text)})
     assert not found, f"{page.name} shows absolute paths of the building machine: {found}"
 
 
+@needs_build
 def test_no_empty_outputs(page):
     empty = []
     for output in article(page).select("div.cell_output"):
@@ -118,6 +136,7 @@ def test_no_empty_outputs(page):
     )
 
 
+@needs_build
 def test_output_lines_fit_the_column(page):
     long = [
         line
@@ -132,6 +151,7 @@ def test_output_lines_fit_the_column(page):
     )
 
 
+@needs_build
 def test_parameter_cells_are_hidden(page):
     for tag in ("parameters", "injected-parameters"):
         shown = soup(page).select(f"div.cell.tag_{tag}")
@@ -142,6 +162,7 @@ def _anchors(page: Path) -> set[str]:
     return {tag["id"] for tag in soup(page).find_all(id=True)}
 
 
+@needs_build
 def test_internal_links_resolve(page):
     broken = []
     for link in soup(page).find_all("a", href=True):
@@ -160,6 +181,7 @@ def test_internal_links_resolve(page):
     assert not broken, f"{page.name}: links to nothing: {sorted(set(broken))}"
 
 
+@needs_build
 def test_equations_carry_the_paper_numbers(page):
     for block in article(page).select("div.math[id^=equation-eq]"):
         number = block["id"].removeprefix("equation-eq")
@@ -170,6 +192,7 @@ def test_equations_carry_the_paper_numbers(page):
         )
 
 
+@needs_build
 @pytest.mark.parametrize("name", CAPTIONED_PAGES)
 def test_figures_are_captioned_with_alt_text(name):
     page = HTML_DIR / "book" / f"{name}.html"
@@ -188,3 +211,209 @@ def test_figures_are_captioned_with_alt_text(name):
         if not figure.find("figcaption"):
             problems.append(f"figure {figure.get('id')} without a caption")
     assert not problems, f"{page.name}: {problems}"
+
+
+# ---------------------------------------------------------------------------- page structure
+def _is_widget_markup(tag: bs4.element.Tag) -> bool:
+    if tag.name == "script":
+        return tag.get("type") == WIDGET_MIME
+    return any(WIDGET_CLASS.match(name) for name in tag.get("class") or [])
+
+
+def is_widget_cell(cell: bs4.element.Tag) -> bool:
+    """A notebook cell that shows an ipywidget: tagged ``widget`` in the notebook (its output,
+    the live widget, is removed: it has no state in the static book) or with a widget's view
+    or markup in its output."""
+    return "tag_widget" in (cell.get("class") or []) or any(
+        _is_widget_markup(tag) for tag in cell.find_all(True)
+    )
+
+
+def _picture_after_widget(cell: bs4.element.Tag) -> bool:
+    """An <img> in the cell's output after the widget's own markup."""
+    seen_widget = False
+    for tag in cell.find_all(True):
+        seen_widget = seen_widget or _is_widget_markup(tag)
+        if seen_widget and tag.name == "img" and tag.find_parent("div", class_="cell_output"):
+            return True
+    return False
+
+
+def widgets_without_picture(body: bs4.element.Tag) -> list[str]:
+    """The widget cells of a page that a reader of the HTML sees no picture for: neither an
+    <img> after the widget in the cell's own output nor one in the output of the next cell
+    (the element right after it: no prose between). Each is named by its code's first line."""
+    missing = []
+    for cell in body.select("div.cell"):
+        if not is_widget_cell(cell) or _picture_after_widget(cell):
+            continue
+        following = cell.find_next_sibling()
+        if (following is not None and "cell" in (following.get("class") or [])
+                and following.select_one("div.cell_output img") is not None):
+            continue
+        source = cell.select_one("div.cell_input pre")
+        missing.append(source.get_text().strip().splitlines()[0] if source else str(cell)[:60])
+    return missing
+
+
+def exercise_labels(body: bs4.element.Tag) -> set[str]:
+    """The labels of a page's exercises (sphinx-exercise's ``exercise`` admonitions; one
+    without a label has an id made from the page's name and is left out)."""
+    return {div["id"] for div in body.select("div.exercise[id]")
+            if not UNLABELLED_EXERCISE.search(div["id"])}
+
+
+def solution_targets(body: bs4.element.Tag, page_name: str) -> set[tuple[str, str]]:
+    """The exercises a page's solutions refer to, as (page name, label): the link in each
+    ``solution`` admonition's title ("Solution to Exercise 2.1")."""
+    targets = set()
+    for solution in body.select("div.solution"):
+        title = solution.select_one(".admonition-title")
+        for link in title.find_all("a", href=True) if title else []:
+            parts = urlsplit(link["href"])
+            page = Path(unquote(parts.path)).stem if parts.path else page_name
+            targets.add((page, parts.fragment))
+    return targets
+
+
+def exercises_without_solution(bodies: dict[str, bs4.element.Tag]) -> list[str]:
+    """``page#label`` of every labelled exercise of `bodies` (page name -> content) that no
+    solution of any of the pages refers to."""
+    answered = set().union(*(solution_targets(body, name) for name, body in bodies.items()))
+    return sorted(f"{name}#{label}" for name, body in bodies.items()
+                  for label in exercise_labels(body) if (name, label) not in answered)
+
+
+def prose_text(body: bs4.element.Tag) -> str:
+    """The page's text outside code, scripts and styles (code may quote a role or a "??")."""
+    return " ".join(text for text in body.find_all(string=True)
+                    if not text.find_parent(["pre", "code", "script", "style"]))
+
+
+def unresolved_citations(body: bs4.element.Tag) -> list[str]:
+    """What shows that a citation did not resolve: a citation (sphinxcontrib-bibtex's
+    ``bibtex-citation``) that links to no reference or shows a "?", a marker of an unresolved
+    reference ("[?]", "??") or a ``cite`` role left as text."""
+    problems = []
+    for cite in body.select("span.bibtex-citation"):
+        text = cite.get_text(strip=True)
+        links = [a for a in cite.find_all("a", href=True) if urlsplit(a["href"]).fragment]
+        if not links or "?" in text:
+            problems.append(f"citation {text!r} links to no reference")
+    text = prose_text(body)
+    problems += [f"{mark!r} in the text" for mark in UNRESOLVED_MARKS if mark in text]
+    problems += [f"{match.group(0)!r} left as text" for match in CITE_ROLE.finditer(text)]
+    return problems
+
+
+@cache
+def all_bodies() -> dict[str, bs4.element.Tag]:
+    return {page.stem: article(page) for page in PAGES}
+
+
+@needs_build
+def test_widgets_are_followed_by_a_picture(page):
+    missing = widgets_without_picture(article(page))
+    assert not missing, (
+        f"{page.name}: widget cells without a picture below them (show its states with a "
+        f"figure in the next cell, e.g. widgets.theta_states): {missing}"
+    )
+
+
+@needs_build
+@pytest.mark.parametrize("name", WIDGET_PAGES)
+def test_widget_cells_are_found(name):
+    """The widget check sees the book's widgets (their cells are tagged ``widget``)."""
+    body = article(HTML_DIR / "book" / f"{name}.html")
+    assert any(is_widget_cell(cell) for cell in body.select("div.cell")), (
+        f"{name}: no widget cell: tag the widget's cell 'widget' (and 'remove-output')"
+    )
+
+
+@needs_build
+def test_every_exercise_has_a_solution(page):
+    missing = [m for m in exercises_without_solution(all_bodies())
+               if m.startswith(f"{page.stem}#")]
+    assert not missing, f"{page.name}: exercises without a solution: {missing}"
+
+
+@needs_build
+def test_citations_resolve(page):
+    problems = unresolved_citations(article(page))
+    assert not problems, f"{page.name}: unresolved citations: {problems}"
+
+
+# ------------------------------------------------------------------ the checks, on made pages
+def body_of(html: str) -> bs4.element.Tag:
+    return bs4.BeautifulSoup(f"<article>{html}</article>", "html.parser").article
+
+
+def cell(source: str, output: str = "", tags: str = "") -> str:
+    """A notebook cell as myst-nb renders it."""
+    classes = " ".join(["cell"] + [f"tag_{tag}" for tag in tags.split()])
+    shown = f'<div class="cell_output docutils container">{output}</div>' if output else ""
+    return (f'<div class="{classes} docutils container"><div class="cell_input docutils '
+            f'container"><pre>{source}</pre></div>{shown}</div>')
+
+
+PICTURE = '<figure><img alt="states" src="../_images/a.png"/><figcaption>x</figcaption></figure>'
+VIEW = f'<script type="{WIDGET_MIME}">{{"model_id": "1"}}</script>'
+
+
+def test_widget_check_wants_a_picture_right_after_the_widget():
+    tagged = cell("explorer = widgets.theta_explorer(cams)", tags="remove-output widget")
+    picture = cell("fig = widgets.theta_states(cams)", PICTURE)
+    assert widgets_without_picture(body_of(tagged + picture)) == []
+    assert widgets_without_picture(body_of(cell("w", VIEW + PICTURE))) == []  # in its cell
+    # bad pages: no picture, prose between, a picture only before the widget, only a print
+    assert widgets_without_picture(body_of(tagged)) == ["explorer = widgets.theta_explorer(cams)"]
+    assert len(widgets_without_picture(body_of(tagged + "<p>prose</p>" + picture))) == 1
+    assert len(widgets_without_picture(body_of(cell("w", PICTURE + VIEW)))) == 1
+    printed = cell("print(explorer.box)", "<pre>image 0, theta 0.30: box [...]</pre>")
+    assert len(widgets_without_picture(body_of(cell("w", VIEW) + printed))) == 1
+    assert len(widgets_without_picture(body_of(
+        cell("w", '<div class="jupyter-widgets widget-vbox"></div>')))) == 1
+    assert widgets_without_picture(body_of(cell("x = 1", "<pre>1</pre>") + picture)) == []
+
+
+EXERCISE = ('<div class="exercise admonition" id="{label}"><p class="admonition-title">'
+            'Exercise 2.1</p></div>')
+SOLUTION = ('<div class="solution dropdown admonition" id="book/02-solution-1">'
+            '<p class="admonition-title">Solution to<a class="reference internal" '
+            'href="{href}"> Exercise 2.1</a></p></div>')
+
+
+def test_exercise_check_wants_a_solution_referring_to_it():
+    exercise = EXERCISE.format(label="ex-02-theta")
+    good = body_of(exercise + SOLUTION.format(href="#ex-02-theta"))
+    assert exercises_without_solution({"02": good}) == []
+    elsewhere = body_of(SOLUTION.format(href="02.html#ex-02-theta"))
+    assert exercises_without_solution({"02": body_of(exercise), "sol": elsewhere}) == []
+    # bad pages: no solution, a solution to another exercise, one on another page's label
+    assert exercises_without_solution({"02": body_of(exercise)}) == ["02#ex-02-theta"]
+    other = body_of(exercise + SOLUTION.format(href="#ex-02-eq1"))
+    assert exercises_without_solution({"02": other}) == ["02#ex-02-theta"]
+    wrong_page = body_of(SOLUTION.format(href="03.html#ex-02-theta"))
+    assert exercises_without_solution({"02": body_of(exercise), "sol": wrong_page}) == [
+        "02#ex-02-theta"]
+    unlabelled = EXERCISE.format(label="book/02_cam_baseline-exercise-1")
+    assert exercises_without_solution({"02": body_of(unlabelled)}) == []
+
+
+CITATION = ('<span class="bibtex-citation" id="id1">[<a class="reference internal" '
+            'href="bibliography.html#id4" title="Zhou et al.">ZKL+16</a>]</span>')
+
+
+def test_citation_check_finds_what_an_unresolved_citation_leaves():
+    assert unresolved_citations(body_of(f"<p>Plain CAM {CITATION} is the baseline.</p>")) == []
+    code = "<pre>{cite:p}`zhou2016cam` x = a ?? b</pre><code>[?]</code>"
+    assert unresolved_citations(body_of(code)) == []  # code may quote anything
+    # bad pages: a citation of no reference, a marker, a role left as text
+    assert unresolved_citations(body_of('<p><span class="bibtex-citation">[]</span></p>')) == [
+        "citation '[]' links to no reference"]
+    assert unresolved_citations(body_of("<p>as shown in [?].</p>")) == ["'[?]' in the text"]
+    assert unresolved_citations(body_of("<p>see Figure ??</p>")) == ["'??' in the text"]
+    assert unresolved_citations(body_of("<p>CAM {cite:p}`zhou2016cam`</p>")) == [
+        "'{cite:p}' left as text"]
+    assert unresolved_citations(body_of("<p>CAM :cite:`zhou2016cam`</p>")) == [
+        "':cite:' left as text"]

@@ -79,12 +79,6 @@ def test_theta_grid_one_or_more_images():
     assert fig.axes[2].get_title().endswith("IoU 0.25")  # theta 0.8: the core's box
 
 
-@pytest.mark.parametrize("two_heads, count", [(True, 6 + 4), (False, 4 + 2)])
-def test_confseg_steps(two_heads, count):
-    # panels + one colour bar per continuous map (S_L, mask; S_F, inner term)
-    assert n_axes(plots.confseg_steps(make_cams(two_heads), 0)) == count
-
-
 def test_coaug_inputs():
     fig = plots.coaug_inputs(make_cams(), [0, 1])
     assert n_axes(fig) == 10 + 1  # five views of two images, one colour bar for S
@@ -125,7 +119,6 @@ FIGURES = {
     "cam_panel": (lambda: plots.cam_panel(make_cams(), 0, 0.2), True),
     "cam_grid": (lambda: plots.cam_grid(make_cams(), [0, 1], 0.3), True),
     "theta_grid": (lambda: plots.theta_grid(make_cams(), [0, 1]), True),
-    "confseg_steps": (lambda: plots.confseg_steps(make_cams(), 0), True),
     "coaug_inputs": (lambda: plots.coaug_inputs(make_cams(), [0, 1, 0, 1]), True),
     "training_curves": (lambda: plots.training_curves(history()), False),
 }

@@ -4,14 +4,19 @@ The CAM samples are built by hand: 2 images of 32 x 32 pixels, 3 classes, 8 x 8 
 box, mask and loss below can be checked with pen and paper.
 """
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 
 from csoa_nb.core.models import EmbeddingNet
 from csoa_nb.methods import confseg
-from csoa_nb.report import plots, views, widgets
+from csoa_nb.report import plots, style, views, widgets
 from csoa_nb.report.views import coaug_batch, coaug_views, confseg_one, localize_one
 from csoa_nb.report.widgets import MaskInspector, ThetaExplorer, mask_inspector, theta_explorer
+
+matplotlib.use("Agg")
 
 
 def core_and_ring() -> torch.Tensor:
@@ -61,6 +66,12 @@ def make_cams(two_heads: bool = True) -> dict:
         "probs": torch.tensor([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]]),
         "theta": 0.3,
     }
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 # ---------------------------------------------------------------------------- Eq. 13
@@ -210,3 +221,76 @@ def test_widgets_compute_each_image_once_per_change(monkeypatch, name):
         calls.clear()
         inspector.image_picker.value = 1
         assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------- static pictures
+def drawn(fig) -> list[tuple]:
+    """What a figure (or one subfigure of a grid) draws, panel by panel: the title, every image
+    array, every box (corner, size, colour, line style) and the number of outlines; plus the
+    figure's own title."""
+    panels = []
+    for ax in fig.axes:
+        images = [np.asarray(im.get_array()).tolist() for im in ax.get_images()]
+        boxes = [(p.get_xy(), p.get_width(), p.get_height(), p.get_edgecolor(),
+                  p.get_linestyle()) for p in ax.patches]
+        panels.append((ax.get_title(), images, boxes, len(ax.collections)))
+    return [fig.get_suptitle(), *panels]
+
+
+def box_drawn(ax) -> list[float]:
+    """The dashed (predicted) box of a panel, as (x0, y0, x1, y1) with x1/y1 exclusive."""
+    (rect,) = [p for p in ax.patches if p.get_linestyle() == "--"]
+    x, y = rect.get_xy()
+    return [x + 0.5, y + 0.5, x + 0.5 + rect.get_width(), y + 0.5 + rect.get_height()]
+
+
+@pytest.mark.parametrize("two_heads, panels", [(True, 4), (False, 3)])
+def test_theta_states_draw_the_explorers_state(two_heads, panels):
+    """The static picture's row for theta 0.3 is what the explorer shows at theta 0.3: the same
+    maps, region, boxes and titles, and the box of its summary. At 0.4 the region shrinks to
+    pixels 9..22 (0.5 t > 0.4 between cells 1 and 2 for t > 0.8), box (9, 9, 23, 23)."""
+    cams = make_cams(two_heads)
+    explorer = ThetaExplorer(cams, theta=0.2)
+    explorer.theta_slider.value = 0.3
+    grid = widgets.theta_states(cams, explorer.index, thetas=(0.2, 0.3, 0.4))
+    rows = grid.subfigs
+    assert len(rows) == 3 and len(grid.axes) == 3 * (panels + 1)  # + one colour bar a row
+    state = widgets.theta_state(cams, explorer.index, explorer.theta)
+    assert drawn(rows[1]) == drawn(state)
+    assert explorer.view.value == widgets._png(state)  # the explorer shows this very figure
+    assert box_drawn(rows[1].axes[panels - 1]) == explorer.box.tolist() == [8, 8, 24, 24]
+    assert rows[1].get_suptitle().endswith("box (8, 8, 24, 24)")
+    assert "box (8, 8, 24, 24)" in explorer.summary.value
+    assert box_drawn(rows[2].axes[panels - 1]) == [9, 9, 23, 23]
+    assert rows[2].axes[panels - 1].get_title() == "box: IoU 0.77"  # 14^2 / 16^2
+    assert drawn(rows[0]) != drawn(rows[1])  # theta 0.2 draws another region
+    assert grid.get_size_inches()[0] <= style.COLUMN_WIDTH_IN
+
+
+@pytest.mark.parametrize("two_heads, panels", [(True, 6), (False, 4)])
+def test_mask_states_draw_the_inspectors_state(two_heads, panels):
+    """The static picture's second block is what the inspector shows after picking image 1:
+    its binary mask (Eq. 3) is the inspector's, gold (2) on the confident object."""
+    cams = make_cams(two_heads)
+    inspector = MaskInspector(cams)
+    inspector.image_picker.value = 1
+    grid = widgets.mask_states(cams, [0, 1])
+    blocks = grid.subfigs
+    assert len(blocks) == 2
+    state = widgets.mask_state(cams, 1, inspector.class_index)
+    assert drawn(blocks[1]) == drawn(state)
+    assert inspector.view.value == widgets._png(state)
+    assert blocks[1].get_suptitle() == "image 1, class 2 (ground truth)"
+    (binary_panel,) = [ax for ax in blocks[1].axes if ax.get_title().startswith("binary mask")]
+    assert np.asarray(binary_panel.get_images()[0].get_array()).tolist() == (
+        2 * inspector.binary).tolist()  # the corner blob: confident object, nothing else
+    assert binary_panel.get_title() == "binary mask: 6% confident"  # 4 of 64 cells
+    assert len([ax for ax in blocks[0].axes if ax.get_label() != "<colorbar>"]) == panels
+    assert grid.get_size_inches()[0] <= style.COLUMN_WIDTH_IN
+
+
+def test_static_pictures_reject_a_bad_image():
+    with pytest.raises(ValueError, match="out of range"):
+        widgets.theta_states(make_cams(), 2)
+    with pytest.raises(ValueError, match="out of range"):
+        widgets.mask_states(make_cams(), [0, 5])

@@ -26,7 +26,6 @@ import seaborn as sns
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from csoa_nb.core.scores import SampleCams
@@ -50,13 +49,12 @@ from csoa_nb.report.style import (
     show_image,
     wrap_panels,
 )
-from csoa_nb.report.views import coaug_views, confseg_one, localize_one
+from csoa_nb.report.views import coaug_views, localize_one
 
 __all__ = [
     "cam_grid",
     "cam_panel",
     "coaug_inputs",
-    "confseg_steps",
     "part_ratio_histogram",
     "show_dataset_items",
     "show_samples",
@@ -81,7 +79,7 @@ def _outline(ax: plt.Axes, mask: Any, color: str) -> None:
         ax.contour(mask, levels=[0.5], colors=color, linewidths=1.2)
 
 
-def _region(ax: plt.Axes, mask: Any) -> None:
+def draw_region(ax: plt.Axes, mask: Any) -> None:
     """A binary region (e.g. the union of Eq. 13): translucent yellow fill and outline."""
     mask = np.asarray(mask, dtype=bool)
     ax.imshow(np.ma.masked_where(~mask, mask.astype(float)), cmap=ListedColormap(["yellow"]),
@@ -193,7 +191,7 @@ def cam_panel(
     magenta: both); their union; the predicted box (red, dashed) against the GT box over the
     union (yellow), with the IoU in the title. One-head models: image, S_L, binary map, box
     (two rows of two). `result`: `localize_one(cams, index, theta, class_index)` if the caller
-    has it already (the theta explorer), else computed here."""
+    has it already, else computed here."""
     r = localize_one(cams, index, theta, class_index) if result is None else result
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
@@ -220,7 +218,7 @@ def cam_panel(
         axes[2].set_title("binary $S_L$ (Eq. 13)", fontsize=MIN_FONT_PT)
         hide_ticks(axes[2])
     show_image(axes[-1], image, f"box: IoU {r['iou']:.2f}")
-    _region(axes[-1], r["union"].numpy())
+    draw_region(axes[-1], r["union"].numpy())
     draw_gt_boxes(axes[-1], cams["boxes"][index])
     draw_box(axes[-1], r["box"], PRED_COLOR, dashed=True)
     heat_bar(fig, heat, heat_axes)
@@ -250,7 +248,7 @@ def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
         if two:
             show_heat(axes[row, 2], image, r["map_feature"])
         show_image(axes[row, -1], image)
-        _region(axes[row, -1], r["union"].numpy())
+        draw_region(axes[row, -1], r["union"].numpy())
     for col, title in enumerate(titles):
         top = axes[0, col].get_title()
         axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=MIN_FONT_PT)
@@ -263,7 +261,7 @@ def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
 def theta_grid(
     cams: SampleCams, indices: int | Sequence[int], thetas: Sequence[float] = (0.2, 0.3, 0.4)
 ) -> Figure:
-    """The static stand-in for the theta explorer: one row per image, the map Eq. 13 thresholds
+    """Eq. 13 at several thresholds: one row per image, the map Eq. 13 thresholds
     (S_L for a one-head model, the fused map of S_L and S_F for two heads; colour bar below),
     then one column per theta with the union shaded (yellow), GT box (green),
     predicted box (red, dashed) and the IoU."""
@@ -283,7 +281,7 @@ def theta_grid(
         for col, theta in enumerate(thetas, start=1):
             r = localize_one(cams, index, theta)
             show_image(axes[row, col], image, f"$\\theta$ = {theta:.2f}: IoU {r['iou']:.2f}")
-            _region(axes[row, col], r["union"].numpy())
+            draw_region(axes[row, col], r["union"].numpy())
             draw_gt_boxes(axes[row, col], cams["boxes"][index])
             draw_box(axes[row, col], r["box"], PRED_COLOR, dashed=True)
     heat_bar(fig, heat, axes[:, 0], location="bottom")
@@ -291,61 +289,9 @@ def theta_grid(
 
 
 # ---------------------------------------------------------------------------- Eq. 2-5
-_CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
-
-
-@house_style
-def confseg_steps(
-    cams: SampleCams,
-    index: int,
-    class_index: int | None = None,
-    *,
-    result: dict[str, Any] | None = None,
-) -> Figure:
-    """Eq. 2-5 on one map, at the map's own resolution, in reading order (two rows of three):
-    the image; S_L^c with mu1; the confidence mask |S_L^c - mu1| with mu2 (Eq. 2, 4); the
-    binary mask (Eq. 3), split by Eq. 7 into confident object (S > xi1, gold) and confident
-    background (S < xi2, blue), ambiguous pixels grey; S_F^c on S_L^c's colour scale; the
-    Eq. 5 term |S_F^c - S_L^c| * mask with its mean, L_inner. Every continuous map has its
-    colour bar. One-head models stop after the binary mask (two rows of two). `result`:
-    `confseg_one(cams, index, class_index)` if the caller has it already (the mask inspector)."""
-    r = confseg_one(cams, index, class_index) if result is None else result
-    two = r["cam_feature"] is not None
-    fig, grid = panel_grid(2, 3 if two else 2, panel=COLUMN_WIDTH_IN / 3,
-                           height=COLUMN_WIDTH_IN / 3)
-    axes = list(grid.ravel())
-    show_image(axes[0], _uint8(cams, index), f"image {index}, class {r['class_index']}")
-    draw_gt_boxes(axes[0], cams["boxes"][index])
-    cam_last = r["cam_last"].numpy()
-    scale = [cam_last] + ([r["cam_feature"].numpy()] if two else [])
-    lo, hi = min(m.min() for m in scale), max(m.max() for m in scale)
-
-    def show(ax: plt.Axes, data: np.ndarray, title: str, **kw: Any) -> None:
-        image = ax.imshow(data, interpolation="nearest", **kw)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
-        ax.set_title(title, fontsize=MIN_FONT_PT)
-        hide_ticks(ax)
-
-    show(axes[1], cam_last, f"$S_L^c$, $\\mu_1$ = {r['mu1']:.2f}", vmin=lo, vmax=hi)
-    show(axes[2], r["mask"].numpy(), f"$|S_L^c - \\mu_1|$, $\\mu_2$ = {r['mu2']:.2f}",
-         cmap="magma")
-    confident = r["binary"].numpy() * np.where(cam_last > r["mu1"], 2, 1)
-    axes[3].imshow(confident, cmap=_CONFIDENCE_CMAP, vmin=0, vmax=2, interpolation="nearest")
-    axes[3].set_title(f"binary mask: {float(r['binary'].mean()):.0%} confident",
-                      fontsize=MIN_FONT_PT)
-    axes[3].legend(
-        handles=[Patch(color="gold", label="$S > \\xi_1$"),
-                 Patch(color="tab:blue", label="$S < \\xi_2$"),
-                 Patch(color="0.75", label="ambiguous")],
-        loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=1.0,
-    )
-    hide_ticks(axes[3])
-    if two:
-        show(axes[4], r["cam_feature"].numpy(), "$S_F^c$ (same scale)", vmin=lo, vmax=hi)
-        show(axes[5], r["inner_map"].numpy(),
-             f"$|S_F^c - S_L^c| \\cdot$ mask,\nmean $L_{{inner}}$ = {r['inner']:.3f}",
-             cmap="magma")
-    return fig
+#: The binary mask of Eq. 3 split by Eq. 7: ambiguous grey, confident background blue,
+#: confident object gold (`csoa_nb.report.widgets.draw_mask_state` draws Eq. 2-5 with it).
+CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
 
 
 # ---------------------------------------------------------------------------- Eq. 8-10
