@@ -417,3 +417,29 @@ def test_citation_check_finds_what_an_unresolved_citation_leaves():
         "'{cite:p}' left as text"]
     assert unresolved_citations(body_of("<p>CAM :cite:`zhou2016cam`</p>")) == [
         "':cite:' left as text"]
+
+
+#: A proof's label as sphinx-proof names it ("lem-04-smaller-side"), which a reader should
+#: never see as an entry of the proof index.
+PROOF_LABEL = re.compile(r"^(?:lem|prop|thm|def|cor)-\d\d-[\w-]+$")
+
+
+def proof_index_entries(page: bs4.BeautifulSoup) -> list[str]:
+    """The entries (link texts) of the proof index page."""
+    table = page.find("table", class_="indextable") or page
+    return [a.get_text(" ", strip=True) for a in table.find_all("a") if a.get("href")]
+
+
+@pytest.mark.skipif(not (HTML_DIR / "prf-prf.html").is_file(), reason="no proof index built")
+def test_the_proof_index_names_each_result_by_its_title():
+    entries = proof_index_entries(soup(HTML_DIR / "prf-prf.html"))
+    assert entries, "the proof index lists nothing"
+    assert not [e for e in entries if PROOF_LABEL.match(e)], entries
+    assert any(e.startswith("Lemma: ") for e in entries), entries
+
+
+def test_proof_index_check_finds_raw_labels():
+    raw = bs4.BeautifulSoup('<table class="indextable"><tr><td><a href="b/04.html#x">'
+                            'lem-04-smaller-side</a></td></tr></table>', "html.parser")
+    assert [e for e in proof_index_entries(raw) if PROOF_LABEL.match(e)] == [
+        "lem-04-smaller-side"]

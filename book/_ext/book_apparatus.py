@@ -73,7 +73,11 @@ def _collect_proof_titles(app: Sphinx, doctree: nodes.document) -> None:
     titles = app.env.__dict__.setdefault("book_proof_titles", {})
     for node in doctree.findall(nodes.Element):
         if "realtype" in node.attributes and node.get("label"):
-            titles[node["label"]] = (app.env.docname, node.get("title", ""))
+            # the title as proof_title_format put it, " (title)": the title alone
+            title = node.get("title", "").strip()
+            if title.startswith("(") and title.endswith(")"):
+                title = title[1:-1]
+            titles[node["label"]] = (app.env.docname, title)
 
 
 def _purge_proof_titles(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
