@@ -188,3 +188,28 @@ def test_book_style_restores_its_own_keys_only():
         assert matplotlib.rcParams["font.size"] == before[1]
     finally:
         matplotlib.interactive(before[0])
+
+
+def test_a_candidate_map_has_one_colour_in_both_figures_and_the_zoom_holds_the_crowd():
+    from matplotlib.colors import to_hex
+
+    rows = [{"candidate": c, "background": b, "gamma": g, "loss": loss}
+            for b in ("paper", "below_mean")
+            for c, losses in (("S = 1 everywhere", (0.7, 0.7, 0.7)),
+                              ("S = 0 (all negative)", (0.0, 1.2, 4.0)),
+                              ("ground-truth mask", (0.5, 0.6, 0.8)),
+                              ("dilated mask", (0.55, 0.65, 0.75)))
+            for g, loss in zip((0.0, 0.3, 1.0), losses, strict=True)]
+    scores = pd.DataFrame(rows)
+    bars = plots.candidate_losses(scores, gamma=1.0)
+    colours = {t.get_text(): to_hex(p.get_facecolor())
+               for t, p in zip(bars.axes[0].get_yticklabels(), bars.axes[0].patches,
+                               strict=True)}
+    lines = {line.get_label(): to_hex(line.get_color())
+             for line in plots.gamma_sweep(scores).axes[0].lines}
+    assert colours["S = 1 everywhere"] == lines["S = 1 everywhere"] == to_hex("tab:red")
+    assert colours == {k: lines[k] for k in colours}
+    # the zoom row spans the 10-90 % band of the losses, not 0-4
+    zoom = plots.gamma_sweep(scores).axes[2]
+    low, high = zoom.get_ylim()
+    assert 0.0 < low < 0.5 and 0.8 < high < 1.5

@@ -294,3 +294,22 @@ def test_static_pictures_reject_a_bad_image():
         widgets.theta_states(make_cams(), 2)
     with pytest.raises(ValueError, match="out of range"):
         widgets.mask_states(make_cams(), [0, 5])
+
+
+def test_most_changed_picks_the_images_whose_box_moves_most():
+    before = make_cams(two_heads=False)
+    after = make_cams(two_heads=False)
+    # image 0's map of its class moves to the far corner, off its object (GT box 8-24 px):
+    # its box goes from the ring to (24, 24, 32, 32), IoU 0; image 1 keeps its map
+    after["cam_last"] = after["cam_last"].clone()
+    after["cam_last"][0, 1] = 0.0
+    after["cam_last"][0, 1, 6:8, 6:8] = 1.0
+    iou = [views.localize_one(after, i, 0.3)["iou"] - views.localize_one(before, i, 0.3)["iou"]
+           for i in (0, 1)]
+    assert iou[0] < 0 and iou[1] == 0.0
+    assert views.most_changed(before, after, 0.3, k=1) == [0]
+    assert views.most_changed(before, after, 0.3, k=2) == [0, 1]
+    other = make_cams(two_heads=False)
+    other["images"] = other["images"].flip(0)
+    with pytest.raises(ValueError, match="not the same images"):
+        views.most_changed(before, other, 0.3)

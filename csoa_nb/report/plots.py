@@ -401,6 +401,27 @@ BACKGROUND_LABELS = {"paper": "Eq. 10 as written (Eq. 3 mask)",
                      "below_mean": "Eq. 10 fix, ours (below the mean)"}
 
 
+#: One colour per candidate map of chapter 04 (`csoa_nb.core.degenerate.CANDIDATES` and the
+#: trained maps), the same in every figure: the ground truth green, the two maps that localize
+#: nothing red (S = 1) and blue (S = 0), the trained maps in the colours of their rows.
+CANDIDATE_COLORS = {
+    "S = 0 (all negative)": "tab:blue",
+    "S = 1 everywhere": "tab:red",
+    "ground-truth mask": "tab:green",
+    "ground-truth box": "#74c476",
+    "inverted mask": "tab:purple",
+    "dilated mask": "tab:brown",
+    "trained CAM": "#7f7f7f",
+    "trained CoAug (as written)": "tab:orange",
+    "trained CoAug (fix, ours)": "tab:olive",
+}
+
+
+def candidate_color(candidate: str) -> str:
+    """`CANDIDATE_COLORS` of a candidate map; dark grey for one it does not list."""
+    return CANDIDATE_COLORS.get(candidate, "#333333")
+
+
 def candidate_losses(scores: pd.DataFrame, gamma: float = 1.0) -> Figure:
     """L_D (Eq. 12) of fixed candidate maps under both readings of Eq. 10, one panel each,
     lowest (the map training is pulled towards) at the top. `scores`:
@@ -412,9 +433,8 @@ def candidate_losses(scores: pd.DataFrame, gamma: float = 1.0) -> Figure:
                              layout="constrained", sharex=True, squeeze=False)
     for ax, background in zip(axes[0], backgrounds, strict=True):
         part = chosen[chosen["background"] == background].sort_values("loss")
-        colors = ["tab:green" if c.startswith("ground-truth") else
-                  "tab:red" if c.startswith("S = ") else "tab:gray" for c in part["candidate"]]
-        ax.barh(range(len(part)), part["loss"], color=colors)
+        ax.barh(range(len(part)), part["loss"],
+                color=[candidate_color(c) for c in part["candidate"]])
         ax.set_yticks(range(len(part)), part["candidate"], fontsize=9)
         ax.invert_yaxis()
         ax.set_xlabel(f"mean L_D (Eq. 12), gamma = {gamma:g}", fontsize=9)
@@ -424,21 +444,29 @@ def candidate_losses(scores: pd.DataFrame, gamma: float = 1.0) -> Figure:
 
 
 def gamma_sweep(scores: pd.DataFrame) -> Figure:
-    """L_D of each candidate over gamma (log-spaced axis with 0 shown), one panel per reading
-    of Eq. 10."""
+    """L_D of each candidate over gamma (log-spaced axis with 0 shown), one column per reading
+    of Eq. 10; the second row zooms on the band where most candidates lie (their losses'
+    10-90 % range), where the first row's full scale crowds them together."""
     backgrounds = list(dict.fromkeys(scores["background"]))
-    fig, axes = plt.subplots(1, len(backgrounds), figsize=(6.9, 3.4), layout="constrained",
-                             sharey=True, squeeze=False)
-    for ax, background in zip(axes[0], backgrounds, strict=True):
+    fig, axes = plt.subplots(2, len(backgrounds), figsize=(6.9, 5.6), layout="constrained",
+                             sharex=True, squeeze=False)
+    low, high = np.nanquantile(scores["loss"], [0.1, 0.9])
+    pad = 0.1 * (high - low) or 0.05
+    for column, background in enumerate(backgrounds):
         part = scores[scores["background"] == background]
-        for candidate, rows in part.groupby("candidate", sort=False):
-            style = "-" if candidate.startswith(("ground-truth", "S = ")) else ":"
-            ax.plot(rows["gamma"], rows["loss"], style, marker="o", label=candidate)
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("gamma (Eq. 12)", fontsize=9)
-        ax.set_title(BACKGROUND_LABELS.get(background, background), fontsize=10)
-        ax.tick_params(labelsize=9)
+        for row in (0, 1):
+            ax = axes[row, column]
+            for candidate, rows in part.groupby("candidate", sort=False):
+                style = "-" if candidate.startswith(("ground-truth", "S = ")) else ":"
+                ax.plot(rows["gamma"], rows["loss"], style, marker="o", label=candidate,
+                        color=candidate_color(candidate))
+            ax.set_xscale("symlog", linthresh=0.1)
+            ax.tick_params(labelsize=9)
+        axes[0, column].set_title(BACKGROUND_LABELS.get(background, background), fontsize=10)
+        axes[1, column].set_ylim(low - pad, high + pad)
+        axes[1, column].set_xlabel("gamma (Eq. 12)", fontsize=9)
     axes[0, 0].set_ylabel("mean L_D", fontsize=9)
+    axes[1, 0].set_ylabel("mean L_D (zoom)", fontsize=9)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig

@@ -124,6 +124,15 @@ def orders_beside(paper_df: pd.DataFrame, ours_df: pd.DataFrame, metric: str,
 PROSE_WORDS = Wording(not_shown="no difference shown")
 
 
+#: Metrics that are no percentage: shares and ratios (no unit) and times (seconds).
+_UNITS = {"box_mass_ratio": "", "fg_saturated": "", "cam_nonpositive": "", "wall_time_s": " s"}
+
+
+def _unit(metric: str) -> str:
+    """The unit a difference of `metric` is printed with: " points" for percentages."""
+    return _UNITS.get(metric, " points")
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Mean ± std of one metric for two rows of a sweep, the 95 % confidence interval of
@@ -181,9 +190,7 @@ class Comparison:
 
     def sentence(self, digits: int = 2) -> str:
         name = metric_prose(self.metric)
-        unit = "" if self.metric in ("box_mass_ratio", "wall_time_s") else " points"
-        if self.metric == "wall_time_s":
-            unit = " s"
+        unit = _unit(self.metric)
         d = abs(self.difference)
         if round(d, digits) == 0:
             head = f"The {name} of {self.label_a} equals that of {self.label_b}"
@@ -215,8 +222,8 @@ class Comparison:
         """"CSoA-4-5 − CSoA-3-5, MaxBoxAccV2: −3.9 points [−7.0, −0.7], suggested worse
         (unadjusted p = 0.027)": the difference, its interval and the verdict in its family."""
         return (f"{self.label_a} − {self.label_b}, {metric_prose(self.metric)}: "
-                f"{signed(self.difference, digits)} points {self.diff.interval(digits)}, "
-                f"{self.verdict}")
+                f"{signed(self.difference, digits)}{_unit(self.metric)} "
+                f"{self.diff.interval(digits)}, {self.verdict}")
 
     def __str__(self) -> str:
         return self.sentence()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -50,6 +51,7 @@ __all__ = [
     "image_size",
     "kept_classes",
     "localize_one",
+    "most_changed",
     "model_images",
 ]
 
@@ -132,6 +134,22 @@ def localize_one(
 
 
 # ---------------------------------------------------------------------------- Eq. 2-7
+def most_changed(before: SampleCams, after: SampleCams, theta: float, k: int = 2) -> list[int]:
+    """The `k` sample images whose Eq. 13 box changes most between two runs' maps of the same
+    images (largest |IoU after − IoU before| at `theta`; `localize_one`), most changed first,
+    so that a figure of the two shows what the change does.
+
+    Raises:
+        ValueError: the two samples are not the same images.
+    """
+    if not np.array_equal(np.asarray(before["images"]), np.asarray(after["images"])):
+        raise ValueError("the two runs' samples are not the same images: compare runs of one "
+                         "data set and preset")
+    change = [abs(localize_one(after, i, theta)["iou"] - localize_one(before, i, theta)["iou"])
+              for i in range(len(before["labels"]))]
+    return sorted(range(len(change)), key=lambda i: (-change[i], i))[:k]
+
+
 def confseg_one(
     cams: SampleCams, index: int, class_index: int | None = None
 ) -> dict[str, Any]:
