@@ -12,7 +12,7 @@ from matplotlib.text import Text
 from test_widgets import make_cams
 
 from csoa_nb.data.synthetic import Difficulty
-from csoa_nb.report import plots, style
+from csoa_nb.report import plots, style, views
 
 matplotlib.use("Agg")
 
@@ -56,11 +56,22 @@ def test_cam_panel(two_heads, panels):
     assert fig.axes[panels - 1].get_title() == "box: IoU 1.00"  # the ring's box is the GT box
 
 
-@pytest.mark.parametrize("two_heads, cols", [(True, 4), (False, 3)])
-def test_cam_grid(two_heads, cols):
+@pytest.mark.parametrize("two_heads, cols, bars", [(True, 4, 2), (False, 3, 1)])
+def test_cam_grid(two_heads, cols, bars):
     fig = plots.cam_grid(make_cams(two_heads), [0, 1], 0.3)
-    assert n_axes(fig) == 2 * cols + 1  # one colour bar for the maps
-    assert n_colorbars(fig) == 1
+    assert n_axes(fig) == 2 * cols + bars  # the maps' colour bar (and S_F - S_L's)
+    assert n_colorbars(fig) == bars
+
+
+def test_cam_grid_shows_what_s_f_adds_to_s_l():
+    cams = make_cams(True)
+    cams["cam_feature"] = cams["cam_last"].clone()
+    cams["cam_feature"][0, 1, 0:2, 0:2] = 1.0  # S_F also lights the top-left corner
+    fig = plots.cam_grid(cams, [0], 0.3)
+    difference = fig.axes[3].get_images()[0].get_array()
+    r = views.localize_one(cams, 0, 0.3)
+    np.testing.assert_allclose(difference, (r["map_feature"] - r["map_last"]).numpy())
+    assert difference[0, 0] > 0.5 and difference[-1, -1] == 0  # red where S_F adds
 
 
 @pytest.mark.parametrize("two_heads, name", [(True, "fused map"), (False, "$S_L$")])

@@ -228,31 +228,44 @@ def cam_panel(
 
 @house_style
 def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
-    """One row per image: the image with GT (green) and predicted (red, dashed) boxes and the
-    IoU; S_L over the image; S_F over the image (two-head models only); the union of Eq. 13
-    (yellow) at `theta`. One colour bar, below, for the maps."""
+    """One row per image: the image with the union of Eq. 13 at `theta` (yellow), the GT
+    (green) and predicted (red, dashed) boxes and the IoU; S_L over the image; for two-head
+    models S_F over the image and S_F − S_L (red where S_F is higher: the parts S_F adds; its
+    scale the largest difference over the rows), else the binary S_L. One colour bar, below,
+    for the maps, and one for the difference."""
     indices = _indices(indices)
     two = cams["cam_feature"] is not None
-    cols = 4 if two else 3
-    fig, axes = panel_grid(len(indices), cols, height=PANEL_IN + 0.15)
-    titles = ["image, boxes", "$S_L$", "$S_F$", "union (Eq. 13)"] if two else [
+    fig, axes = panel_grid(len(indices), 4 if two else 3, height=PANEL_IN + 0.15)
+    titles = ["image, union, boxes", "$S_L$", "$S_F$", "$S_F - S_L$"] if two else [
         "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
-    heat = None
-    for row, index in enumerate(indices):
-        r = localize_one(cams, index, theta)
+    heat = difference = None
+    found = [localize_one(cams, index, theta) for index in indices]
+    # the difference's scale: its largest magnitude over the rows, so that a small one shows
+    spread = max([float((r["map_feature"] - r["map_last"]).abs().max()) for r in found
+                  if r["map_feature"] is not None] + [0.05])
+    for row, (index, r) in enumerate(zip(indices, found, strict=True)):
         image = _uint8(cams, index)
         show_image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
+        if two:
+            draw_region(axes[row, 0], r["union"].numpy())
         draw_gt_boxes(axes[row, 0], cams["boxes"][index])
         draw_box(axes[row, 0], r["box"], PRED_COLOR, dashed=True)
         heat = show_heat(axes[row, 1], image, r["map_last"])
         if two:
             show_heat(axes[row, 2], image, r["map_feature"])
-        show_image(axes[row, -1], image)
-        draw_region(axes[row, -1], r["union"].numpy())
+            difference = axes[row, 3].imshow(
+                (r["map_feature"] - r["map_last"]).numpy(), cmap="RdBu_r", vmin=-spread,
+                vmax=spread, interpolation="nearest")
+            hide_ticks(axes[row, 3])
+        else:
+            show_image(axes[row, -1], image)
+            draw_region(axes[row, -1], r["union"].numpy())
     for col, title in enumerate(titles):
         top = axes[0, col].get_title()
         axes[0, col].set_title(f"{title}\n{top}" if top else title, fontsize=MIN_FONT_PT)
     heat_bar(fig, heat, axes[:, 1:3] if two else axes[:, 1:2], location="bottom")
+    if difference is not None:
+        heat_bar(fig, difference, axes[:, 3:4], label="$S_F - S_L$", location="bottom")
     fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
