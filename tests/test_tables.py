@@ -389,3 +389,15 @@ def test_a_family_in_one_sentence(table1_frame):
     one = prose.compare_all(table1_frame[table1_frame.seed == 0], [("csoa", "cam")],
                             "top1_loc_err", regime="pretrained")
     assert prose.family_summary(one) == "This comparison has one seed: no interval, no verdict."
+
+
+def test_the_papers_theta_panel_does_not_blow_up_a_point_and_a_half():
+    thetas = pd.DataFrame({"method": ["cam"] * 4, "regime": ["pretrained"] * 4,
+                           "seed": [0, 1, 0, 1], "theta": [0.2, 0.2, 0.3, 0.3],
+                           "top1_loc_err": [50.0, 52.0, 40.0, 44.0]})
+    paper3 = pd.DataFrame({"Top-1 loc. err": [39.13, 37.69, 38.82]},
+                          index=pd.Index([0.2, 0.3, 0.4], name="Theta"))
+    fig = charts.plot_theta(thetas, paper=paper3, marked=0.3)
+    low, high = fig.axes[0].get_ylim()
+    assert high - low == pytest.approx(charts.PAPER_SPAN)  # 1.44 points in 10 of axis
+    assert [t.get_text() for t in fig.axes[0].texts] == ["39.13", "37.69", "38.82"]

@@ -37,6 +37,9 @@ from csoa_nb.report.vocabulary import (
 #: A colour per table row, the same in every figure (`csoa_nb.methods`).
 METHOD_COLORS = {key: row.color for key, row in methods.ROWS.items()}
 REGIME_COLORS = {"pretrained": "#1f77b4", "scratch": "#ff7f0e"}
+#: The least height, in points, of the axis of the paper's Table 3 panel (`plot_theta`): its
+#: three errors lie within 1.5 points, which a tight axis would draw as a deep valley.
+PAPER_SPAN = 10.0
 #: Width one category of a panel's x axis needs (a tick label wrapped to `_TICK_CHARS`
 #: characters at 9 pt), and the room of the y axis' label and ticks, in inches.
 _INCH_PER_KEY = 0.75
@@ -172,7 +175,15 @@ def plot_theta(
                         height=3.4 + 0.22 * math.ceil(keys / 2))
     if paper is not None:
         ax = axes[0]
-        ax.plot(paper.index.astype(float), paper[paper_column].astype(float), "o-", color="k")
+        thetas, values = paper.index.astype(float), paper[paper_column].astype(float)
+        ax.plot(thetas, values, "o-", color="k")
+        for theta, value in zip(thetas, values, strict=True):
+            ax.annotate(f"{value:.2f}", (theta, value), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize="small")
+        # at least PAPER_SPAN points of axis, so that a gap of one point looks like one
+        middle, span = (values.max() + values.min()) / 2, values.max() - values.min()
+        half = max(span * 0.6, PAPER_SPAN / 2)
+        ax.set_ylim(middle - half, middle + half)
         ax.set_title(_wrap(paper.attrs.get("label", "paper"), 30), fontsize="medium")
         ax.set_xlabel("θ")
         ax.set_ylabel(f"{paper_column} (%)")
