@@ -298,8 +298,12 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
                      f"the {judged[largest].family} changes): **{largest}** "
                      f"({signed(shown[largest].mean, digits)} points).")
     else:
-        lines.append(f"- None of these changes moves the {metric} beyond its 95 % interval "
-                     f"once adjusted for the {len(candidates)} changes tested together (Holm).")
+        hinted = [k for k in candidates if judged[k].strength == "suggested"]
+        said = ("; only suggested, before the adjustment: " + ", ".join(
+            f"**{k}** ({signed(candidates[k].mean, digits)} points)" for k in hinted)
+            if hinted else "")
+        lines.append(f"- No change of the {metric} is shown once adjusted for the "
+                     f"{len(candidates)} changes tested together (Holm){said}.")
     return "\n".join(lines)
 
 
