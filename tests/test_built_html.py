@@ -443,3 +443,62 @@ def test_proof_index_check_finds_raw_labels():
                             'lem-04-smaller-side</a></td></tr></table>', "html.parser")
     assert [e for e in proof_index_entries(raw) if PROOF_LABEL.match(e)] == [
         "lem-04-smaller-side"]
+
+
+#: A verdict of the book's vocabulary (`csoa_nb.report.stats.verdict_words`): a word adjusted
+#: by Holm, or a difference suggested before the adjustment.
+VERDICT = re.compile(r"\b(?:better|worse|reproduced|opposite|shown|resolved) \(Holm, \d+ tests\)"
+                     r"|\bsuggested (?:better|worse)\b")
+#: What names a metric (the vocabulary's column names and prose names, `report.vocabulary`).
+METRIC_NAME = re.compile(r"MaxBoxAccV2|PxAP|loc\. err|cls\. err|GT-known|box accuracy|IoU"
+                         r"|S > 0\.5|mass ratio|raw CAM|wall time|L_D", re.IGNORECASE)
+
+
+def _column_header(cell: bs4.element.Tag) -> str:
+    """The text of the header over a table cell (its column's ``th`` in the head)."""
+    row = cell.find_parent("tr")
+    table = cell.find_parent("table")
+    if row is None or table is None:
+        return ""
+    index = row.find_all(["td", "th"]).index(cell)
+    head = table.find("thead")
+    headers = head.find_all("th") if head else []
+    return headers[index].get_text(" ", strip=True) if index < len(headers) else ""
+
+
+def verdicts_without_metric(html: str) -> list[str]:
+    """Each verdict in `html` whose sentence (its list item or paragraph) or, in a table, whose
+    row or column header names no metric: the first characters of where it stands."""
+    page = bs4.BeautifulSoup(html, "html.parser")
+    for code in page.find_all(["pre", "code"]):
+        code.extract()
+    found = []
+    for text in page.find_all(string=VERDICT):
+        cell = text.find_parent(["td", "th"])
+        if cell is not None:
+            row = cell.find_parent("tr")
+            where = " ".join([_column_header(cell), row.get_text(" ", strip=True) if row else "",
+                              (cell.find_parent("table").find("caption") or cell).get_text(
+                                  " ", strip=True)])
+        else:
+            block = text.find_parent(["li", "p"]) or text.parent
+            where = block.get_text(" ", strip=True)
+        if not METRIC_NAME.search(where):
+            found.append(where[:80])
+    return found
+
+
+@needs_build
+def test_every_verdict_names_its_metric(page):
+    missing = verdicts_without_metric(str(article(page)))
+    assert not missing, f"{page.name}: verdicts that name no metric: {missing}"
+
+
+def test_verdict_check_wants_a_metric_beside_the_word():
+    good = ("<ul><li>CSoA − CAM: MaxBoxAccV2 −10.6 points, <em>worse (Holm, 24 tests)</em>"
+            "</li></ul><table><thead><tr><th>row</th><th>PxAP</th></tr></thead><tbody><tr>"
+            "<td>CSoA</td><td>−1.0 better (Holm, 4 tests)</td></tr></tbody></table>")
+    assert verdicts_without_metric(good) == []
+    bad = "<p>CSoA (as written) does worse: <strong>worse (Holm, 24 tests)</strong>.</p>"
+    (found,) = verdicts_without_metric(bad)
+    assert found.startswith("CSoA (as written) does worse: worse (Holm, 24 tests)")
