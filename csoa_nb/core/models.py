@@ -9,13 +9,15 @@ Augmentation", WACV 2021.
 * Each head turns a feature map into a class activation map S (``B x C x h x w``) and the
   logits are its global average (Eq. 1).
 * :class:`EmbeddingNet` is W_E of CoAug (Eq. 8, 10): an image (or a CAM-weighted image) to a
-  vector; the paper uses AlexNet features.
+  vector; the paper uses AlexNet features. ``"efficientnet_lite0"`` is an ImageNet-trained
+  W_E too: EfficientNet-Lite0's features (``csoa_nb.core.efficientnet``), at its own stride 32.
 
 Weights are read from local files only (``csoa_nb.core.backbones``); nothing here downloads.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -28,11 +30,15 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from csoa_nb.base.checks import check_choice
 from csoa_nb.core.backbones import (
     BACKBONES,
+    LITE0,
     NUM_BLOCKS,
     Backbone,
+    Lite0Input,
     check_width,
     conv_bn_relu,
     init_convs,
+    lite0_modules,
+    load_lite0_file,
     load_strict,
     read_state,
     subdict,
@@ -47,9 +53,10 @@ __all__ = [
     "cam_logits",
     "CSoANet",
     "EmbeddingNet",
+    "fold_batchnorms",
 ]
 
-EMBEDDINGS = ("alexnet", "slim")
+EMBEDDINGS = ("alexnet", "slim", LITE0)
 
 PAPER_HEAD_WIDTH = 1024  # Sec. 4.1: "two convolutional layers ... with 1024 units"
 
@@ -126,8 +133,8 @@ class CSoANet(nn.Module):
             :meth:`Backbone.load_weights`. Heads are always freshly initialised.
         baseline: the paper's "VGGnet-base": W_L only; ``cam_feature``/``logits_feature`` are
             ``None``.
-        head_width: units of the two 3x3 head convolutions; default 1024 (paper) for vgg16 and
-            inception_v3, ``8 * slim_width`` for vgg_slim.
+        head_width: units of the two 3x3 head convolutions; default 1024 (paper) for vgg16,
+            inception_v3 and efficientnet_lite0, ``8 * slim_width`` for vgg_slim.
         slim_width: base width w of vgg_slim.
 
     ``forward(x, labels=None)`` returns a :class:`CSoAOutput` with the raw (unnormalised) CAMs;
@@ -192,6 +199,11 @@ class EmbeddingNet(nn.Module):
       IMAGENET1K_V1"`` from the hub cache); ``classifier.*`` keys are ignored.
     * ``"slim"``: four conv3x3 + BatchNorm + ReLU layers of widths w, 2w, 4w, 8w, each of the
       first three followed by a 2x2 max-pool, then global average pooling -> 8w-d.
+    * ``"efficientnet_lite0"``: EfficientNet-Lite0's features at output stride 32 (as trained;
+      ``Lite0Input`` first, so it reads ImageNet mean/std images as the backbones do) + global
+      average pooling -> 1280-d: the input of its ImageNet classifier. ``weights``:
+      ``"efficientnet_lite0"`` (the installed package's ImageNet weights) or a file in their
+      naming (``_fc.*`` ignored).
 
     A file may also be a dict ``{"embedding": state dict of this module}`` (what the
     pretraining step writes) or such a state dict itself (keys ``features.*``).
@@ -208,6 +220,12 @@ class EmbeddingNet(nn.Module):
 
             self.features = alexnet(weights=None).features
             self.out_dim = 256
+        elif kind == LITE0:
+            # keys stem.* / blocks.N.* / head.*: EfficientNetLite0's, which the file maps to
+            modules = lite0_modules(output_stride=32)
+            self.features = nn.Sequential(
+                OrderedDict([("input", Lite0Input()), *modules.named_children()]))
+            self.out_dim = modules.head[0].out_channels
         else:
             check_width(slim_width)
             w = slim_width
@@ -225,7 +243,7 @@ class EmbeddingNet(nn.Module):
 
     def load_weights(self, weights: object) -> Path:
         """Load ``features`` weights from a local file or enum name (see the class doc)."""
-        net = "alexnet" if self.kind == "alexnet" else "slim embedding"
+        net = "slim embedding" if self.kind == "slim" else self.kind
         if self.frozen:
             raise RuntimeError(f"load the {net} weights before freeze(): its BatchNorms are "
                                "folded into the convolutions")
@@ -234,6 +252,9 @@ class EmbeddingNet(nn.Module):
         state = read_state(path, net, expected)
         if "embedding" in state and isinstance(state["embedding"], Mapping):
             state = state["embedding"]
+        elif self.kind == LITE0 and "_conv_stem.weight" in state:
+            load_lite0_file(self.features, state, path, net)
+            return path
         load_strict(self.features, subdict(state, "features."), path, net, expected,
                      "features.")
         return path
@@ -242,20 +263,14 @@ class EmbeddingNet(nn.Module):
         """Make this W_E the frozen embedding of CoAug (call it after loading weights).
 
         Eval mode and no parameter gradients (gradients still flow to the input, which is how
-        L_D reaches the CAM); every BatchNorm is folded into the convolution before it (in eval
-        mode a BatchNorm is an affine map per channel, so the output is the same up to float
-        rounding) and the layers run channels-last. The narrow convolutions of the slim W_E
-        are memory-bound in NCHW on a CPU; folding and NHWC cut a CSoA training step at the
-        cpu preset by about a fifth (``bench/step_time.py``). Returns ``self``.
+        L_D reaches the CAM); every BatchNorm is folded into the convolution before it, nested
+        ones too (Lite0's; in eval mode a BatchNorm is an affine map per channel, so the output
+        is the same up to float rounding) and the layers run channels-last. The narrow
+        convolutions of the slim W_E are memory-bound in NCHW on a CPU; folding and NHWC cut a
+        CSoA training step at the cpu preset by about a fifth (``bench/step_time.py``). Returns
+        ``self``.
         """
-        layers = list(self.features)
-        fused: list[nn.Module] = []
-        for layer in layers:
-            if isinstance(layer, nn.BatchNorm2d) and fused and isinstance(fused[-1], nn.Conv2d):
-                fused[-1] = fuse_conv_bn_eval(fused[-1].eval(), layer.eval())
-            else:
-                fused.append(layer)
-        self.features = nn.Sequential(*fused)
+        self.features = fold_batchnorms(self.features)
         self.eval()
         for parameter in self.parameters():
             parameter.requires_grad_(False)
@@ -267,3 +282,20 @@ class EmbeddingNet(nn.Module):
         if self.frozen:
             x = x.contiguous(memory_format=torch.channels_last)
         return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+
+def fold_batchnorms(module: nn.Module) -> nn.Module:
+    """``module`` with each BatchNorm2d that follows a Conv2d in a Sequential folded into that
+    convolution (``fuse_conv_bn_eval``), in every Sequential inside it too; names are kept and
+    a Sequential subclass (Lite0's ``ConvBN``) becomes a plain Sequential."""
+    for name, child in list(module.named_children()):
+        setattr(module, name, fold_batchnorms(child))
+    if not isinstance(module, nn.Sequential):
+        return module
+    kept: list[tuple[str, nn.Module]] = []
+    for name, layer in module.named_children():
+        if isinstance(layer, nn.BatchNorm2d) and kept and isinstance(kept[-1][1], nn.Conv2d):
+            kept[-1] = (kept[-1][0], fuse_conv_bn_eval(kept[-1][1].eval(), layer.eval()))
+        else:
+            kept.append((name, layer))
+    return nn.Sequential(OrderedDict(kept))

@@ -63,7 +63,7 @@ def check_weight_files(config: RunConfig) -> None:
     settings = {"pretrained": config.backbone}
     if config.uses_coaug:
         settings["embedding_weights"] = (
-            "alexnet" if config.embedding == "alexnet" else "slim embedding")
+            "slim embedding" if config.embedding == "slim" else config.embedding)
     for name, net in settings.items():
         value = getattr(config, name)
         if value in ("", "pretrain") or Path(value).expanduser().is_file():
