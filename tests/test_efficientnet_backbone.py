@@ -153,3 +153,30 @@ def test_backbone_checkpoint_round_trip(tmp_path) -> None:
     loaded.load_weights(path)
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_the_paper_preset_trains_with_the_imagenet_lite0_on_cub(tmp_path):
+    """A user with CUB-200-2011 and no GPU: the paper preset with EfficientNet-Lite0's ImageNet
+    weights as the backbone and as W_E trains CSoA on the CUB format (the fixture: two classes,
+    one epoch, small crops, narrow heads) and scores its test split."""
+    from fixtures_data import build_cub
+
+    from csoa_nb.engine.config import RunConfig
+    from csoa_nb.engine.datasets import dataset_root
+    from csoa_nb.engine.train import train
+
+    cub = build_cub(tmp_path / "CUB_200_2011")
+    config = RunConfig.from_preset(
+        "paper", method="csoa", num_classes=2, classes_per_batch=2, batch_size=2,
+        backbone="efficientnet_lite0", pretrained="efficientnet_lite0",
+        embedding="efficientnet_lite0", embedding_weights="efficientnet_lite0", head_width=16,
+        resize_size=72, crop_size=64, epochs=1, ten_crop=False, val_images=0, device="cpu",
+        num_workers=0, data_root=str(tmp_path), output_dir=str(tmp_path / "out"),
+        results_dirs=())
+    assert config.dataset == "cub" and dataset_root(config) == cub
+    result = train(config, progress=False, log=lambda _: None)
+    assert result.scores.num_images == 2  # the fixture's test split
+    assert 0.0 <= result.scores.top1_loc_err <= 100.0
+    cams = result.cams()
+    assert cams["cam_last"].shape[-2:] == cams["cam_feature"].shape[-2:] == (4, 4)  # 64 / 16
+
