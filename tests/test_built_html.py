@@ -52,6 +52,7 @@ CAPTIONED_PAGES = [
     "14_wsol_methods",
     "15_results",
     "16_conclusion",
+    "17_real_photos",
     "notation",
     "bibliography",
 ]
