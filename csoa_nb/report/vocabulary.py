@@ -54,6 +54,8 @@ METRIC_PROSE: dict[str, str] = {
     **_by_iou("max_box_acc", "MaxBoxAcc at IoU {iou}"),
     "pxap": "PxAP",
     "box_mass_ratio": "box mass ratio",
+    "fg_saturated": "share of pixels with S > 0.5",
+    "cam_nonpositive": "share of raw CAM pixels <= 0",
     "wall_time_s": "wall time",
 }
 #: Metrics where a larger number is better (all others in METRIC_COLUMNS: smaller is better).
