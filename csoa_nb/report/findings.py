@@ -370,6 +370,7 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
     `results`: `RunResult`s of Table 1's sweep (W_F after block 4 in `regime` is used).
     """
     from csoa_nb.engine.evaluate import box_hits
+    from csoa_nb.engine.results import runs_frame
     from csoa_nb.engine.sweeps import regime_of
 
     chosen = [r for r in results if regime_of(r.config) == regime
@@ -381,22 +382,17 @@ def two_intervals(results: list, regime: str = "pretrained", *, base: str = "cam
         raise ValueError(f"no {base!r} run in regime {regime!r}")
     hits = {key: {seed: box_hits(run.eval_maps()) for seed, run in runs.items()}
             for key, runs in by_row.items() if key in (base, *keys)}
-    present = [k for k in keys if k in hits]
-    t_tests = [difference(pd.Series({s: r.scores.max_box_acc_v2 for s, r in by_row[k].items()}),
-                          pd.Series({s: r.scores.max_box_acc_v2
-                                     for s, r in by_row[base].items()})) for k in present]
-    from csoa_nb.engine.results import runs_frame
-
     cells = versus_cells(runs_frame(chosen), regime, base=base).set_index(["row", "metric"])
     rows = []
-    for key, t_test in zip(present, t_tests, strict=True):
+    for key in (k for k in keys if k in hits):
+        cell = cells.loc[(key, "max_box_acc_v2")]
         boot = bootstrap_difference(hits[key], hits[base], replicates=replicates)
         rows.append({
             "row − CAM": f"{label(key)} − {label(base)}",
-            "seeds": t_test.n,
-            "Δ MaxBoxAccV2 (points)": signed(t_test.mean, digits),
-            "t interval over seeds (95 %)": t_test.interval(digits),
-            "verdict (t, Holm)": cells.loc[(key, "max_box_acc_v2"), "word"],
+            "seeds": int(cell["seeds"]),
+            "Δ MaxBoxAccV2 (points)": signed(cell["mean"], digits),
+            "t interval over seeds (95 %)": interval_text(cell["low"], cell["high"], digits),
+            "verdict (t, Holm)": cell["word"],
             "bootstrap, seeds and images (95 %)": boot.interval(digits),
         })
     return pd.DataFrame(rows)
