@@ -90,10 +90,10 @@ def test_choose_best_highest_score_first_on_ties_nan_never_wins():
 def test_every_wsol_search_grid_holds_the_default_and_only_the_methods_settings():
     defaults = RunConfig()
     for spec in WSOL_SPECS:
-        assert len(spec.search) == 1, spec.key  # one hyperparameter each, three values
+        assert len(spec.search) == 1, spec.key  # one hyperparameter each, four values
         for setting, values in spec.search.items():
             assert setting in spec.setting_names
-            assert len(values) == 3 and len(set(values)) == 3
+            assert len(values) == 4 and len(set(values)) == 4
             assert getattr(defaults, setting) in values, (spec.key, setting)
 
 
@@ -237,7 +237,7 @@ def test_finished_run_writes_model_val_maps_and_protocol(cam_run: Path):
     assert "masks" not in val_maps and val_maps["cam_last"].dtype == torch.float16
     protocol = read_protocol(cam_run)
     assert 0.01 <= protocol.theta <= 0.99
-    assert protocol.theta == choose_theta(protocol.val)
+    assert protocol.theta == choose_theta(theta_curve(val_maps, config))
     assert protocol.val.num_images == 20 and protocol.test.num_images == 16
     assert protocol.test.thetas == (protocol.theta,)
     assert protocol.test.pxap is not None and protocol.val.pxap is not None
@@ -330,7 +330,7 @@ def test_write_posthoc_scores_the_three_kinds_under_the_protocol(cam_run: Path, 
     _, test_set = build_datasets(config)
     val_maps = posthoc_collect(model, build_val_set(config), config, "gradcam")
     test_maps = posthoc_collect(model, test_set, config, "gradcam")
-    theta = choose_theta(score_maps(val_maps, config, thetas=(config.theta,), full=True))
+    theta = choose_theta(theta_curve(val_maps, config))
     assert read["gradcam"].theta == theta
     test = score_maps(test_maps, config, thetas=(theta,), full=True)
     assert read["gradcam"].test.max_box_acc_v2 == pytest.approx(test.max_box_acc_v2)
@@ -403,8 +403,7 @@ def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root:
     assert sigma in [fraction * side for fraction in SIGMA_GRID]
     # the grid and theta on the validation split (20 images), the test split (16) once
     assert scored == [*((20, fraction * side, config.theta) for fraction in SIGMA_GRID),
-                      (20, sigma, config.theta), (20, sigma, scores.theta),
-                      (16, sigma, scores.theta)]
+                      (20, sigma, scores.theta), (16, sigma, scores.theta)]
     val_set = build_val_set(config)
     by_sigma = {fraction * side: score_maps(
         trivial_maps(config, "center_gaussian", val_set, sigma=fraction * side), config,
@@ -412,7 +411,8 @@ def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root:
     best = max(s.max_box_acc_v2 for s in by_sigma.values())
     assert by_sigma[sigma].max_box_acc_v2 == best
     assert sigma == next(s for s, v in by_sigma.items() if v.max_box_acc_v2 == best)
-    assert scores.theta == choose_theta(by_sigma[sigma])
+    assert scores.theta == choose_theta(theta_curve(
+        trivial_maps(config, "center_gaussian", val_set, sigma=sigma), config))
     assert scores.val.max_box_acc_v2 == pytest.approx(best)
     _, test_set = build_datasets(config)
     test = score_maps(trivial_maps(config, "center_gaussian", test_set, sigma=sigma), config,
