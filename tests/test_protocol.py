@@ -15,7 +15,6 @@ import torch
 from smoke_runs import copy_run, smoke
 
 import csoa_nb.engine.baselines as baselines
-from csoa_nb.core.scores import Scores, ThetaErrors
 from csoa_nb.engine.baselines import SIGMA_GRID, map_size, trivial_maps, trivial_protocol
 from csoa_nb.engine.builders import load_final_model
 from csoa_nb.engine.config import RunConfig
@@ -32,6 +31,7 @@ from csoa_nb.engine.posthoc_runs import (
 )
 from csoa_nb.engine.protocol import (
     PROTOCOL_FILE,
+    THETA_GRID,
     VAL_MAPS_FILE,
     ProtocolScores,
     choose_best,
@@ -39,6 +39,7 @@ from csoa_nb.engine.protocol import (
     load_val_maps,
     protocol_scores,
     read_protocol,
+    theta_curve,
 )
 from csoa_nb.engine.runs import MODEL_FILE, RunStoreError, load_arrays
 from csoa_nb.engine.train import train
@@ -48,33 +49,26 @@ from csoa_nb.methods.posthoc import POSTHOC_KINDS
 # ----------------------------------------------------------------------- the two choices
 
 
-def scores_with(best_threshold: dict[int, float]) -> Scores:
-    """Validation scores that hold only what `choose_theta` reads."""
-    errors = ThetaErrors(0.0, 0.0, 0.0, 0.0, 0.0)
-    return Scores(theta=0.3, errors=errors, by_theta={0.3: errors}, gt_known_loc_acc={},
-                  num_images=1, max_box_acc_v2=50.0, max_box_acc={}, best_threshold=best_threshold)
-
-
-@pytest.mark.parametrize(("best", "theta"), [
-    (0.0, 0.01),                   # MaxBoxAcc's grid starts at 0: every pixel foreground
-    (0.999, 0.99),                 # Eq. 13 needs theta < 1
-    (0.37000000000000005, 0.37),   # np.arange(0, 1, 0.01)[37], rounded
-    (0.37, 0.37),
-    (0.01, 0.01),
-    (0.99, 0.99),
+@pytest.mark.parametrize(("curve", "theta"), [
+    ({0.1: 30.0, 0.2: 10.0, 0.3: 20.0}, 0.2),                 # the lowest error
+    ({0.1: 30.0, 0.2: 10.0, 0.3: 10.0, 0.4: 10.0}, 0.2),      # a tie: the lowest theta
+    ({0.3: 10.0, 0.2: 10.0, 0.1: 30.0}, 0.2),                 # whatever the order
+    ({0.1: math.nan, 0.2: 40.0, 0.3: math.inf}, 0.2),          # no measurement never wins
 ])
-def test_choose_theta_is_the_best_threshold_at_iou_50_clipped_and_rounded(best, theta):
-    # the other IoU levels' best thresholds must not matter
-    chosen = choose_theta(scores_with({30: 0.8, 50: best, 70: 0.1}))
+def test_choose_theta_is_the_threshold_of_the_lowest_validation_error(curve, theta):
+    chosen = choose_theta(curve)
     assert chosen == theta and isinstance(chosen, float)
 
 
-def test_choose_theta_without_maxboxacc_is_a_clear_error():
-    with pytest.raises(ValueError, match="no best threshold at IoU 50 %.*full=True"):
-        choose_theta(scores_with({}))
-    with pytest.raises(ValueError, match="IoU 50"):
-        choose_theta(scores_with({30: 0.2, 70: 0.4}))
-    assert choose_theta(scores_with({30: 0.2, 70: 0.4}), iou=70) == 0.4
+def test_choose_theta_without_a_finite_error_is_a_clear_error():
+    for curve in ({}, {0.3: math.nan}):
+        with pytest.raises(ValueError, match="no threshold with a finite validation error"):
+            choose_theta(curve)
+
+
+def test_theta_curve_covers_the_grid_inside_the_floor():
+    assert THETA_GRID[0] == 0.01 and THETA_GRID[-1] == 0.99 and len(THETA_GRID) == 99
+    assert THETA_GRID[36] == 0.37  # rounded, not 0.37000000000000005
 
 
 def test_choose_best_highest_score_first_on_ties_nan_never_wins():
@@ -96,10 +90,10 @@ def test_choose_best_highest_score_first_on_ties_nan_never_wins():
 def test_every_wsol_search_grid_holds_the_default_and_only_the_methods_settings():
     defaults = RunConfig()
     for spec in WSOL_SPECS:
-        assert len(spec.search) == 1, spec.key  # one hyperparameter each, three values
+        assert len(spec.search) == 1, spec.key  # one hyperparameter each, four values
         for setting, values in spec.search.items():
             assert setting in spec.setting_names
-            assert len(values) == 3 and len(set(values)) == 3
+            assert len(values) == 4 and len(set(values)) == 4
             assert getattr(defaults, setting) in values, (spec.key, setting)
 
 
@@ -156,6 +150,30 @@ TEST = built_maps(
     [box_map((2, 2, 6, 6), ring=((1, 1, 7, 7), 0.3125)), box_map((0, 0, 4, 4)),
      box_map((0, 0, 2, 2), rest=0.4375)],
     [(2, 2, 6, 6), (0, 0, 4, 4), (0, 0, 2, 2)], labels=[0, 1, 0], predicted=[0, 0, 0])
+
+
+def test_theta_is_chosen_under_the_largest_component_rule_the_error_is_reported_with():
+    # A 16 x 16 map: the object (1, 1, 5, 5) is a small peak at 1.0, a larger, weaker blob
+    # (8, 6, 16, 16) at 0.3 lies off it, the rest is 0. Over *all* contours (MaxBoxAcc) the
+    # object's own box is right at every threshold from 0.01 (best threshold 0.01); but there
+    # Eq. 13's largest component is the blob (80 px > 16 px): IoU 0, 100 % error. From 0.31
+    # the blob is gone and the box is the object's: 0 % error, the theta chosen.
+    cam = torch.zeros(16, 16)
+    cam[6:16, 8:16] = 0.3
+    cam[1:5, 1:5] = 1.0
+    val = {"cam_last": cam[None].half(), "cam_feature": None,
+           "probs": torch.tensor([[0.9, 0.1]]), "labels": torch.tensor([0]),
+           "boxes": [torch.tensor([[1.0, 1.0, 5.0, 5.0]])], "masks": None,
+           "image_size": [16, 16]}
+    config = RunConfig.from_preset("smoke")
+    probe = score_maps(val, config, thetas=(0.01,), full=True)
+    assert probe.best_threshold[50] == pytest.approx(0.0)  # MaxBoxAcc: all contours
+    assert probe.at(0.01).gt_known_loc_err == 100.0         # the reported rule there
+    curve = theta_curve(val, config)
+    assert curve[0.3] == 100.0 and curve[0.31] == 0.0 and curve[0.99] == 0.0
+    scores = protocol_scores(val, val, config)
+    assert scores.theta == 0.31
+    assert scores.test.gt_known_loc_err == 0.0 and scores.test.top1_loc_err == 0.0
 
 
 def test_protocol_scores_choose_theta_on_validation_and_score_the_test_split_there():
@@ -219,7 +237,7 @@ def test_finished_run_writes_model_val_maps_and_protocol(cam_run: Path):
     assert "masks" not in val_maps and val_maps["cam_last"].dtype == torch.float16
     protocol = read_protocol(cam_run)
     assert 0.01 <= protocol.theta <= 0.99
-    assert protocol.theta == choose_theta(protocol.val)
+    assert protocol.theta == choose_theta(theta_curve(val_maps, config))
     assert protocol.val.num_images == 20 and protocol.test.num_images == 16
     assert protocol.test.thetas == (protocol.theta,)
     assert protocol.test.pxap is not None and protocol.val.pxap is not None
@@ -312,7 +330,7 @@ def test_write_posthoc_scores_the_three_kinds_under_the_protocol(cam_run: Path, 
     _, test_set = build_datasets(config)
     val_maps = posthoc_collect(model, build_val_set(config), config, "gradcam")
     test_maps = posthoc_collect(model, test_set, config, "gradcam")
-    theta = choose_theta(score_maps(val_maps, config, thetas=(config.theta,), full=True))
+    theta = choose_theta(theta_curve(val_maps, config))
     assert read["gradcam"].theta == theta
     test = score_maps(test_maps, config, thetas=(theta,), full=True)
     assert read["gradcam"].test.max_box_acc_v2 == pytest.approx(test.max_box_acc_v2)
@@ -385,8 +403,7 @@ def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root:
     assert sigma in [fraction * side for fraction in SIGMA_GRID]
     # the grid and theta on the validation split (20 images), the test split (16) once
     assert scored == [*((20, fraction * side, config.theta) for fraction in SIGMA_GRID),
-                      (20, sigma, config.theta), (20, sigma, scores.theta),
-                      (16, sigma, scores.theta)]
+                      (20, sigma, scores.theta), (16, sigma, scores.theta)]
     val_set = build_val_set(config)
     by_sigma = {fraction * side: score_maps(
         trivial_maps(config, "center_gaussian", val_set, sigma=fraction * side), config,
@@ -394,7 +411,8 @@ def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root:
     best = max(s.max_box_acc_v2 for s in by_sigma.values())
     assert by_sigma[sigma].max_box_acc_v2 == best
     assert sigma == next(s for s, v in by_sigma.items() if v.max_box_acc_v2 == best)
-    assert scores.theta == choose_theta(by_sigma[sigma])
+    assert scores.theta == choose_theta(theta_curve(
+        trivial_maps(config, "center_gaussian", val_set, sigma=sigma), config))
     assert scores.val.max_box_acc_v2 == pytest.approx(best)
     _, test_set = build_datasets(config)
     test = score_maps(trivial_maps(config, "center_gaussian", test_set, sigma=sigma), config,

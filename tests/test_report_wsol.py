@@ -129,22 +129,55 @@ def test_summary_table_by_hand():
 
 
 def test_search_frame_and_table():
-    entries = [(RunConfig.from_preset("smoke", method="has", has_grid_size=size),
-                protocol(0.0, val, theta=0.1 * k))
-               for k, (size, val) in enumerate(((8, 40.0), (16, 45.5)), start=1)]
+    entries = [(RunConfig.from_preset("smoke", method="has", has_grid_size=size, seed=seed),
+                protocol(0.0, val, theta=theta))
+               for size, seed, val, theta in ((8, 0, 40.0, 0.1), (16, 0, 45.5, 0.2),
+                                              (16, 1, 44.5, 0.3))]
     grid = wsol.search_frame(entries, {"has": {"has_grid_size": 16}})
-    assert list(grid["value"]) == [8, 16] and list(grid["chosen"]) == [False, True]
-    assert list(grid["val_max_box_acc_v2"]) == [40.0, 45.5]
+    assert list(grid["value"]) == [8, 16, 16] and list(grid["seed"]) == [0, 0, 1]
+    assert list(grid["chosen"]) == [False, True, True]
+    assert list(grid["val_max_box_acc_v2"]) == [40.0, 45.5, 44.5]
     table = wsol.search_table(grid)
-    has = table.loc["HaS: has_grid_size (patch side S, px)"]
-    # the grid of the spec (8, 16, 32): 32 has no run here
-    assert list(has.index) == ["8", "16", "32"]
-    assert list(has["chosen"]) == ["", "✓", ""]
-    assert has["val. MaxBoxAccV2 (%)"].iloc[1] == 45.5
-    assert math.isnan(has["val. MaxBoxAccV2 (%)"].iloc[2])
-    assert list(has["θ chosen on val."]) == ["0.10", "0.20", "–"]
+    has = table.loc["HaS: patch side S, px"]
+    # the grid of the spec (8, 16, 32, 64): 32 and 64 have no run here
+    assert list(has.index) == ["8", "16", "32", "64"]
+    assert list(has["chosen"]) == ["", "✓", "", ""]
+    cell = "val. MaxBoxAccV2 (%), mean [95 % CI]"
+    # 16: mean 45.0, sd 0.707, sem 0.5, t(0.975, 1 df) = 12.706: 45.0 -/+ 6.35
+    assert list(has[cell]) == ["40.0", "45.0 [38.6, 51.4]", "–", "–"]
+    assert list(has["θ chosen on val. (mean)"]) == ["0.10", "0.25", "–", "–"]
     assert [name.split(":")[0] for name in table.index.unique(0)] == ["HaS", "ACoL", "ADL",
                                                                      "CutMix"]
+
+
+def test_search_margins_pair_the_chosen_value_with_the_runner_up_over_seeds():
+    scores = {("has", 8): (40.0, 41.0, 42.0), ("has", 16): (45.0, 47.0, 46.0),
+              ("has", 32): (44.0, 44.0, 47.0), ("acol", 0.5): (50.0, 51.0, 52.0),
+              ("acol", 0.6): (60.0, 61.0, 62.0), ("acol", 0.8): (55.0, 55.5, 56.5)}
+    chosen = {"has": 16, "acol": 0.6}
+    setting = {"has": "has_grid_size", "acol": "acol_delta"}
+    search = pd.DataFrame([
+        {"method": method, "setting": setting[method], "value": value, "seed": seed,
+         "val_max_box_acc_v2": score, "theta": 0.3, "chosen": chosen[method] == value,
+         "hash": f"{method}{value}{seed}"}
+        for (method, value), per_seed in scores.items() for seed, score in enumerate(per_seed)])
+    margins = wsol.search_margins(search).set_index("method")
+    has, acol = margins.loc["has"], margins.loc["acol"]
+    # HaS: 16 (mean 46) against 32 (mean 45): 1, 3, -1 by seed; mean 1, sd 2, sem 2 / sqrt 3,
+    # t(0.975, 2 df) = 4.303: 1 -/+ 4.968; t = 0.866, p = 0.478
+    assert (has["chosen"], has["runner_up"]) == (16, 32)
+    assert has["margin"] == pytest.approx(1.0)
+    assert has["low"] == pytest.approx(1 - T2 * 2 / math.sqrt(3), abs=1e-4)
+    assert has["p"] == pytest.approx(0.4778, abs=1e-4)
+    # ACoL: 0.6 against 0.8: 5, 5.5, 5.5; t = 32, p = 0.00098; Holm over two: 0.002
+    assert (acol["chosen"], acol["runner_up"]) == (0.6, 0.8)
+    assert acol["margin"] == pytest.approx(16 / 3)
+    assert acol["word"] == "resolved (Holm, 2 tests)" and has["word"] == "not resolved"
+    table = wsol.margin_table(wsol.search_margins(search))
+    assert list(table.index) == ["HaS", "ACoL"]
+    assert table.loc["HaS", "margin, val. MaxBoxAccV2 (points) [95 % CI]"] == (
+        "+1.0 [−4.0, +6.0]")
+    assert list(table["choice"]) == ["not resolved", "resolved (Holm, 2 tests)"]
 
 
 # ----------------------------------------------------------------------------- differences

@@ -33,7 +33,7 @@ from csoa_nb.data import collate_wsol
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.datasets import build_datasets, build_val_set
 from csoa_nb.engine.evaluate import score_maps
-from csoa_nb.engine.protocol import ProtocolScores, choose_best, choose_theta
+from csoa_nb.engine.protocol import ProtocolScores, choose_best, choose_theta, theta_curve
 from csoa_nb.methods.trivial import center_gaussian_maps, full_image_maps
 
 __all__ = ["TRIVIAL_KINDS", "SIGMA_GRID", "map_size", "default_sigma", "trivial_maps",
@@ -150,8 +150,8 @@ def _gt_known_only(errors: ThetaErrors) -> ThetaErrors:
 def trivial_protocol(config: RunConfig, kind: str) -> tuple[ProtocolScores, float | None]:
     """Baseline `kind` under Choe et al.'s protocol (`csoa_nb.engine.protocol`): the centred
     Gaussian's sigma (`SIGMA_GRID` x the map's shorter side) and then theta chosen on the
-    validation split (highest MaxBoxAccV2, then MaxBoxAcc's best threshold at IoU 50), the
-    test split scored once there. Returns the scores and the chosen sigma (None for the
+    validation split (highest MaxBoxAccV2, then `protocol.choose_theta`), the test split
+    scored once there. Returns the scores and the chosen sigma (None for the
     full-image box). Class-agnostic metrics only, as `trivial_scores`."""
     check_choice("kind", kind, TRIVIAL_KINDS)
     val_set = build_val_set(config)
@@ -164,7 +164,7 @@ def trivial_protocol(config: RunConfig, kind: str) -> tuple[ProtocolScores, floa
                                       config.theta).max_box_acc_v2)
             for fraction in SIGMA_GRID
         ])
-    theta = choose_theta(_scored(config, kind, val_set, sigma, config.theta))
+    theta = choose_theta(theta_curve(trivial_maps(config, kind, val_set, sigma=sigma), config))
     val = _scored(config, kind, val_set, sigma, theta)
     test = _scored(config, kind, test_set, sigma, theta)
     return ProtocolScores(theta, val, test), sigma

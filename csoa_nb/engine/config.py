@@ -101,6 +101,9 @@ class RunConfig:
     theta: float = 0.3  # Eq. 13; Table 3's best (the text says 0.2; see the Table 3 chapter)
     ten_crop: bool = False
     val_images: int = 200  # per-epoch validation on this many test images (0: none)
+    # synthetic: images per class of the validation split on which theta and the WSOL methods'
+    # settings are chosen (Choe et al.'s train-fullsup; `csoa_nb.engine.protocol`)
+    val_per_class: int = 5
     # --- run ------------------------------------------------------------------------------------
     seed: int = 0
     device: str = "cpu"

@@ -113,7 +113,7 @@ def check_fields(config: RunConfig, settings: dict[str, Any]) -> None:
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
     positive = ("batch_size", "slim_width", "num_classes", "crop_size", "resize_size",
-                "lr", "pretrain_lr", "head_lr_mult", "lr_decay", "alpha_ramp")
+                "val_per_class", "lr", "pretrain_lr", "head_lr_mult", "lr_decay", "alpha_ramp")
     for name in positive:
         value = getattr(config, name)
         if not value > 0:  # also catches NaN

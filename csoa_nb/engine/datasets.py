@@ -21,7 +21,7 @@ from csoa_nb.base.paths import project_path
 from csoa_nb.data import CUB200, ILSVRCLoc, WSOLMetadata, WSOLTransform, make_dataset
 from csoa_nb.data.fingerprint import resolve_root
 from csoa_nb.data.sampler import ClassBalancedBatchSampler
-from csoa_nb.data.synthetic import VAL_PER_CLASS, make_val_dataset
+from csoa_nb.data.synthetic import make_val_dataset
 from csoa_nb.data.transforms import make_sample, sample_dict
 from csoa_nb.engine.config import RunConfig
 
@@ -51,7 +51,7 @@ def build_datasets(config: RunConfig) -> tuple[Dataset, Dataset]:
     )
 
 
-def val_root(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Path:
+def val_root(config: RunConfig, per_class: int | None = None) -> Path:
     """The folder of the synthetic benchmark's validation split (generating it if needed):
     `csoa_nb.data.synthetic.make_val_dataset` next to the benchmark's folder, for the same
     classes, image size, seed and difficulty (`RunConfig.synthetic_kwargs`). The benchmark's
@@ -67,7 +67,7 @@ def val_root(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Path:
         kwargs["num_classes"],
         kwargs["image_size"],
         kwargs["seed"],
-        per_class=per_class,
+        per_class=config.val_per_class if per_class is None else per_class,
         difficulty=kwargs["difficulty"],
     )
 
@@ -77,12 +77,13 @@ def has_val_split(config: RunConfig) -> bool:
     return config.dataset in ("synthetic", "wsol-metadata")
 
 
-def build_val_set(config: RunConfig, per_class: int = VAL_PER_CLASS) -> Dataset:
+def build_val_set(config: RunConfig, per_class: int | None = None) -> Dataset:
     """The validation split of `config`'s data with the test transform: the set on which
     Choe et al. (CVPR 2020) choose hyperparameters and theta ("train-fullsup"), disjoint from
     the test set, with boxes and masks.
 
-    synthetic: `per_class` images of each class (`val_root`); wsol-metadata: the metadata's
+    synthetic: `per_class` images of each class (default `RunConfig.val_per_class`,
+    `val_root`); wsol-metadata: the metadata's
     "val" split. CUB and ILSVRC in their own formats have none: ValueError naming the fix.
     """
     test_tf = WSOLTransform(False, config.resize_size, config.crop_size)

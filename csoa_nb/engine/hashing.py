@@ -26,8 +26,9 @@ HASHED_ONLY_WITH = {"amp_dtype": "amp"}
 #: committed: at the default they compute what those runs computed.
 #: `world_size`: W torchrun processes, each on its own class-balanced batch (the global batch
 #: is W x batch_size, another run than W = 1; README "Several GPUs"). `channels_last`: NHWC
-#: tensors round differently from NCHW ones.
-HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False}
+#: tensors round differently from NCHW ones. `val_per_class`: another validation split gives
+#: the run another theta and other protocol scores.
+HASHED_IF_NOT_DEFAULT = {"world_size": 1, "channels_last": False, "val_per_class": 5}
 #: 5. The data enter as their identity (`RunConfig.data_identity`) under this key, not their
 #: path.
 DATA_KEY = "data"

@@ -20,12 +20,15 @@ What a finished run keeps for it (written by the trainer's finalize step,
 
 The choices, all on the validation split:
 
-* theta: the CAM threshold at which the validation split's box accuracy at IoU 50 % is
-  highest (MaxBoxAcc's best threshold, `Scores.best_threshold[50]`; Choe et al.'s
-  "optimal threshold"), kept inside ``[THETA_FLOOR, 1 - THETA_FLOOR]``;
-* hyperparameters: among the runs of a method's grid (`MethodSpec.search`, the sweep
-  "wsol_search" of `csoa_nb.engine.sweeps`), the one with the highest validation
-  MaxBoxAccV2 (`choose_best`).
+* theta: the CAM threshold, on a grid of 0.01 steps (`THETA_GRID`), at which the validation
+  split's GT-known localization error is lowest under the box rule the top-1 loc. error is
+  reported with: Eq. 13's box around the largest connected component, correct at IoU >= 0.5
+  (`theta_curve`, `choose_theta`). MaxBoxAcc's own best threshold is taken over the boxes of
+  *all* contours, so a map whose largest blob is off the object would get a theta there that
+  the top-1 loc. error then scores under another rule;
+* hyperparameters: among the points of a method's grid (`MethodSpec.search`, the sweep
+  "wsol_search" of `csoa_nb.engine.sweeps`, each point trained with the preset's search
+  seeds), the one with the highest mean validation MaxBoxAccV2 (`choose_best`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from csoa_nb.engine.runs import RunStoreError, load_arrays, read_json, save_arra
 
 __all__ = [
     "PROTOCOL_FILE",
-    "SELECTION_IOU",
+    "THETA_GRID",
     "THETA_FLOOR",
     "VAL_MAPS_FILE",
     "ProtocolScores",
@@ -54,6 +57,7 @@ __all__ = [
     "lacks_protocol",
     "protocol_scores",
     "read_protocol",
+    "theta_curve",
     "write_protocol",
 ]
 
@@ -61,11 +65,10 @@ __all__ = [
 VAL_MAPS_FILE = FILES["val"]
 #: The protocol's scores in a run folder.
 PROTOCOL_FILE = "protocol.json"
-#: The IoU level (percent) whose best CAM threshold is the chosen theta.
-SELECTION_IOU = 50
-#: Theta stays in [THETA_FLOOR, 1 - THETA_FLOOR]: Eq. 13 needs 0 < theta < 1, and MaxBoxAcc's
-#: grid starts at 0 (every pixel of the map is foreground).
+#: Theta stays in [THETA_FLOOR, 1 - THETA_FLOOR]: Eq. 13 needs 0 < theta < 1.
 THETA_FLOOR = 0.01
+#: The thresholds theta is chosen from: THETA_FLOOR to 1 - THETA_FLOOR in steps of 0.01.
+THETA_GRID = tuple(round(step / 100, 2) for step in range(1, 100))
 
 T = TypeVar("T")
 
@@ -111,29 +114,35 @@ class ProtocolScores:
                    Scores.from_record(record["test"], theta))
 
 
-def choose_theta(val: Scores, iou: int = SELECTION_IOU) -> float:
-    """The CAM threshold chosen on the validation split: MaxBoxAcc's best threshold at `iou`
-    (percent), clipped to ``[THETA_FLOOR, 1 - THETA_FLOOR]`` and rounded to 0.01.
+def theta_curve(val_maps: MapSet, config: RunConfig) -> dict[float, float]:
+    """The validation split's GT-known loc. error (percent) at each theta of `THETA_GRID`,
+    under the rule the top-1 loc. error is reported with (Eq. 13's largest-component box,
+    IoU >= 0.5): one pass of the evaluator over every threshold."""
+    scores = score_maps(val_maps, config, thetas=THETA_GRID, full=False)
+    return {theta: scores.at(theta).gt_known_loc_err for theta in THETA_GRID}
+
+
+def choose_theta(curve: dict[float, float]) -> float:
+    """The CAM threshold chosen on the validation split: the theta of `curve` (`theta_curve`)
+    with the lowest GT-known loc. error; on a tie, the lowest such theta.
 
     Raises:
-        ValueError: `val` has no MaxBoxAcc at `iou` (scored with ``full=False``).
+        ValueError: `curve` is empty or has no finite error.
     """
-    if iou not in val.best_threshold:
-        raise ValueError(f"the validation scores have no best threshold at IoU {iou} %: score "
-                         "them with full=True (MaxBoxAccV2)")
-    theta = min(max(float(val.best_threshold[iou]), THETA_FLOOR), 1 - THETA_FLOOR)
-    return round(theta, 2)
+    finite = {theta: error for theta, error in curve.items() if math.isfinite(error)}
+    if not finite:
+        raise ValueError("no threshold with a finite validation error to choose theta from")
+    lowest = min(finite.values())
+    return min(theta for theta, error in finite.items() if error == lowest)
 
 
 def protocol_scores(
     val_maps: MapSet, test_maps: MapSet, config: RunConfig
 ) -> ProtocolScores:
-    """Choose theta on `val_maps`, then score `test_maps` there (maps in `collect_maps`'
-    form, with masks for PxAP). Each split is scored once with the full metrics."""
-    probe = score_maps(val_maps, config, thetas=(config.theta,), full=True)
-    theta = choose_theta(probe)
-    val = probe if math.isclose(theta, config.theta) else score_maps(
-        val_maps, config, thetas=(theta,), full=True)
+    """Choose theta on `val_maps` (`theta_curve`), then score both splits there with the full
+    metrics (maps in `collect_maps`' form, with masks for PxAP)."""
+    theta = choose_theta(theta_curve(val_maps, config))
+    val = score_maps(val_maps, config, thetas=(theta,), full=True)
     test = score_maps(test_maps, config, thetas=(theta,), full=True)
     return ProtocolScores(theta, val, test)
 

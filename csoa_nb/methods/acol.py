@@ -74,7 +74,7 @@ class ACoLSettings:
             and searches it.
     """
 
-    acol_delta: float = setting(0.6, label="erasing threshold δ", search=(0.5, 0.6, 0.8))
+    acol_delta: float = setting(0.6, label="erasing threshold δ", search=(0.5, 0.6, 0.8, 0.9))
 
     def __post_init__(self) -> None:
         _check_delta(self.acol_delta)

@@ -56,7 +56,7 @@ class ADLSettings:
     """
 
     adl_drop_rate: float = setting(0.75, label="drop-mask probability")
-    adl_gamma: float = setting(0.9, label="drop threshold γ", search=(0.7, 0.8, 0.9))
+    adl_gamma: float = setting(0.9, label="drop threshold γ", search=(0.6, 0.7, 0.8, 0.9))
 
     def __post_init__(self) -> None:
         _check_unit(self.adl_drop_rate, "drop_rate")

@@ -54,7 +54,7 @@ class CutMixSettings:
     """
 
     cutmix_beta: float = setting(1.0, label="Beta parameter β")
-    cutmix_prob: float = setting(1.0, label="mixing probability", search=(0.25, 0.5, 1.0))
+    cutmix_prob: float = setting(1.0, label="mixing probability", search=(0.1, 0.25, 0.5, 1.0))
 
     def __post_init__(self) -> None:
         _check_params(self.cutmix_beta, self.cutmix_prob)

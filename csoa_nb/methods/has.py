@@ -50,7 +50,7 @@ class HaSSettings:
     (Sec. 3.2; :func:`hide_patches`' ``fill``).
     """
 
-    has_grid_size: int = setting(32, label="patch side S, px", search=(8, 16, 32))
+    has_grid_size: int = setting(32, label="patch side S, px", search=(8, 16, 32, 64))
     has_hide_prob: float = setting(0.5, label="hiding probability p_hide")
 
     def __post_init__(self) -> None:

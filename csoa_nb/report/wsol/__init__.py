@@ -16,16 +16,19 @@ every map of the comparison under that protocol side by side:
   the metrics) plus `family` ("trivial", "post-hoc", "trained"), `theta` (chosen on the
   validation split), `val_max_box_acc_v2` and `sigma` (the centred Gaussian's, in map cells);
 * the **search frame** (`search_frame`): one row per run of the "wsol_search" grid, with its
-  validation MaxBoxAccV2 and whether it was chosen (`sweeps.chosen_settings`);
+  validation MaxBoxAccV2 and whether it was chosen (`sweeps.chosen_settings`); from it the
+  **margins** (`search_margins`): the chosen value against the runner-up, paired over the
+  search seeds, "resolved" or not;
 * the **differences** (`differences`): each row minus a base row (CAM, or the centred
   Gaussian), paired by seed with Student's t (`csoa_nb.report.stats.difference`), or, where one
   side is a trivial baseline (one exact value, no seed noise), a one-sample t interval of
   the other side's per-seed values; a verdict from the interval, as `findings.versus_base`.
 
 By kind: `frames` (the rows, the frames, the differences and their verdicts), `tables`
-(`search_table`, `summary_table`, `versus_table`, `fixed_theta_table`, `provenance_table`),
-`prose` (`verdict_markdown`, `headline`) and `figures` (`plot_accuracy_vs_classification`,
-`plot_method_maps` and the maps they draw, `sample_maps`). Only `protocol_frame` and
+(`search_table`, `margin_table`, `summary_table`, `versus_table`, `fixed_theta_table`,
+`provenance_table`), `prose` (`verdict_markdown`, `headline`) and `figures`
+(`plot_accuracy_vs_classification`, `plot_method_maps` and the maps they draw,
+`sample_maps`). Only `protocol_frame` and
 `sample_maps` read run folders.
 """
 
@@ -43,6 +46,7 @@ from csoa_nb.report.wsol.frames import (
     GAUSSIAN,
     HEADLINE_METRICS,
     MAIN_METRICS,
+    MARGIN_WORDS,
     ROW_ORDER,
     SETTING_LABELS,
     VERDICT_WORDS,
@@ -53,12 +57,14 @@ from csoa_nb.report.wsol.frames import (
     row_color,
     row_label,
     search_frame,
+    search_margins,
     verdict_word,
 )
 from csoa_nb.report.wsol.prose import headline, verdict_markdown
 from csoa_nb.report.wsol.tables import (
     fixed_theta_table,
     interval_cell,
+    margin_table,
     metric_header,
     provenance_table,
     search_table,
@@ -73,6 +79,7 @@ __all__ = [
     "GAUSSIAN",
     "HEADLINE_METRICS",
     "MAIN_METRICS",
+    "MARGIN_WORDS",
     "ROW_ORDER",
     "SETTING_LABELS",
     "VERDICT_WORDS",
@@ -82,6 +89,7 @@ __all__ = [
     "gt_class_maps",
     "headline",
     "interval_cell",
+    "margin_table",
     "metric_header",
     "plot_accuracy_vs_classification",
     "plot_method_maps",
@@ -92,6 +100,7 @@ __all__ = [
     "row_label",
     "sample_maps",
     "search_frame",
+    "search_margins",
     "search_table",
     "summary_table",
     "trivial_sample_maps",

@@ -158,8 +158,8 @@ def search_frame(
     chosen: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
     """One row per run of the "wsol_search" grid: `method`, `setting` (the searched field),
-    `value`, `val_max_box_acc_v2` and `theta` on the validation split, `chosen` (the value is
-    that of `chosen[method]`, i.e. `sweeps.chosen_settings`), `hash`.
+    `value`, `seed`, `val_max_box_acc_v2` and `theta` on the validation split, `chosen` (the
+    value is that of `chosen[method]`, i.e. `sweeps.chosen_settings`), `hash`.
 
     Raises:
         ValueError: a method's spec searches no field, or several (the grid table shows one).
@@ -173,11 +173,46 @@ def search_frame(
         (setting,) = grid
         value = getattr(config, setting)
         rows.append({
-            "method": config.method, "setting": setting, "value": value,
+            "method": config.method, "setting": setting, "value": value, "seed": config.seed,
             "val_max_box_acc_v2": _nan(scores.val.max_box_acc_v2), "theta": scores.theta,
             "chosen": chosen.get(config.method, {}).get(setting) == value,
             "hash": config.hash,
         })
+    return pd.DataFrame(rows)
+
+
+#: The words of a search's margin (`search_margins`): whether the seeds resolve the choice.
+MARGIN_WORDS = Wording(positive="resolved", negative="resolved",
+                       suggested="not resolved (unadjusted p = {p:.3f})",
+                       not_shown="not resolved", one_seed="one seed")
+
+
+def search_margins(search: pd.DataFrame) -> pd.DataFrame:
+    """How clearly each method's search chose (one row per method, in `search`'s order): the
+    chosen value and the runner-up (the second-best mean validation MaxBoxAccV2 over the
+    search seeds), the margin between them with its 95 % t interval paired by seed
+    (`stats.difference`) and `word`: "resolved" when the margin is shown, the p-values
+    Holm-adjusted over the methods (`stats.verdicts`, `MARGIN_WORDS`), else "not resolved".
+    Columns: `method`, `setting`, `chosen`, `runner_up`, `margin`, `low`, `high`, `p`, `word`.
+    """
+    rows, diffs = [], []
+    for method, runs in search.groupby("method", sort=False):
+        means = runs.groupby("value", sort=False)["val_max_box_acc_v2"].mean()
+        (chosen,) = runs.loc[runs["chosen"], "value"].unique()
+        runner_up = means.drop(chosen).dropna().idxmax()
+
+        def by_seed_of(value: Any, runs: pd.DataFrame = runs) -> pd.Series:
+            point = runs[runs["value"] == value]
+            return point.set_index("seed")["val_max_box_acc_v2"]
+
+        diff = difference(by_seed_of(chosen), by_seed_of(runner_up))
+        diffs.append(diff)
+        rows.append({"method": method, "setting": runs["setting"].iloc[0], "chosen": chosen,
+                     "runner_up": runner_up, "margin": diff.mean, "low": diff.low,
+                     "high": diff.high, "p": diff.p})
+    judged = verdicts(diffs, [True] * len(diffs))
+    for row, verdict in zip(rows, judged, strict=True):
+        row["word"] = verdict_words(verdict, MARGIN_WORDS)
     return pd.DataFrame(rows)
 
 

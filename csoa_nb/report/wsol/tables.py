@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb import methods
-from csoa_nb.report.stats import mean_interval
+from csoa_nb.report.stats import mean_interval, signed
 from csoa_nb.report.vocabulary import MISSING, REGIME_LABELS, column_label, higher_is_better
 from csoa_nb.report.wsol.frames import BOX_ERRORS, MAIN_METRICS, ordered, row_label
 
@@ -68,30 +68,48 @@ def summary_table(
 
 def search_table(search: pd.DataFrame,
                  specs: Sequence[methods.MethodSpec] = methods.WSOL_SPECS) -> pd.DataFrame:
-    """Each method's grid (`MethodSpec.search`) point by point: the validation MaxBoxAccV2 and
-    chosen theta of its "wsol_search" run ("–" when it has none) and a mark on the value
-    chosen. Index: ("HaS: has_grid_size (patch side S, px)", value); `show_table` prints
-    the method once."""
+    """Each method's grid (`MethodSpec.search`) point by point: the validation MaxBoxAccV2
+    of its "wsol_search" runs, mean and 95 % t interval over the search seeds, their mean
+    chosen theta ("–" without a run), and a mark on the value chosen. Index: ("HaS: patch
+    side S, px", value); `show_table` prints the method once."""
     rows = []
     for spec in specs:
         for setting, values in spec.search.items():
             for value in values:
-                found = search[(search["method"] == spec.key) & (search["setting"] == setting)
-                               & (search["value"] == value)]
-                run = found.iloc[0] if len(found) else None
+                runs = search[(search["method"] == spec.key) & (search["setting"] == setting)
+                              & (search["value"] == value)]
                 rows.append({
-                    "method: hyperparameter": f"{spec.label}: {setting} "
-                                              f"({methods.setting_label(setting)})",
+                    "method: hyperparameter": f"{spec.label}: "
+                                              f"{methods.setting_label(setting)}",
                     "value": f"{value:g}",
-                    "val. MaxBoxAccV2 (%)": math.nan if run is None else run.val_max_box_acc_v2,
-                    "θ chosen on val.": MISSING if run is None else f"{run.theta:.2f}",
-                    "chosen": "✓" if run is not None and bool(run.chosen) else "",
+                    "val. MaxBoxAccV2 (%), mean [95 % CI]": interval_cell(
+                        runs["val_max_box_acc_v2"]),
+                    "θ chosen on val. (mean)": (f"{runs['theta'].mean():.2f}" if len(runs)
+                                                else MISSING),
+                    "chosen": "✓" if len(runs) and bool(runs["chosen"].any()) else "",
                 })
     return pd.DataFrame(rows).set_index(["method: hyperparameter", "value"])
 
 
-def _signed(value: float, digits: int) -> str:
-    return f"{value:+.{digits}f}".replace("-", "−")
+def margin_table(margins: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """`frames.search_margins` as a table: a row per method, the chosen value, the runner-up
+    and the margin between them ("+1.2 [−0.4, +2.8]", points of validation MaxBoxAccV2,
+    paired over the search seeds) with its word ("resolved", "not resolved")."""
+    rows = []
+    for row in margins.itertuples():
+        spec = methods.method_spec(row.method)
+        rows.append({
+            "Method": spec.label,
+            "hyperparameter": methods.setting_label(row.setting),
+            "chosen": f"{row.chosen:g}",
+            "runner-up": f"{row.runner_up:g}",
+            "margin, val. MaxBoxAccV2 (points) [95 % CI]": (
+                f"{signed(row.margin, digits)} [{signed(row.low, digits)}, "
+                f"{signed(row.high, digits)}]" if math.isfinite(row.low)
+                else signed(row.margin, digits)),
+            "choice": row.word,
+        })
+    return pd.DataFrame(rows).set_index("Method")
 
 
 def difference_text(row: Any, digits: int = 1) -> str:
@@ -100,9 +118,9 @@ def difference_text(row: Any, digits: int = 1) -> str:
     if row.verdict == "n/a":
         return MISSING
     if row.verdict == "one seed":
-        return f"{_signed(row.mean, digits)} (one seed)"
-    return (f"{_signed(row.mean, digits)} [{_signed(row.low, digits)}, "
-            f"{_signed(row.high, digits)}] {row.word}")
+        return f"{signed(row.mean, digits)} (one seed)"
+    return (f"{signed(row.mean, digits)} [{signed(row.low, digits)}, "
+            f"{signed(row.high, digits)}] {row.word}")
 
 
 def versus_table(diffs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
