@@ -5,11 +5,12 @@ committed one: does a result reproduce bit for bit on this machine?
 
 Each run is trained into a temporary folder (with a copy of the committed pretraining stage,
 and no `results_dirs`, so that the committed run is not simply loaded; the data generated
-under its usual root), then compared with the committed
-folder: `results.json`'s metrics, `protocol.json` and `posthoc.json` (where present) by exact
-equality, `metrics.jsonl` line by line with the timing fields left out, and every `.npz`
-byte for byte (the run store writes them deterministically). It prints one line per file
-that differs and "identical" or "differs" per run; the exit status is 1 if any differs.
+under its usual root); a CAM run's post-hoc maps are made again from the new weights. Then
+it is compared with the committed folder: `results.json`'s metrics, `protocol.json` and
+`posthoc.json` (where present) by exact equality, `metrics.jsonl` line by line with the
+timing fields left out, and every `.npz` byte for byte (the run store writes them
+deterministically). It prints one line per file that differs and "identical" or "differs"
+per run; the exit status is 1 if any differs.
 Runs made on another CPU may differ (bfloat16 rounds by CPU: bench/README.md).
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from _common import REPO_ROOT, machine_lines, set_threads
 
 from csoa_nb.engine.config import RunConfig
+from csoa_nb.engine.posthoc_runs import write_posthoc
 from csoa_nb.engine.pretrain import pretrain_hash
 from csoa_nb.engine.sweeps import RESULTS_DIR
 from csoa_nb.engine.train import train
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             if result.cached:
                 raise SystemExit(f"{run_dir}: loaded, not trained: the retrain would compare "
                                  "the run with itself")
+            if (run_dir / "posthoc.json").is_file():  # a CAM run's Grad-CAM family maps too
+                write_posthoc(result.run_dir)
             found = differences(run_dir, result.run_dir)
         print(f"{run_dir.name} ({config.method}, seed {config.seed}): "
               + ("identical" if not found else "differs"))
