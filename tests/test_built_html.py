@@ -10,7 +10,8 @@ text; no empty output area (an ipywidget has no state in the static book); every
 is followed by a picture of its states; no line of printed output longer than
 `MAX_OUTPUT_LINE` characters; every internal link leads to an existing file (and anchor);
 papermill's parameter cells are hidden; the display equations carry the paper's numbers; every
-labelled exercise has a solution; every citation resolves. On the pages of `CAPTIONED_PAGES`:
+labelled exercise has a solution; every citation resolves; every table a notebook names is
+shown on its page. On the pages of `CAPTIONED_PAGES`:
 every figure has a caption and alt text that is not a file name.
 
 The checks that read a page's structure are plain functions of its HTML
@@ -503,3 +504,44 @@ def test_verdict_check_wants_a_metric_beside_the_word():
     bad = "<p>CSoA (as written) does worse: <strong>worse (Holm, 24 tests)</strong>.</p>"
     (found,) = verdicts_without_metric(bad)
     assert found.startswith("CSoA (as written) does worse: worse (Holm, 24 tests)")
+
+
+#: A table label given literally in a notebook's code (`show_table(..., name="tbl-...")`).
+TABLE_NAME = re.compile(r"""name=["'](tbl-[\w-]+)["']""")
+#: Tables a page shows only when their runs exist: label -> when.
+CONDITIONAL_TABLES = {"tbl-13-run": "the paper preset's own run, trained on real CUB data"}
+
+
+def tables_not_shown(code_cells: list[str], html: str) -> list[str]:
+    """The table labels that code cells give to `show_table` but that have no anchor on the
+    built page: a table made and never displayed (not the cell's last expression, no
+    `display()` around it)."""
+    ids = {tag["id"] for tag in bs4.BeautifulSoup(html, "html.parser").find_all(id=True)}
+    named = [name for source in code_cells for name in TABLE_NAME.findall(source)]
+    return [name for name in named if name not in ids]
+
+
+@needs_build
+def test_every_named_table_is_shown(page):
+    import nbformat
+
+    source = REPO_ROOT / "book" / f"{page.stem}.ipynb"
+    if not source.is_file():
+        pytest.skip(f"{page.stem} is not a notebook of book/")
+    cells = [cell.source for cell in nbformat.read(source, as_version=4).cells
+             if cell.cell_type == "code"]
+    missing = [name for name in tables_not_shown(cells, str(article(page)))
+               if name not in CONDITIONAL_TABLES]
+    assert not missing, (f"{page.name}: tables made but not displayed: {missing}; end the "
+                         "cell with the table or wrap it in display()")
+
+
+def test_table_check_finds_a_table_left_undisplayed():
+    cells = ['show_table(frame, "Errors.", name="tbl-02-errors")\nMarkdown("done")',
+             "display(show_table(grid, 'Grid.', name='tbl-02-grid'))",
+             'show_table(frame, "Each regime.", name=f"tbl-02-{regime}")']
+    html = ('<div class="pst-scrollable-table-container"><table id="tbl-02-grid">'
+            "</table></div>")
+    assert tables_not_shown(cells, html) == ["tbl-02-errors"]
+    assert tables_not_shown(cells, html.replace("tbl-02-grid", "tbl-02-errors")) == [
+        "tbl-02-grid"]
