@@ -112,10 +112,10 @@ def test_summary_table_by_hand():
     table = wsol.summary_table(frame(), "pretrained")
     assert list(table.index) == ["centred Gaussian", "CAM (base)", "HaS", "ADL",
                                  "CSoA (as written)"]  # wsol.ROW_ORDER
-    box = "MaxBoxAccV2 (%, higher is better)"
-    loc = "Top-1 loc. err at chosen θ (%, lower is better)"
-    assert list(table.columns) == [box, "PxAP (%, higher is better)", loc,
-                                   "Top-1 cls. err (%, lower is better)",
+    box = "MaxBoxAccV2 (%) ↑"
+    loc = "Top-1 loc. err at chosen θ (%) ↓"
+    assert list(table.columns) == [box, "PxAP (%) ↑", loc,
+                                   "Top-1 cls. err (%) ↓",
                                    "θ chosen on val. (mean)", "seeds"]
     assert table.loc["CAM (base)", box] == "52.0 [47.0, 57.0]"
     assert table.loc["CAM (base)", loc] == "76.0 [73.5, 78.5]"  # sem 0.577 * 4.303 = 2.48
@@ -290,9 +290,9 @@ def test_fixed_theta_table_beside_the_protocol():
                                                   top1_loc_err=lambda f: f.top1_loc_err + 1)
     table = wsol.fixed_theta_table(fixed, data, 0.3)
     row = table.loc[("pretrained + fine-tuned", "CAM (base)")]
-    assert row["Top-1 loc. err at θ = 0.3 (%, lower is better)"] == "77.0 [74.5, 79.5]"
-    assert row["Top-1 loc. err at chosen θ (%, lower is better)"] == "76.0 [73.5, 78.5]"
-    assert row["GT-known loc. err at θ = 0.3 (%, lower is better)"] == "40.0 [40.0, 40.0]"
+    assert row["Top-1 loc. err at θ = 0.3 (%) ↓"] == "77.0 [74.5, 79.5]"
+    assert row["Top-1 loc. err at chosen θ (%) ↓"] == "76.0 [73.5, 78.5]"
+    assert row["GT-known loc. err at θ = 0.3 (%) ↓"] == "40.0 [40.0, 40.0]"
     assert row["seeds"] == 3
     provenance = wsol.provenance_table(data)
     assert provenance.iloc[0]["runs (config hashes)"] == "computed from the data"

@@ -62,6 +62,7 @@ from csoa_nb.report.wsol.frames import (
 )
 from csoa_nb.report.wsol.prose import headline, verdict_markdown
 from csoa_nb.report.wsol.tables import (
+    DIRECTION_KEY,
     fixed_theta_table,
     interval_cell,
     margin_table,
@@ -74,6 +75,7 @@ from csoa_nb.report.wsol.tables import (
 
 __all__ = [
     "BASE",
+    "DIRECTION_KEY",
     "EXTRA_ROWS",
     "FAMILIES",
     "GAUSSIAN",

@@ -29,12 +29,18 @@ def interval_cell(values: Iterable[float], digits: int = 1) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+#: The marks of a column's direction in chapter 14's headers, and the caption's key to them.
+HIGHER_MARK, LOWER_MARK = "↑", "↓"
+DIRECTION_KEY = f"{HIGHER_MARK}: higher is better, {LOWER_MARK}: lower is better"
+
+
 def metric_header(metric: str, theta_label: str = "chosen θ") -> str:
-    """A column header with the unit and the direction: "MaxBoxAccV2 (%, higher is better)",
-    "Top-1 loc. err at chosen θ (%, lower is better)"."""
+    """A column header with the unit and the direction (`HIGHER_MARK`: higher is better,
+    `LOWER_MARK`: lower is better; the caption says so): "MaxBoxAccV2 (%) ↑",
+    "Top-1 loc. err at chosen θ (%) ↓"."""
     where = f" at {theta_label}" if metric in BOX_ERRORS else ""
-    better = "higher" if higher_is_better(metric) else "lower"
-    return f"{column_label(metric)}{where} (%, {better} is better)"
+    mark = HIGHER_MARK if higher_is_better(metric) else LOWER_MARK
+    return f"{column_label(metric)}{where} (%) {mark}"
 
 
 def summary_table(
