@@ -11,7 +11,9 @@ is followed by a picture of its states; no line of printed output longer than
 `MAX_OUTPUT_LINE` characters; every internal link leads to an existing file (and anchor);
 papermill's parameter cells are hidden; the display equations carry the paper's numbers; every
 labelled exercise has a solution; every citation resolves; every table a notebook names is
-shown on its page. On the pages of `CAPTIONED_PAGES`:
+shown on its page. Across the pages: one row − CAM comparison (row, MaxBoxAccV2, PxAP or a
+top-1 error at a written θ, regime) is printed with one number everywhere
+(`conflicting_numbers`). On the pages of `CAPTIONED_PAGES`:
 every figure has a caption and alt text that is not a file name.
 
 The checks that read a page's structure are plain functions of its HTML
@@ -545,3 +547,133 @@ def test_table_check_finds_a_table_left_undisplayed():
     assert tables_not_shown(cells, html) == ["tbl-02-errors"]
     assert tables_not_shown(cells, html.replace("tbl-02-grid", "tbl-02-errors")) == [
         "tbl-02-grid"]
+
+
+#: The threshold-free metrics a row − CAM comparison is keyed by across pages (a top-1 error
+#: counts only with its θ written beside it: "top-1 loc. error at θ = 0.3").
+KEYED_METRIC = re.compile(r"(MaxBoxAccV2|PxAP|top-1 loc\. error at θ = [\d.]+)", re.IGNORECASE)
+#: The words that name a training regime, and the regime they name.
+REGIME_WORDS = {"from scratch": "scratch", "fine-tuned": "pretrained"}
+_REGIME = re.compile("|".join(map(re.escape, REGIME_WORDS)), re.IGNORECASE)
+_NUMBER = r"[+−-]?\d+\.\d+"
+#: "CSoA (as written) − CAM (base): MaxBoxAccV2 −10.5 points [−13.7, −7.2]" and the like.
+PROSE_COMPARISON = re.compile(
+    r"(?P<row>[A-Z][\w+]*(?: \((?:as written|ours)\))?) − CAM(?: \(base\))?[:,]? "
+    rf"(?P<metric>{KEYED_METRIC.pattern}):? (?P<mean>{_NUMBER})(?: points)?"
+    rf"(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?", re.IGNORECASE)
+#: A further metric of the same comparison: "...; top-1 loc. error at θ = 0.3 +21.3 points
+#: [+13.7, +28.9]" (never across the start of another comparison).
+PROSE_CONTINUATION = re.compile(
+    rf"(?:(?! − CAM)[^;])*?; (?P<metric>{KEYED_METRIC.pattern}):? (?P<mean>{_NUMBER})"
+    rf"(?: points)?(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?", re.IGNORECASE)
+_CELL = re.compile(rf"^(?P<mean>{_NUMBER})(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?")
+
+
+def _number(text: str | None) -> float | None:
+    return None if text is None else float(text.replace("−", "-"))
+
+
+def _regime(text: str, default: str | None) -> str | None:
+    found = _REGIME.findall(text)
+    return REGIME_WORDS[found[-1].lower()] if found else default
+
+
+def comparison_numbers(html: str) -> list[tuple[tuple[str, str, str | None], tuple, str]]:
+    """Every row − CAM difference a page prints on a keyed metric, in prose or in a table whose
+    caption says "row − CAM": ((row, metric, regime), (mean, low, high), where). The regime
+    is the last one named before the number (a table's: its caption's)."""
+    page = bs4.BeautifulSoup(html, "html.parser")
+    for hidden in page.find_all(["script", "style", "pre"]):
+        hidden.extract()
+    found, regime = [], None
+    blocks = [tag for tag in page.find_all(["h1", "h2", "h3", "p", "li", "table"])
+              if not tag.find_parent("table")
+              and not (tag.name != "table" and tag.find(["p", "li", "table"]))]
+    for block in blocks:
+        if block.name == "table":
+            caption = " ".join((block.find("caption") or block).get_text(" ").split())
+            if "− CAM" not in caption:
+                continue
+            table_regime = _regime(caption, regime)
+            headers = [" ".join(th.get_text(" ").split()) for th in block.find("tr").find_all(
+                ["th", "td"])]
+            for row in block.find_all("tr")[1:]:
+                cells = [" ".join(c.get_text(" ").split()) for c in row.find_all(["th", "td"])]
+                if not cells:
+                    continue
+                label = re.sub(r" − CAM(?: \(base\))?$", "", cells[0])
+                for header, cell in zip(headers, cells, strict=False):
+                    metric, value = KEYED_METRIC.search(header), _CELL.match(cell)
+                    if metric and value and not header.lower().startswith("t interval"):
+                        key = (label, metric.group(1).lower(), table_regime)
+                        found.append((key, tuple(map(_number, value.groups())), caption[:60]))
+            continue
+        text = " ".join(block.get_text(" ").split())
+        for match in PROSE_COMPARISON.finditer(text):
+            regime = _regime(text[:match.start()], regime)
+            metric, end = match, match.end()
+            while metric:
+                key = (match["row"], metric["metric"].lower(), regime)
+                found.append((key, (_number(metric["mean"]), _number(metric["low"]),
+                                    _number(metric["high"])), text[match.start():end][:120]))
+                metric = PROSE_CONTINUATION.match(text, end)
+                end = metric.end() if metric else end
+        regime = _regime(text, regime)
+    return found
+
+
+def conflicting_numbers(pages: dict[str, str]) -> list[str]:
+    """Comparisons printed with different numbers on two pages (or twice on one): the means
+    differ by more than rounding (0.051 points), or both intervals are printed and differ."""
+    seen: dict[tuple, tuple[tuple, str]] = {}
+    conflicts = []
+    for name, html in pages.items():
+        for key, value, where in comparison_numbers(html):
+            if key not in seen:
+                seen[key] = (value, f"{name}: {where}")
+                continue
+            (mean, low, high), first = seen[key]
+            differs = abs(mean - value[0]) > 0.051 or (
+                None not in (low, value[1]) and (abs(low - value[1]) > 0.051
+                                                 or abs(high - value[2]) > 0.051))
+            if differs:
+                conflicts.append(f"{key}: {first} | {name}: {where}")
+    return conflicts
+
+
+@needs_build
+def test_no_two_pages_give_one_comparison_different_numbers():
+    conflicts = conflicting_numbers({page.stem: str(article(page)) for page in PAGES})
+    assert not conflicts, "one comparison, different numbers:\n" + "\n".join(conflicts)
+
+
+def test_number_check_finds_one_comparison_printed_twice_otherwise():
+    intro = ("<p>Fine-tuned as the paper trains: CSoA (as written) − CAM: MaxBoxAccV2 −10.5 "
+             "points [−13.7, −7.2], worse; top-1 loc. error at θ = 0.3 +21.3 points. "
+             "CSoA+fix (ours) − CAM: MaxBoxAccV2 +7.1 points; PxAP +5.1.</p>"
+             "<p>From scratch: CSoA (as written) − CAM: MaxBoxAccV2 +1.4 points [−7.0, +9.7].</p>")
+    results = ("<table><caption>Each row − CAM (base), pretrained + fine-tuned, seeds 0-4"
+               "</caption><tr><th>row</th><th>seeds</th><th>MaxBoxAccV2</th><th>PxAP</th></tr>"
+               "<tr><td>CSoA (as written)</td><td>5</td><td>−10.8 [−14.4, −6.8] worse</td>"
+               "<td>−12.2 [−16.2, −8.3]</td></tr></table>")
+    (conflict,) = conflicting_numbers({"00": intro, "15": results})
+    assert conflict.startswith("('CSoA (as written)', 'maxboxaccv2', 'pretrained')")
+    agreeing = results.replace("−10.8 [−14.4, −6.8]", "−10.5 [−13.7, −7.2]")
+    assert conflicting_numbers({"00": intro, "15": agreeing}) == []
+    # the same row from scratch, or another metric, is another comparison
+    scratch = agreeing.replace("pretrained + fine-tuned", "from scratch").replace(
+        "−10.5 [−13.7, −7.2]", "+1.4 [−7.0, +9.7]")
+    assert conflicting_numbers({"00": intro, "14": scratch}) == []
+    # a second metric after ";" belongs to its own row, and is checked too
+    keys = [key for key, _, _ in comparison_numbers(intro)]
+    assert keys == [("CSoA (as written)", "maxboxaccv2", "pretrained"),
+                    ("CSoA (as written)", "top-1 loc. error at θ = 0.3", "pretrained"),
+                    ("CSoA+fix (ours)", "maxboxaccv2", "pretrained"),
+                    ("CSoA+fix (ours)", "pxap", "pretrained"),
+                    ("CSoA (as written)", "maxboxaccv2", "scratch")]
+    pxap = results.replace("−12.2 [−16.2, −8.3]", "+5.1").replace("CSoA (as written)",
+                                                                   "CSoA+fix (ours)")
+    pxap = pxap.replace("−10.8 [−14.4, −6.8]", "+7.1")
+    assert conflicting_numbers({"00": intro, "15": pxap}) == []
+    (conflict,) = conflicting_numbers({"00": intro, "15": pxap.replace("+5.1", "+5.4")})
+    assert "'pxap'" in conflict
