@@ -556,16 +556,16 @@ KEYED_METRIC = re.compile(r"(MaxBoxAccV2|PxAP|top-1 loc\. error at θ = [\d.]+)"
 REGIME_WORDS = {"from scratch": "scratch", "fine-tuned": "pretrained"}
 _REGIME = re.compile("|".join(map(re.escape, REGIME_WORDS)), re.IGNORECASE)
 _NUMBER = r"[+−-]?\d+\.\d+"
+#: A keyed metric and its number: "MaxBoxAccV2 −10.5 points [−13.7, −7.2]", "PxAP +5.1".
+_METRIC_VALUE = (rf"(?P<metric>{KEYED_METRIC.pattern}):? (?P<mean>{_NUMBER})(?: points)?"
+                 rf"(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?")
 #: "CSoA (as written) − CAM (base): MaxBoxAccV2 −10.5 points [−13.7, −7.2]" and the like.
 PROSE_COMPARISON = re.compile(
     r"(?P<row>[A-Z][\w+]*(?: \((?:as written|ours)\))?) − CAM(?: \(base\))?[:,]? "
-    rf"(?P<metric>{KEYED_METRIC.pattern}):? (?P<mean>{_NUMBER})(?: points)?"
-    rf"(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?", re.IGNORECASE)
+    + _METRIC_VALUE, re.IGNORECASE)
 #: A further metric of the same comparison: "...; top-1 loc. error at θ = 0.3 +21.3 points
 #: [+13.7, +28.9]" (never across the start of another comparison).
-PROSE_CONTINUATION = re.compile(
-    rf"(?:(?! − CAM)[^;])*?; (?P<metric>{KEYED_METRIC.pattern}):? (?P<mean>{_NUMBER})"
-    rf"(?: points)?(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?", re.IGNORECASE)
+PROSE_CONTINUATION = re.compile(r"(?:(?! − CAM)[^;])*?; " + _METRIC_VALUE, re.IGNORECASE)
 _CELL = re.compile(rf"^(?P<mean>{_NUMBER})(?: \[(?P<low>{_NUMBER}), (?P<high>{_NUMBER})\])?")
 
 
