@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb import methods
-from csoa_nb.report.stats import mean_interval, signed
+from csoa_nb.report.stats import interval_text, mean_interval, signed
 from csoa_nb.report.vocabulary import MISSING, REGIME_LABELS, column_label, higher_is_better
 from csoa_nb.report.wsol.frames import BOX_ERRORS, MAIN_METRICS, ordered, row_label
 
@@ -110,9 +110,8 @@ def margin_table(margins: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
             "chosen": f"{row.chosen:g}",
             "runner-up": f"{row.runner_up:g}",
             "margin, val. MaxBoxAccV2 (points) [95 % CI]": (
-                f"{signed(row.margin, digits)} [{signed(row.low, digits)}, "
-                f"{signed(row.high, digits)}]" if math.isfinite(row.low)
-                else signed(row.margin, digits)),
+                f"{signed(row.margin, digits)} {interval_text(row.low, row.high, digits)}"
+                if math.isfinite(row.low) else signed(row.margin, digits)),
             "choice": row.word,
         })
     return pd.DataFrame(rows).set_index("Method")
@@ -125,8 +124,7 @@ def difference_text(row: Any, digits: int = 1) -> str:
         return MISSING
     if row.verdict == "one seed":
         return f"{signed(row.mean, digits)} (one seed)"
-    return (f"{signed(row.mean, digits)} [{signed(row.low, digits)}, "
-            f"{signed(row.high, digits)}] {row.word}")
+    return f"{signed(row.mean, digits)} {interval_text(row.low, row.high, digits)} {row.word}"
 
 
 def versus_table(diffs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
