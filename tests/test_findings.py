@@ -126,10 +126,10 @@ def test_differences_are_described_from_the_numbers():
     text = findings.describe_differences(candidates, "cls. err")
     # diffs -4, -3, -3: mean -3.33, sd 0.577, se 1/3; half-width 4.303 / 3 = 1.434
     # p = 0.0099 alone, 0.020 after Holm over the two changes
-    assert "- heads: −3.3 points, 95 % CI [−4.8, −1.9]: shown (Holm, 2 tests)." in text
+    assert "- heads, cls. err: −3.3 points, 95 % CI [−4.8, −1.9]: shown (Holm, 2 tests)." in text
     assert ("largest change of the cls. err that these runs show (Holm over the 2 changes): "
             "**heads** (−3.3") in text
-    assert "- lr: +0.3 points" in text and "contains 0: not shown." in text
+    assert "- lr, cls. err: +0.3 points" in text and "contains 0: not shown." in text
 
 
 def test_versus_base_by_hand():

@@ -48,12 +48,14 @@ def test_part_ratio_histogram():
     assert n_axes(plots.part_ratio_histogram(np.array([0.0, 0.04, 0.05, 0.06]), 0.05)) == 1
 
 
-@pytest.mark.parametrize("two_heads, panels", [(True, 6), (False, 4)])
-def test_cam_panel(two_heads, panels):
+@pytest.mark.parametrize("two_heads, panels, bars", [(True, 6, 2), (False, 4, 1)])
+def test_cam_panel(two_heads, panels, bars):
     fig = plots.cam_panel(make_cams(two_heads), 0, 0.2)
-    assert n_axes(fig) == panels + 1  # one colour bar for S_L (and S_F)
-    assert n_colorbars(fig) == 1
+    assert n_axes(fig) == panels + bars  # one colour bar for S_L (and S_F), one for S_F - S_L
+    assert n_colorbars(fig) == bars
     assert fig.axes[panels - 1].get_title() == "box: IoU 1.00"  # the ring's box is the GT box
+    if two_heads:  # the difference the text speaks of, in a panel of its own
+        assert fig.axes[3].get_title().startswith("$S_F - S_L$")
 
 
 @pytest.mark.parametrize("two_heads, cols, bars", [(True, 4, 2), (False, 3, 1)])
@@ -92,7 +94,7 @@ def test_theta_grid_one_or_more_images():
 
 def test_coaug_inputs():
     fig = plots.coaug_inputs(make_cams(), [0, 1])
-    assert n_axes(fig) == 10 + 1  # five views of two images, one colour bar for S
+    assert n_axes(fig) == 8 + 1  # four views of two images, one colour bar for S
     assert n_colorbars(fig) == 1
     with pytest.raises(ValueError, match="at most|1 to 4"):
         plots.coaug_inputs(make_cams(), [0, 1, 0, 1, 0])

@@ -93,10 +93,12 @@ CLAIMS: tuple[Claim, ...] = (
         "VGGnet-CSoA", "VGGnet-base"),
     _t1("CSoA lowers the top-1 loc. error of the base CAM", "csoa_fix", "cam",
         "VGGnet-CSoA", "VGGnet-base", ours=True),
-    _t1("CSoA beats ConfSeg alone", "csoa", "confseg", "VGGnet-CSoA", "VGGnet-ConfSeg"),
-    _t1("CSoA beats CoAug alone", "csoa", "coaug", "VGGnet-CSoA", "VGGnet-CoAug"),
-    _t1("CSoA beats CoAug alone", "csoa_fix", "coaug_fix", "VGGnet-CSoA", "VGGnet-CoAug",
-        ours=True),
+    _t1("CSoA lowers the top-1 loc. error of ConfSeg alone", "csoa", "confseg", "VGGnet-CSoA",
+        "VGGnet-ConfSeg"),
+    _t1("CSoA lowers the top-1 loc. error of CoAug alone", "csoa", "coaug", "VGGnet-CSoA",
+        "VGGnet-CoAug"),
+    _t1("CSoA lowers the top-1 loc. error of CoAug alone", "csoa_fix", "coaug_fix",
+        "VGGnet-CSoA", "VGGnet-CoAug", ours=True),
     _t1("CSoA lowers the top-1 cls. error of the base CAM", "csoa", "cam", "VGGnet-CSoA",
         "VGGnet-base", metric="top1_cls_err", column="Top-1 cls. err"),
     _t1("CSoA lowers the top-1 cls. error of the base CAM", "csoa_fix", "cam", "VGGnet-CSoA",
@@ -283,14 +285,13 @@ def describe_differences(candidates: dict[str, Difference], metric: str,
     lines = []
     for name, diff in candidates.items():
         word = verdict_words(judged[name], CHANGE_WORDS)
+        said = f"- {name}, {metric}: {signed(diff.mean, digits)} points"  # names its metric
         if judged[name].strength == "one seed":
-            lines.append(f"- {name}: {signed(diff.mean, digits)} points, one seed, no interval.")
+            lines.append(f"{said}, one seed, no interval.")
         elif judged[name].strength == "not shown":
-            lines.append(f"- {name}: {signed(diff.mean, digits)} points, 95 % CI "
-                         f"{diff.interval(digits)} contains 0: not shown.")
+            lines.append(f"{said}, 95 % CI {diff.interval(digits)} contains 0: not shown.")
         else:
-            lines.append(f"- {name}: {signed(diff.mean, digits)} points, 95 % CI "
-                         f"{diff.interval(digits)}: {word}.")
+            lines.append(f"{said}, 95 % CI {diff.interval(digits)}: {word}.")
     shown = {k: d for k, d in candidates.items() if judged[k].strength == "shown"}
     if shown:
         largest = max(shown, key=lambda k: abs(shown[k].mean))

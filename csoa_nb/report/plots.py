@@ -187,11 +187,12 @@ def cam_panel(
     result: dict[str, Any] | None = None,
 ) -> Figure:
     """Eq. 13 for one image, in reading order (two rows of three): the image with its GT box;
-    S_L and S_F over it (one colour bar); the two binary maps (red: S_L only, blue: S_F only,
-    magenta: both); their union; the predicted box (red, dashed) against the GT box over the
-    union (yellow), with the IoU in the title. One-head models: image, S_L, binary map, box
-    (two rows of two). `result`: `localize_one(cams, index, theta, class_index)` if the caller
-    has it already, else computed here."""
+    S_L and S_F over it (one colour bar); S_F − S_L (red where S_F is higher: what the inner
+    head adds; its own colour bar, scaled by the largest difference); the two binary maps (red:
+    S_L only, blue: S_F only, magenta: both); the predicted box (red, dashed) against the GT box
+    over the union (yellow), with the IoU in the title. One-head models: image, S_L, binary map,
+    box (two rows of two). `result`: `localize_one(cams, index, theta, class_index)` if the
+    caller has it already, else computed here."""
     r = localize_one(cams, index, theta, class_index) if result is None else result
     image = _uint8(cams, index)
     two = r["map_feature"] is not None
@@ -205,12 +206,15 @@ def cam_panel(
     if two:
         show_heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
         heat_axes.append(axes[2])
+        gap = r["map_feature"] - r["map_last"]
+        spread = max(float(gap.abs().max()), 0.05)
+        difference = axes[3].imshow(gap.numpy(), cmap="RdBu_r", vmin=-spread, vmax=spread,
+                                    interpolation="nearest")
+        axes[3].set_title("$S_F - S_L$ (red: $S_F$ higher)", fontsize=MIN_FONT_PT)
         feature = r["binary_feature"].numpy()
         colours = np.stack([last, np.zeros_like(last), feature], -1).astype(float)
-        axes[3].imshow(colours * 0.9, interpolation="nearest")
-        axes[3].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=MIN_FONT_PT)
-        axes[4].imshow(r["union"].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes[4].set_title("union (Eq. 13)", fontsize=MIN_FONT_PT)
+        axes[4].imshow(colours * 0.9, interpolation="nearest")
+        axes[4].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=MIN_FONT_PT)
         hide_ticks(axes[3])
         hide_ticks(axes[4])
     else:
@@ -222,6 +226,8 @@ def cam_panel(
     draw_gt_boxes(axes[-1], cams["boxes"][index])
     draw_box(axes[-1], r["box"], PRED_COLOR, dashed=True)
     heat_bar(fig, heat, heat_axes)
+    if two:
+        heat_bar(fig, difference, [axes[3]], label="$S_F - S_L$")
     fig.suptitle(f"$\\theta$ = {theta:.2f}")
     return fig
 
@@ -308,43 +314,47 @@ CONFIDENCE_CMAP = ListedColormap(["0.75", "tab:blue", "gold"])
 
 
 # ---------------------------------------------------------------------------- Eq. 8-10
-#: The views of `coaug_inputs`, one row each: (key of `coaug_views` or None for the image,
-#: row label).
-_COAUG_ROWS = (
-    (None, "image $I$"),
+#: The views of `coaug_inputs`, one column each: (key of `coaug_views` or None for the image,
+#: column title).
+_COAUG_VIEWS = (
     ("foreground_map", "$S$ over $I$"),
-    ("foreground", "$S \\cdot I$\n(Eq. 8)"),
+    ("foreground", "$S \\cdot I$ (Eq. 8)"),
     ("background", "$(1 - S) \\cdot I$\n(Eq. 8)"),
-    ("mask_background", "$(1 - S) \\cdot$\n$\\widehat{Mask} \\cdot I$\n(Eq. 10)"),
+    ("mask_background", "$(1 - S) \\cdot \\widehat{Mask}$\n$\\cdot\\, I$ (Eq. 10)"),
 )
+#: Images `coaug_inputs` draws at most (one row each; the four views are the columns).
+MAX_COAUG_IMAGES = 4
 
 
 @house_style
-def coaug_inputs(cams: SampleCams, indices: Sequence[int] = (0, 1, 2, 3)) -> Figure:
-    """What W_E sees (Eq. 8, 10), one column per image (at most four), one row per view: the
-    image; the foreground map S (ReLU-max normalised S_L^c) over it (its colour bar below the
-    grid); S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the ImageNet mean
-    colour (zero after normalisation)."""
+def coaug_inputs(cams: SampleCams, indices: Sequence[int] = (0, 1, 2)) -> Figure:
+    """What W_E sees (Eq. 8, 10), one row per image (at most `MAX_COAUG_IMAGES`), one column
+    per view: the foreground map S (ReLU-max normalised S_L^c) over the image (its colour bar
+    below the grid); S * I; (1 - S) * I; (1 - S) * Mask_hat * I. Masked-out pixels show the
+    ImageNet mean colour (zero after normalisation). The views as columns keep the figure
+    short at the column's width."""
     indices = _indices(indices)
-    if not 1 <= len(indices) <= MAX_PANELS_PER_ROW:
+    if not 1 <= len(indices) <= MAX_COAUG_IMAGES:
         raise ValueError(
-            f"coaug_inputs draws 1 to {MAX_PANELS_PER_ROW} images (one column each), got "
-            f"{len(indices)}: pass fewer indices, e.g. indices[:{MAX_PANELS_PER_ROW}]"
+            f"coaug_inputs draws 1 to {MAX_COAUG_IMAGES} images (one row each), got "
+            f"{len(indices)}: pass fewer indices, e.g. indices[:{MAX_COAUG_IMAGES}]"
         )
     views = coaug_views(cams)
     shown = {k: _to_hwc(views[k][indices]) for k in
              ("foreground", "background", "mask_background")}
-    fig, axes = panel_grid(len(_COAUG_ROWS), len(indices), panel=1.35, extra=1.5)
+    label_in = 0.8
+    fig, axes = panel_grid(len(indices), len(_COAUG_VIEWS),
+                           panel=(COLUMN_WIDTH_IN - label_in) / len(_COAUG_VIEWS), extra=label_in)
     heat = None
-    for col, index in enumerate(indices):
-        image = _uint8(cams, index)
-        show_image(axes[0, col], image, f"#{index}, class {int(cams['labels'][index])}")
-        heat = show_heat(axes[1, col], image, views["foreground_map"][index, 0])
-        for row, (key, _) in enumerate(_COAUG_ROWS[2:], start=2):
-            show_image(axes[row, col], shown[key][col])
-    for row, (_, label) in enumerate(_COAUG_ROWS):
-        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
-    heat_bar(fig, heat, axes, label="$S$ (second row)", location="bottom")
+    for row, index in enumerate(indices):
+        heat = show_heat(axes[row, 0], _uint8(cams, index), views["foreground_map"][index, 0])
+        axes[row, 0].set_ylabel(f"#{index}\nclass {int(cams['labels'][index])}", rotation=0,
+                                ha="right", va="center")
+        for col, (key, _) in enumerate(_COAUG_VIEWS[1:], start=1):
+            show_image(axes[row, col], shown[key][row])
+    for col, (_, label) in enumerate(_COAUG_VIEWS):
+        axes[0, col].set_title(label, fontsize=MIN_FONT_PT)
+    heat_bar(fig, heat, axes, label="$S$ (first column)", location="bottom")
     return fig
 
 

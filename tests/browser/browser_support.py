@@ -226,3 +226,31 @@ def cut_off_content(driver) -> list[str]:
         return [f"{page}: no text column (article.bd-article) to measure"]
     return [f"{page}: {f['kind']} {f['need']} px wide in the {f['column']} px column, "
             f"{f['why']}: \"{f['text']}\"" for f in found]
+
+
+# ---------------------------------------------------------------------------- page length
+#: A reader's screen, 1280 x 900 px, and the most of them a chapter may fill before its
+#: details have to fold into collapsed blocks: "about eight screens", read as at most nine.
+SCREEN_PX = 900
+MAX_SCREENS = 9
+
+
+def too_long(driver) -> list[str]:
+    """The open page, if it is longer than `MAX_SCREENS` screens of `SCREEN_PX` as it first
+    opens (folded blocks closed): its length in screens and its tallest sections, which is
+    where folding would help."""
+    found = driver.execute_script("""
+        const height = document.documentElement.scrollHeight;
+        const sections = [...document.querySelectorAll('article.bd-article section > h2')]
+            .map(h => [Math.round(h.parentElement.getBoundingClientRect().height),
+                       h.innerText.replace(/\\s+/g, ' ').replace(/#$/, '').trim()])
+            .sort((a, b) => b[0] - a[0]).slice(0, 3);
+        return [height, sections];""")
+    height, sections = found
+    if height <= MAX_SCREENS * SCREEN_PX:
+        return []
+    name = Path(unquote(urlparse(driver.current_url).path)).name
+    tallest = ", ".join(f'"{title}" {px / SCREEN_PX:.1f}' for px, title in sections)
+    return [f"{name}: {height / SCREEN_PX:.1f} screens of {SCREEN_PX} px, more than "
+            f"{MAX_SCREENS:g}: fold details into dropdowns or hide-output cells (tallest "
+            f"sections, in screens: {tallest})"]

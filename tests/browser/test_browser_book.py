@@ -4,7 +4,8 @@ Each chapter page is opened as a reader opens it (``file://``, no server: the bo
 offline) and checked for: no console error, equations typeset by MathJax, every image loaded,
 no text output wider than its column, no display equation, table caption, table or code block
 cut off at the column's right (`browser_support.cut_off_content`, itself tested here on small
-pages), and sidebar / in-text links that lead to pages (and anchors) that exist.
+pages), no page longer than about eight screens (`browser_support.too_long`), and sidebar /
+in-text links that lead to pages (and anchors) that exist.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from browser_support import HTML, REPO_ROOT, cut_off_content
+from browser_support import HTML, MAX_SCREENS, REPO_ROOT, SCREEN_PX, cut_off_content, too_long
 
 from csoa_nb.book.runbook import TOC_FILE, notebooks_from_toc
 
@@ -137,6 +138,7 @@ def test_chapter_page(html_root, driver, page):
     problems += [f"image not loaded: {src}" for src in broken_images(driver)]
     problems += [f"text output overflows: {o}" for o in overflowing_outputs(driver)]
     problems += cut_off_content(driver)
+    problems += too_long(driver)
     problems += bad_links(driver, html_root)
     problems += [f"console error: {e}" for e in console_errors(driver)]
     assert not problems, f"{page}:\n" + "\n".join(problems)
@@ -208,3 +210,16 @@ def test_cut_off_content_lets_a_code_block_scroll_but_not_be_clipped(driver, tmp
     assert len(found) == 1, found
     assert found[0].startswith("page.html: code block ")
     assert found[0].endswith(f'clipped by div (overflow-x: hidden): "clipped = {line[:50]}"')
+
+
+def test_too_long_names_a_long_page_and_its_tallest_section(driver, tmp_path):
+    def sections(*heights: int) -> str:
+        return "".join(f'<section><h2>Part {i}</h2><div style="height: {h}px"></div></section>'
+                       for i, h in enumerate(heights, 1))
+    open_page(driver, tmp_path, sections(2000, 3000))  # about 5.6 screens: fine
+    assert too_long(driver) == []
+    open_page(driver, tmp_path, sections(2000, 6000, 1000))
+    (found,) = too_long(driver)
+    assert found.startswith(f"page.html: 10.2 screens of {SCREEN_PX} px, more than {MAX_SCREENS:g}")
+    assert found.endswith('(tallest sections, in screens: "Part 2" 6.7, "Part 1" 2.3, '
+                          '"Part 3" 1.2)')
