@@ -101,11 +101,11 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_interval_cell_is_the_t_interval():
-    # mean 52, std 2, sem 2 / sqrt(3) = 1.1547, half width 4.302653 * 1.1547 = 4.968
-    assert wsol.interval_cell([50.0, 52.0, 54.0]) == "52.0 [47.0, 57.0]"
-    assert wsol.interval_cell([47.25]) == "47.2"  # one seed: the number alone
-    assert wsol.interval_cell([math.nan, math.nan]) == "–"
+def test_spread_cell_is_mean_and_sample_std():
+    # mean 52, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
+    assert wsol.spread_cell([50.0, 52.0, 54.0]) == "52.0 ± 2.0"
+    assert wsol.spread_cell([47.25]) == "47.2"  # one seed: the number alone
+    assert wsol.spread_cell([math.nan, math.nan]) == "–"
 
 
 def test_summary_table_by_hand():
@@ -117,8 +117,8 @@ def test_summary_table_by_hand():
     assert list(table.columns) == [box, "PxAP (%) ↑", loc,
                                    "Top-1 cls. err (%) ↓",
                                    "θ chosen on val. (mean)", "seeds"]
-    assert table.loc["CAM (base)", box] == "52.0 [47.0, 57.0]"
-    assert table.loc["CAM (base)", loc] == "76.0 [73.5, 78.5]"  # sem 0.577 * 4.303 = 2.48
+    assert table.loc["CAM (base)", box] == "52.0 ± 2.0"
+    assert table.loc["CAM (base)", loc] == "76.0 ± 1.0"  # 75, 76, 77
     assert table.loc["CAM (base)", "θ chosen on val. (mean)"] == "0.30"  # (0.2 + 0.3 + 0.4) / 3
     assert table.loc["CAM (base)", "seeds"] == 3
     assert table.loc["centred Gaussian", box] == "60.0"
@@ -142,9 +142,9 @@ def test_search_frame_and_table():
     # the grid of the spec (8, 16, 32, 64): 32 and 64 have no run here
     assert list(has.index) == ["8", "16", "32", "64"]
     assert list(has["chosen"]) == ["", "✓", "", ""]
-    cell = "val. MaxBoxAccV2 (%), mean [95 % CI]"
-    # 16: mean 45.0, sd 0.707, sem 0.5, t(0.975, 1 df) = 12.706: 45.0 -/+ 6.35
-    assert list(has[cell]) == ["40.0", "45.0 [38.6, 51.4]", "–", "–"]
+    cell = "val. MaxBoxAccV2 (%), mean ± std"
+    # 16: 45.5 and 44.5, mean 45.0, sample std sqrt(2 * 0.25) = 0.707
+    assert list(has[cell]) == ["40.0", "45.0 ± 0.7", "–", "–"]
     assert list(has["θ chosen on val. (mean)"]) == ["0.10", "0.25", "–", "–"]
     assert [name.split(":")[0] for name in table.index.unique(0)] == ["HaS", "ACoL", "ADL",
                                                                      "CutMix"]
@@ -290,9 +290,9 @@ def test_fixed_theta_table_beside_the_protocol():
                                                   top1_loc_err=lambda f: f.top1_loc_err + 1)
     table = wsol.fixed_theta_table(fixed, data, 0.3)
     row = table.loc[("pretrained + fine-tuned", "CAM (base)")]
-    assert row["Top-1 loc. err at θ = 0.3 (%) ↓"] == "77.0 [74.5, 79.5]"
-    assert row["Top-1 loc. err at chosen θ (%) ↓"] == "76.0 [73.5, 78.5]"
-    assert row["GT-known loc. err at θ = 0.3 (%) ↓"] == "40.0 [40.0, 40.0]"
+    assert row["Top-1 loc. err at θ = 0.3 (%) ↓"] == "77.0 ± 1.0"
+    assert row["Top-1 loc. err at chosen θ (%) ↓"] == "76.0 ± 1.0"
+    assert row["GT-known loc. err at θ = 0.3 (%) ↓"] == "40.0 ± 0.0"
     assert row["seeds"] == 3
     provenance = wsol.provenance_table(data)
     assert provenance.iloc[0]["runs (config hashes)"] == "computed from the data"

@@ -64,11 +64,11 @@ from csoa_nb.report.wsol.prose import headline, verdict_markdown
 from csoa_nb.report.wsol.tables import (
     DIRECTION_KEY,
     fixed_theta_table,
-    interval_cell,
     margin_table,
     metric_header,
     provenance_table,
     search_table,
+    spread_cell,
     summary_table,
     versus_table,
 )
@@ -90,7 +90,6 @@ __all__ = [
     "fixed_theta_table",
     "gt_class_maps",
     "headline",
-    "interval_cell",
     "margin_table",
     "metric_header",
     "plot_accuracy_vs_classification",
@@ -104,6 +103,7 @@ __all__ = [
     "search_frame",
     "search_margins",
     "search_table",
+    "spread_cell",
     "summary_table",
     "trivial_sample_maps",
     "verdict_markdown",

@@ -1,6 +1,8 @@
 """Chapter 14's tables, written from the frames of `csoa_nb.report.wsol.frames`: the main table
-of a regime with 95 % CIs over seeds, each method's search grid, the differences from the base,
-the fixed-theta view beside the protocol's and the runs behind each row."""
+of a regime (mean ± std over seeds), each method's search grid, the differences from the base
+(each with its 95 % CI), the fixed-theta view beside the protocol's and the runs behind each
+row. As everywhere in the book, a score is given with its spread over seeds and a difference
+with its confidence interval."""
 
 from __future__ import annotations
 
@@ -11,22 +13,21 @@ from typing import Any
 import pandas as pd
 
 from csoa_nb import methods
-from csoa_nb.report.stats import interval_text, mean_interval, signed
+from csoa_nb.report.stats import interval_text, mean_std, signed
 from csoa_nb.report.vocabulary import MISSING, REGIME_LABELS, column_label, higher_is_better
 from csoa_nb.report.wsol.frames import BOX_ERRORS, MAIN_METRICS, ordered, row_label
 
 
 # ------------------------------------------------------------------------------ tables
-def interval_cell(values: Iterable[float], digits: int = 1) -> str:
-    """"mean [low, high]" with the 95 % t interval over seeds (`stats.mean_interval`); the
-    mean alone for one value; "–" when no value is a number."""
+def spread_cell(values: Iterable[float], digits: int = 1) -> str:
+    """"mean ± std" over seeds (sample standard deviation, `stats.mean_std`, as the other
+    chapters' tables of scores); the mean alone for one value; "–" when no value is a
+    number."""
     series = pd.Series(list(values), dtype=float).dropna()
     if series.empty:
         return MISSING
-    mean, low, high = mean_interval(series)
-    if len(series) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    spread = float(series.std(ddof=1)) if len(series) > 1 else 0.0
+    return mean_std(float(series.mean()), spread, len(series), digits)
 
 
 #: The marks of a column's direction in chapter 14's headers, and the caption's key to them.
@@ -48,7 +49,7 @@ def summary_table(
     theta_label: str = "chosen θ", digits: int = 1,
 ) -> pd.DataFrame:
     """The main table of one regime: a row per map (in `ROW_ORDER`), a column per metric with
-    `interval_cell`s over seeds, the mean theta chosen on the validation split (when the frame
+    `spread_cell`s over seeds, the mean theta chosen on the validation split (when the frame
     has `theta`) and the number of seeds (None for a trivial row: no seeds).
 
     Raises:
@@ -62,7 +63,7 @@ def summary_table(
         rows = chosen[chosen["method"] == key]
         row: dict[str, Any] = {"Method": row_label(key)}
         for metric in metrics:
-            row[metric_header(metric, theta_label)] = interval_cell(rows[metric], digits)
+            row[metric_header(metric, theta_label)] = spread_cell(rows[metric], digits)
         if "theta" in rows:
             row["θ chosen on val. (mean)"] = f"{rows['theta'].astype(float).mean():.2f}"
         table.append(row)
@@ -75,7 +76,7 @@ def summary_table(
 def search_table(search: pd.DataFrame,
                  specs: Sequence[methods.MethodSpec] = methods.WSOL_SPECS) -> pd.DataFrame:
     """Each method's grid (`MethodSpec.search`) point by point: the validation MaxBoxAccV2
-    of its "wsol_search" runs, mean and 95 % t interval over the search seeds, their mean
+    of its "wsol_search" runs, mean ± std over the search seeds, their mean
     chosen theta ("–" without a run), and a mark on the value chosen. Index: ("HaS: patch
     side S, px", value); `show_table` prints the method once."""
     rows = []
@@ -88,7 +89,7 @@ def search_table(search: pd.DataFrame,
                     "method: hyperparameter": f"{spec.label}: "
                                               f"{methods.setting_label(setting)}",
                     "value": f"{value:g}",
-                    "val. MaxBoxAccV2 (%), mean [95 % CI]": interval_cell(
+                    "val. MaxBoxAccV2 (%), mean ± std": spread_cell(
                         runs["val_max_box_acc_v2"]),
                     "θ chosen on val. (mean)": (f"{runs['theta'].mean():.2f}" if len(runs)
                                                 else MISSING),
@@ -161,10 +162,10 @@ def fixed_theta_table(
             runs = here[here["method"] == key]
             rows.append({
                 "regime": REGIME_LABELS[regime], "Method": row_label(key),
-                metric_header("top1_loc_err", at): interval_cell(runs["top1_loc_err"], digits),
-                metric_header("top1_loc_err"): interval_cell(
+                metric_header("top1_loc_err", at): spread_cell(runs["top1_loc_err"], digits),
+                metric_header("top1_loc_err"): spread_cell(
                     there.loc[there["method"] == key, "top1_loc_err"], digits),
-                metric_header("gt_known_loc_err", at): interval_cell(runs["gt_known_loc_err"],
+                metric_header("gt_known_loc_err", at): spread_cell(runs["gt_known_loc_err"],
                                                                      digits),
                 "seeds": int(runs["seed"].nunique()),
             })
