@@ -206,16 +206,12 @@ def cam_panel(
     if two:
         show_heat(axes[2], image, r["map_feature"], "$S_F$ (inner head $W_F$)")
         heat_axes.append(axes[2])
-        gap = r["map_feature"] - r["map_last"]
-        spread = max(float(gap.abs().max()), 0.05)
-        difference = axes[3].imshow(gap.numpy(), cmap="RdBu_r", vmin=-spread, vmax=spread,
-                                    interpolation="nearest")
+        difference = _show_gap(axes[3], r, _gap_scale([r]))
         axes[3].set_title("$S_F - S_L$ (red: $S_F$ higher)", fontsize=MIN_FONT_PT)
         feature = r["binary_feature"].numpy()
         colours = np.stack([last, np.zeros_like(last), feature], -1).astype(float)
         axes[4].imshow(colours * 0.9, interpolation="nearest")
         axes[4].set_title("binary: $S_L$ red, $S_F$ blue", fontsize=MIN_FONT_PT)
-        hide_ticks(axes[3])
         hide_ticks(axes[4])
     else:
         axes[2].imshow(last, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -232,6 +228,26 @@ def cam_panel(
     return fig
 
 
+#: The least half-range of an S_F − S_L colour scale, so that nearly equal maps stay pale.
+MIN_GAP_SCALE = 0.05
+
+
+def _gap_scale(found: Sequence[dict[str, Any]]) -> float:
+    """The half-range of the S_F − S_L colour scale: the largest difference over `found`
+    (`localize_one` results), so that a small one shows, at least `MIN_GAP_SCALE`."""
+    return max([float((r["map_feature"] - r["map_last"]).abs().max()) for r in found
+                if r["map_feature"] is not None] + [MIN_GAP_SCALE])
+
+
+def _show_gap(ax: plt.Axes, result: dict[str, Any], spread: float) -> Any:
+    """S_F − S_L of one `localize_one` result on ``ax`` (red where S_F is higher) on the scale
+    ±`spread`; returns its image, for the colour bar."""
+    image = ax.imshow((result["map_feature"] - result["map_last"]).numpy(), cmap="RdBu_r",
+                      vmin=-spread, vmax=spread, interpolation="nearest")
+    hide_ticks(ax)
+    return image
+
+
 @house_style
 def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
     """One row per image: the image with the union of Eq. 13 at `theta` (yellow), the GT
@@ -246,9 +262,7 @@ def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
         "image, boxes", "$S_L$", "binary $S_L$ (Eq. 13)"]
     heat = difference = None
     found = [localize_one(cams, index, theta) for index in indices]
-    # the difference's scale: its largest magnitude over the rows, so that a small one shows
-    spread = max([float((r["map_feature"] - r["map_last"]).abs().max()) for r in found
-                  if r["map_feature"] is not None] + [0.05])
+    spread = _gap_scale(found)  # one scale over the rows
     for row, (index, r) in enumerate(zip(indices, found, strict=True)):
         image = _uint8(cams, index)
         show_image(axes[row, 0], image, f"#{index} class {r['class_index']}: IoU {r['iou']:.2f}")
@@ -259,10 +273,7 @@ def cam_grid(cams: SampleCams, indices: Sequence[int], theta: float) -> Figure:
         heat = show_heat(axes[row, 1], image, r["map_last"])
         if two:
             show_heat(axes[row, 2], image, r["map_feature"])
-            difference = axes[row, 3].imshow(
-                (r["map_feature"] - r["map_last"]).numpy(), cmap="RdBu_r", vmin=-spread,
-                vmax=spread, interpolation="nearest")
-            hide_ticks(axes[row, 3])
+            difference = _show_gap(axes[row, 3], r, spread)
         else:
             show_image(axes[row, -1], image)
             draw_region(axes[row, -1], r["union"].numpy())
