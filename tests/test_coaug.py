@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+import torch.nn.functional as F
 from fixtures_data import square_objects
 
 from csoa_nb.core.models import EmbeddingNet
@@ -18,6 +19,7 @@ from csoa_nb.methods.coaug import (
     coaug_loss,
     foreground_background,
     foreground_map,
+    upsample_nearest,
 )
 
 # ------------------------------------------------------------------------------ embeddings
@@ -166,6 +168,17 @@ def test_foreground_background_upsamples_mask_nearest():
     expected = torch.zeros(4, 4)
     expected[:2, :2] = 1
     assert torch.equal(mask_bg[0, 0], expected)
+
+
+@pytest.mark.parametrize("small, size", [((16, 16), (64, 64)), ((14, 7), (224, 224)),
+                                         ((3, 5), (9, 20)), ((6, 6), (64, 64))])
+def test_upsample_nearest_is_the_library_kernel(small, size):
+    # whole multiples take the block path, others (64 / 6) fall back to F.interpolate
+    torch.manual_seed(0)
+    maps = (torch.rand(4, 1, *small) > 0.5).float()
+    expected = F.interpolate(maps, size=size, mode="nearest")
+    assert torch.equal(upsample_nearest(maps, size), expected)
+    assert torch.equal(upsample_nearest(maps, torch.Size(size)), expected)
 
 
 def test_coaug_gradient_reaches_cam_last_not_the_mask():

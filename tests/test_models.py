@@ -9,7 +9,14 @@ import torchvision
 from torch import nn
 
 from csoa_nb.core.backbones import BACKBONES, Backbone, backbone_channels, backbone_strides
-from csoa_nb.core.models import EMBEDDINGS, CAMHead, CSoANet, EmbeddingNet
+from csoa_nb.core.models import (
+    EMBEDDINGS,
+    CAMHead,
+    CSoANet,
+    EmbeddingNet,
+    fold_batchnorms,
+    pool_before_relu,
+)
 
 # vgg16 features: indices of the 13 convolutions and the block (stage) each belongs to
 VGG16_CONVS = {0: 0, 2: 0, 5: 1, 7: 1, 10: 2, 12: 2, 14: 2, 17: 3, 19: 3, 21: 3, 24: 4, 26: 4,
@@ -279,6 +286,30 @@ def test_frozen_embedding_is_the_same_function_and_passes_input_gradients(kind):
     assert x.grad is not None and x.grad.abs().sum() > 0  # L_D reaches the CAM through W_E
     with pytest.raises(RuntimeError, match="before freeze"):
         frozen.load_weights("any.pt")
+
+
+@pytest.mark.parametrize("kind", ["alexnet", "slim"])
+def test_pool_before_relu_keeps_values_and_input_gradients_bit_for_bit(kind):
+    # bfloat16 under autocast, as the cpu preset trains: ties inside a pooling window are common
+    # there, so the gradient's choice of window element is tested too
+    torch.manual_seed(0)
+    reference = EmbeddingNet(kind, slim_width=4).eval()
+    reference.features = fold_batchnorms(reference.features)
+    swapped = EmbeddingNet(kind, slim_width=4).eval()
+    swapped.features = pool_before_relu(fold_batchnorms(swapped.features))
+    swapped.load_state_dict(reference.state_dict())
+    order = [type(m).__name__ for m in swapped.features]
+    assert order[1:3] == ["MaxPool2d", "ReLU"]  # the first pool now runs before its ReLU
+    images = (4 * torch.randn(6, 3, 64, 64)).round() / 4
+    results = []
+    for net in (reference, swapped):
+        x = images.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x)
+        out.float().pow(2).sum().backward()
+        results.append((out, x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
 
 
 def test_alexnet_embedding_loads_torchvision_file(tmp_path):
