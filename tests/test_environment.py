@@ -3,6 +3,7 @@
 import re
 
 import yaml
+from packaging.requirements import Requirement
 
 from csoa_nb.book.runbook import REPO_ROOT
 
@@ -63,3 +64,33 @@ def test_same_dependency_names():
     named |= {normalise(e) for e in pip if not e.lstrip().startswith("-")}
     assert not wanted - named, f"in pyproject.toml, not in environment.yml: {wanted - named}"
     assert not named - wanted, f"in environment.yml, not in pyproject.toml: {named - wanted}"
+
+
+def read_lock() -> dict[str, str]:
+    """requirements-lock.txt as {normalised name: version}; every line pins with ==."""
+    pins = {}
+    for line in (REPO_ROOT / "requirements-lock.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version.strip(), f"requirements-lock.txt: {line!r} does not pin a version"
+        pins[normalise(name)] = version.strip()
+    return pins
+
+
+def test_lock_pins_a_version_of_every_dependency_that_pyproject_allows():
+    _, project = load()
+    pins = read_lock()
+    requirements = list(project["dependencies"])
+    for extra in ("book", "test"):
+        requirements += project["optional-dependencies"][extra]
+    problems = []
+    for text in requirements:
+        requirement = Requirement(text)
+        name = normalise(requirement.name)
+        if name not in pins:
+            problems.append(f"{text}: not in the lock")
+        elif not requirement.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{text}: the lock pins {pins[name]}")
+    assert not problems, "requirements-lock.txt is out of date (make lock): " + "; ".join(problems)
+    assert "csoa-nb" not in pins  # the project installs itself, editable

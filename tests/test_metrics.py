@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from csoa_nb.core.boxes import box_iou, max_iou
+from csoa_nb.core.boxes import best_iou, box_iou, max_iou, pad_boxes
 from csoa_nb.core.loc_errors import localization_errors
 from csoa_nb.core.localize import binarize, largest_component_box
 from csoa_nb.core.maxboxacc import MaxBoxAccV2, max_box_acc
@@ -62,6 +62,21 @@ def test_max_iou_per_image():
         max_iou(pred, gts[:2])
     with pytest.raises(ValueError, match=r"gt_boxes\[0\].*inverted"):
         max_iou(pred[:1], [T([[3.0, 0, 1, 1]])])
+
+
+def test_best_iou_scores_every_thresholds_boxes_at_once():
+    # two thresholds' boxes for the images of test_max_iou_per_image: row k is what max_iou
+    # gives for the k-th set (the second set: 9/16, 4/8, no GT; exact in float64)
+    gts = [T([[2.0, 2.0, 5.0, 5.0], [0.0, 0.0, 4.0, 2.0]]), T([[0.0, 0.0, 2.0, 4.0]]),
+           torch.zeros(0, 4)]
+    first = T([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    second = T([[1.0, 1.0, 5.0, 5.0], [0.0, 0.0, 1.0, 4.0], [0.0, 0.0, 1.0, 1.0]])
+    padded = pad_boxes(gts)
+    assert padded.shape == (3, 2, 4) and padded[1, 1].abs().sum() == 0  # padded with 0 boxes
+    both = best_iou(torch.stack([first, second]), padded)
+    assert both.tolist() == [[0.5, 0.5, 0.0], [9 / 16, 0.5, 0.0]]
+    assert torch.equal(both[1], max_iou(second, gts))
+    assert best_iou(first, pad_boxes([torch.zeros(0, 4)] * 3)).tolist() == [0.0, 0.0, 0.0]
 
 
 # ----------------------------------------------------------------------------- paper errors

@@ -3,6 +3,7 @@ so `make book` reads exactly the runs its chapters ask for and never stale ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,13 @@ from csoa_nb.methods import METHODS, TABLE1_ROWS, WSOL_SPECS, row_key
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / RESULTS_DIR
 COMMITTED = sorted(p for p in RUNS.glob("*") if (p / "results.json").is_file())
+
+
+@functools.cache
+def current_hashes(preset: str) -> frozenset[str]:
+    """The hashes of every run of the current sweeps of `preset` (made once per test process,
+    not once per committed run)."""
+    return frozenset(c.hash for c in all_configs(preset))
 
 
 def test_sweeps_are_deterministic_and_distinct():
@@ -47,8 +55,7 @@ def test_committed_run_matches_its_config_and_a_current_sweep(run_dir):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["config_hash"] == run_dir.name
     assert results["command"], "results.json must name the command that made it"
-    current = {c.hash for c in all_configs(config.preset)}
-    assert config.hash in current, (
+    assert config.hash in current_hashes(config.preset), (
         f"{run_dir} is not a run of the current sweeps: the configs changed since "
         "`make results`; delete it and run `make results` again"
     )

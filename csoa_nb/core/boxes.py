@@ -18,7 +18,8 @@ from torchvision.ops import box_iou as _tv_box_iou
 
 from csoa_nb.base.checks import as_tensor
 
-__all__ = ["box_iou", "max_iou", "pair_iou", "check_boxes", "check_box_list"]
+__all__ = ["best_iou", "box_iou", "max_iou", "pad_boxes", "pair_iou", "check_boxes",
+           "check_box_list"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -95,12 +96,23 @@ def max_iou(pred: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:
     """
     pred = check_boxes(pred, "pred")
     gts = check_box_list(gt_boxes, pred.shape[0])
-    n = pred.shape[0]
+    return best_iou(pred.cpu(), pad_boxes(gts)).to(pred.device)
+
+
+def pad_boxes(gts: Sequence[Tensor]) -> Tensor:
+    """Checked box sets (`check_box_list`) as one float64 ``N x K_max x 4`` CPU tensor, padded
+    with (0, 0, 0, 0) boxes, whose IoU with any box is 0."""
     k_max = max((g.shape[0] for g in gts), default=0)
-    if n == 0 or k_max == 0:
-        return torch.zeros(n, dtype=torch.float64, device=pred.device)
-    padded = torch.zeros(n, k_max, 4, dtype=torch.float64)  # (0,0,0,0) pads: IoU 0
+    padded = torch.zeros(len(gts), k_max, 4, dtype=torch.float64)
     for i, g in enumerate(gts):
         padded[i, : g.shape[0]] = g.cpu()
-    iou = pair_iou(pred.cpu()[:, None, :], padded)
-    return iou.amax(dim=1).to(pred.device)
+    return padded
+
+
+def best_iou(pred: Tensor, padded: Tensor) -> Tensor:
+    """Best IoU of each box of ``pred`` (float64 ``... x N x 4``, checked, e.g. one set of ``N``
+    boxes per CAM threshold) with the ``K`` boxes of its image in ``padded`` (`pad_boxes`):
+    float64 ``... x N``, 0 where ``K = 0``."""
+    if padded.shape[1] == 0:
+        return torch.zeros(pred.shape[:-1], dtype=torch.float64)
+    return pair_iou(pred[..., None, :], padded).amax(dim=-1)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from csoa_nb.base.checks import check_theta
-from csoa_nb.core.boxes import check_box_list, max_iou
+from csoa_nb.core.boxes import best_iou, check_box_list, check_boxes, pad_boxes
 from csoa_nb.core.loc_errors import check_iou_threshold, errors_from_flags, topk_correct
 from csoa_nb.core.localize import binarize, check_unit_maps, largest_component_box
 from csoa_nb.core.maxboxacc import DEFAULT_IOU_THRESHOLDS, MaxBoxAccV2
@@ -122,7 +122,10 @@ class LocalizationEvaluator:
         b = maps.shape[0]
         stack = torch.cat([binarize(maps, t) for t in self.thetas])  # (T*B) x H x W
         boxes = largest_component_box(stack).view(len(self.thetas), b, 4)
-        iou = torch.stack([max_iou(boxes[k], gts) for k in range(len(self.thetas))], dim=1)
+        # every threshold's boxes against the padded GT boxes at once (the GT boxes are checked
+        # once above, the predicted ones here): B x T
+        predicted = check_boxes(boxes.reshape(-1, 4), "pred").view(len(self.thetas), b, 4)
+        iou = best_iou(predicted, pad_boxes(gts)).T
 
         if self.maxboxacc is not None:
             self.maxboxacc.accumulate(maps, gts)
