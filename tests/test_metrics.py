@@ -379,3 +379,21 @@ def test_evaluator_validation():
         ev.accumulate(logits, labels, maps, gts)
     with pytest.raises(ValueError, match="loc_maps has 5 maps"):
         ev.accumulate(logits, labels, maps[:5], gts[:5], masks[:5])
+
+
+def test_image_hits_reuses_a_repeated_maps_regions_and_only_that_maps():
+    # maps A, A, B (B's blob elsewhere) and one GT box per image: the second image reuses A's
+    # regions, the third must not (its box sits on B's blob, which A does not cover)
+    a = torch.zeros(8, 8)
+    a[1:4, 1:4] = 1.0
+    b = torch.zeros(8, 8)
+    b[5:8, 5:8] = 1.0
+    maps = torch.stack([a, a, b])
+    gts = [T([[1.0, 1.0, 4.0, 4.0]]), T([[5.0, 5.0, 8.0, 8.0]]), T([[5.0, 5.0, 8.0, 8.0]])]
+    metric = MaxBoxAccV2(iou_thresholds=(50,))
+    hits = metric.image_hits(maps, gts)
+    for i in range(3):
+        alone = metric.best_ious(maps[i].numpy(), gts[i].double().numpy())
+        assert np.array_equal(hits[i, 0], alone >= 0.5)
+    # A's box on the first GT, nothing on the second image's, B's box on the third's
+    assert hits[:, 0].any(axis=1).tolist() == [True, False, True]

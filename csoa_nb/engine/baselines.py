@@ -20,6 +20,7 @@ monitors (`cam_nonpositive`, `fg_saturated`) watch a training run and are None.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -55,10 +56,18 @@ def map_size(config: RunConfig) -> tuple[int, int]:
     inception_v3's unpadded convolutions shave pixels. Every method (ADL, ACoL) keeps the
     backbone's resolution, so this is the map size of every method of the config.
     """
+    return _map_size(config.backbone, config.num_classes, config.head_width or None,
+                     config.slim_width, config.crop_size)
+
+
+@functools.cache
+def _map_size(backbone: str, num_classes: int, head_width: int | None, slim_width: int,
+              crop_size: int) -> tuple[int, int]:
+    # building the network costs about 60 ms: once per architecture and size
     with torch.device("meta"), torch.no_grad():
-        net = CSoANet(config.backbone, config.num_classes, baseline=True,
-                      head_width=config.head_width or None, slim_width=config.slim_width)
-        out = net.eval()(torch.empty(1, 3, config.crop_size, config.crop_size))
+        net = CSoANet(backbone, num_classes, baseline=True, head_width=head_width,
+                      slim_width=slim_width)
+        out = net.eval()(torch.empty(1, 3, crop_size, crop_size))
     return int(out.cam_last.shape[-2]), int(out.cam_last.shape[-1])
 
 
@@ -78,9 +87,19 @@ def trivial_maps(
     `score_maps`' top-1 loc. error equals the GT-known one before `trivial_scores` blanks it);
     `labels`, `boxes`, `masks` and `image_size` those of `dataset`.
     """
+    _check_sigma(kind, sigma)
+    return _maps_for(config, kind, _annotations(config, dataset), sigma)
+
+
+def _check_sigma(kind: str, sigma: float | None) -> None:
     check_choice("kind", kind, TRIVIAL_KINDS)
     if sigma is not None and kind != "center_gaussian":
         raise ValueError(f"sigma is a parameter of 'center_gaussian', not of {kind!r}: drop it")
+
+
+def _annotations(config: RunConfig, dataset: Any) -> dict[str, Any]:
+    """`dataset`'s labels, boxes, masks and image size, in `collect_maps`' form (one pass of
+    its loader: the images are decoded, so a caller scoring several maps reads them once)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False,
                                          collate_fn=collate_wsol)
     labels: list[torch.Tensor] = []
@@ -93,8 +112,15 @@ def trivial_maps(
         image_size = (int(batch["image"].shape[-2]), int(batch["image"].shape[-1]))
         if batch.get("mask") is not None:
             masks.append(batch["mask"][:, 0].to(torch.uint8))
-    all_labels = torch.cat(labels)
-    count = len(all_labels)
+    return {"labels": torch.cat(labels), "boxes": boxes,
+            "masks": torch.cat(masks) if masks else None, "image_size": list(image_size)}
+
+
+def _maps_for(config: RunConfig, kind: str, annotations: dict[str, Any],
+              sigma: float | None) -> MapSet:
+    _check_sigma(kind, sigma)
+    labels = annotations["labels"]
+    count = len(labels)
     h, w = map_size(config)
     if kind == "full_image":
         cam = full_image_maps(count, h, w)
@@ -103,11 +129,8 @@ def trivial_maps(
     return {
         "cam_last": cam,
         "cam_feature": None,
-        "probs": torch.nn.functional.one_hot(all_labels, config.num_classes).float(),
-        "labels": all_labels,
-        "boxes": boxes,
-        "masks": torch.cat(masks) if masks else None,
-        "image_size": list(image_size),
+        "probs": torch.nn.functional.one_hot(labels, config.num_classes).float(),
+        **annotations,
     }
 
 
@@ -154,25 +177,24 @@ def trivial_protocol(config: RunConfig, kind: str) -> tuple[ProtocolScores, floa
     scored once there. Returns the scores and the chosen sigma (None for the
     full-image box). Class-agnostic metrics only, as `trivial_scores`."""
     check_choice("kind", kind, TRIVIAL_KINDS)
-    val_set = build_val_set(config)
-    _, test_set = build_datasets(config)
+    val = _annotations(config, build_val_set(config))
+    test = _annotations(config, build_datasets(config)[1])
     sigma = None
     if kind == "center_gaussian":
         side = min(map_size(config))
         sigma = choose_best([
-            (fraction * side, _scored(config, kind, val_set, fraction * side,
+            (fraction * side, _scored(config, kind, val, fraction * side,
                                       config.theta).max_box_acc_v2)
             for fraction in SIGMA_GRID
         ])
-    theta = choose_theta(theta_curve(trivial_maps(config, kind, val_set, sigma=sigma), config))
-    val = _scored(config, kind, val_set, sigma, theta)
-    test = _scored(config, kind, test_set, sigma, theta)
-    return ProtocolScores(theta, val, test), sigma
+    theta = choose_theta(theta_curve(_maps_for(config, kind, val, sigma), config))
+    return (ProtocolScores(theta, _scored(config, kind, val, sigma, theta),
+                           _scored(config, kind, test, sigma, theta)), sigma)
 
 
-def _scored(config: RunConfig, kind: str, dataset: Any, sigma: float | None,
+def _scored(config: RunConfig, kind: str, annotations: dict[str, Any], sigma: float | None,
             theta: float) -> Scores:
-    maps = trivial_maps(config, kind, dataset, sigma=sigma)
+    maps = _maps_for(config, kind, annotations, sigma)
     scores = score_maps(maps, config, thetas=(theta,), full=True)
     return scores.with_values(errors=_gt_known_only(scores.errors),
                               by_theta={t: _gt_known_only(e) for t, e in scores.by_theta.items()},
