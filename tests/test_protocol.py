@@ -392,9 +392,9 @@ def test_trivial_center_gaussian_sigma_and_theta_chosen_on_validation(data_root:
     scored = []  # (split size, sigma, theta) of every scoring, in order
     original = baselines._scored
 
-    def spy(config, kind, dataset, sigma, theta):
-        scored.append((len(dataset), sigma, theta))
-        return original(config, kind, dataset, sigma, theta)
+    def spy(config, kind, annotations, sigma, theta):
+        scored.append((len(annotations["labels"]), sigma, theta))
+        return original(config, kind, annotations, sigma, theta)
 
     monkeypatch.setattr(baselines, "_scored", spy)
     scores, sigma = trivial_protocol(config, "center_gaussian")
