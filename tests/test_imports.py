@@ -173,3 +173,21 @@ def test_no_module_imports_a_higher_layer(layer):
     graph = import_graph()
     bad = [line for line in layer_violations(graph) if line.split(" (")[1].startswith(layer)]
     assert bad == [], "\n".join(bad)
+
+
+def test_importing_the_package_leaves_torchvision_unloaded():
+    # torchvision's import costs about 2 s (it loads torch._dynamo), in every notebook kernel and
+    # process: the modules import it where it is used, so reading results never pays for it
+    import subprocess
+    import sys
+
+    modules = sorted({module_name(p) for p in PACKAGE.rglob("*.py")} - {"csoa_nb.__main__"})
+    modules = [m for m in modules if not m.endswith("__main__")]
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision')[:3])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"imported at import time: {done.stdout.strip()}"

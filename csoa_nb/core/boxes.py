@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou as _tv_box_iou
 
 from csoa_nb.base.checks import as_tensor
 
@@ -80,11 +79,14 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     Raises:
         ValueError: wrong shape, NaN/inf or an inverted box; the message names the offending row.
     """
+    # torchvision on first use: its import costs about 2 s
+    from torchvision.ops import box_iou as torchvision_box_iou
+
     a = check_boxes(a, "a")
     b = check_boxes(b, "b").to(a.device)
     if a.shape[0] == 0 or b.shape[0] == 0:
         return torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64, device=a.device)
-    return torch.nan_to_num(_tv_box_iou(a, b), nan=0.0)
+    return torch.nan_to_num(torchvision_box_iou(a, b), nan=0.0)
 
 
 def max_iou(pred: Tensor, gt_boxes: Sequence[Tensor]) -> Tensor:

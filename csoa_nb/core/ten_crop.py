@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from torch import Tensor
 
 from csoa_nb.base.checks import check_map
@@ -35,6 +34,9 @@ def ten_crop_logits(model: Callable[[Tensor], Tensor], images: Tensor, crop_size
         raise ValueError(
             f"crop_size must be in [1, {min(h, w)}] for {h}x{w} images; got {crop_size}"
         )
+    # torchvision on first use: its import costs about 2 s
+    import torchvision.transforms.functional as TF
+
     total: Tensor | None = None
     for i, crop in enumerate(TF.ten_crop(images, [int(crop_size), int(crop_size)])):
         out = model(crop)

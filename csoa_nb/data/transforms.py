@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import functional as TF
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -23,6 +22,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 def normalize(image: Image.Image) -> torch.Tensor:
     """RGB `PIL.Image` -> float tensor 3xHxW normalised with the ImageNet mean/std."""
+    # torchvision on first use: its import costs about 2 s
+    from torchvision.transforms import functional as TF
+
     return TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -36,6 +38,9 @@ def denormalize(image_tensor: torch.Tensor) -> torch.Tensor:
 
 def mask_to_tensor(mask: Image.Image) -> torch.Tensor:
     """Binary mask image (0/255 or 0/1) -> float tensor 1xHxW with values in {0, 1}."""
+    # torchvision on first use: its import costs about 2 s
+    from torchvision.transforms import functional as TF
+
     return (TF.pil_to_tensor(mask.convert("L")) > 0).float()
 
 

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import normalize as tv_normalize
 
 from csoa_nb.core.boxes import max_iou
 from csoa_nb.core.localize import (
@@ -202,8 +201,11 @@ def confseg_one(
 def model_images(cams: SampleCams) -> Tensor:
     """The sample's uint8 images as the network sees them, ImageNet-normalised ``N x 3 x H x W``
     (inverting what `csoa_nb.engine.evaluate.sample_cams` stored, up to uint8 rounding)."""
+    # torchvision on first use: its import costs about 2 s
+    from torchvision.transforms.functional import normalize
+
     images = cams["images"].permute(0, 3, 1, 2).float() / 255.0
-    return tv_normalize(images, IMAGENET_MEAN, IMAGENET_STD)
+    return normalize(images, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def coaug_views(cams: SampleCams) -> dict[str, Tensor]:
