@@ -80,7 +80,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	$(PY) -m csoa_nb.book.runbook build --build-dir _build/smoke --html-out _build/smoke-html --strict
-	$(VENV)/bin/pytest -q tests/test_built_html.py
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) tests/test_built_html.py
 
 book: $(STAMP)
 	$(PY) -m csoa_nb.book.runbook all --preset $(PRESET) --device $(DEVICE)
