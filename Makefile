@@ -45,7 +45,8 @@ help:
 # installed by uv, which reads the wheels in parallel (about 20 s here; pip takes 110 s for the
 # same files), then the project itself, editable, with no dependencies. uv does not read pip's
 # configuration, so it is given the indexes and wheel folders pip is configured with (`pip config
-# list`: index-url, extra-index-url, find-links). Elsewhere pip resolves pyproject.toml.
+# list`: index-url, extra-index-url, find-links); should uv fail (a proxy or certificate only
+# pip is configured with), pip installs the same lock. Elsewhere pip resolves pyproject.toml.
 # compileall byte-compiles on every core (the environment may set PYTHONDONTWRITEBYTECODE, so the
 # files must be compiled here or every process would compile torch again). A file that does not
 # compile (a package's Python 2 leftovers) is skipped, as pip skips it.
@@ -55,9 +56,12 @@ PIP_INDEXES = $(PY) -m pip config list | sed -nE "s/^[^.]*\.(index-url|extra-ind
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if [[ "$$(uname -sm)" == "Linux x86_64" && "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" == "(3, 11)" ]]; then \
-	  $(VENV)/bin/pip install -q uv==$(UV_VERSION); \
 	  indexes=$$($(PIP_INDEXES) | while read -r key values; do for v in $$values; do printf -- '--%s %s ' "$$key" "$$v"; done; done); \
-	  $(VENV)/bin/uv pip install -q --python $(PY) --index-strategy unsafe-best-match $$indexes -r $(LOCK); \
+	  if ! ( $(VENV)/bin/pip install -q uv==$(UV_VERSION) && $(VENV)/bin/uv pip install -q \
+	         --python $(PY) --index-strategy unsafe-best-match $$indexes -r $(LOCK) ); then \
+	    echo "uv could not install $(LOCK): pip installs it" >&2; \
+	    $(VENV)/bin/pip install -q --no-compile -r $(LOCK); \
+	  fi; \
 	  $(VENV)/bin/pip install -q --no-compile --no-deps --no-build-isolation -e .; \
 	else \
 	  $(VENV)/bin/pip install -q --no-compile -e '.[book,test]'; \
