@@ -18,6 +18,7 @@ STAMP := $(VENV)/.stamp
 # backend). OMP_NUM_THREADS is left to the caller.
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
+unexport PYTHONDONTWRITEBYTECODE
 
 # `make lab`: the folder it opens and extra arguments for `jupyter lab` (tests/browser passes a
 # port and a token: make lab LAB_ARGS='--port=8890 --IdentityProvider.token=...').
@@ -47,9 +48,10 @@ help:
 # configuration, so it is given the indexes and wheel folders pip is configured with (`pip config
 # list`: index-url, extra-index-url, find-links); should uv fail (a proxy or certificate only
 # pip is configured with), pip installs the same lock. Elsewhere pip resolves pyproject.toml.
-# compileall byte-compiles on every core (the environment may set PYTHONDONTWRITEBYTECODE, so the
-# files must be compiled here or every process would compile torch again). A file that does not
-# compile (a package's Python 2 leftovers) is skipped, as pip skips it.
+# Nothing is byte-compiled at install: Python writes each module's .pyc when it is first
+# imported (PYTHONDONTWRITEBYTECODE, which an environment may set, is unset for make's commands),
+# so only the modules in use are compiled (about a third of the environment's files; compiling all
+# of them took 37 s on two cores).
 LOCK := requirements-lock.txt
 UV_VERSION := 0.13.10
 PIP_INDEXES = $(PY) -m pip config list | sed -nE "s/^[^.]*\.(index-url|extra-index-url|find-links)='(.*)'$$/\1 \2/p"
@@ -66,7 +68,6 @@ $(STAMP): pyproject.toml $(LOCK)
 	else \
 	  $(VENV)/bin/pip install -q --no-compile -e '.[book,test]'; \
 	fi
-	$(PY) -m compileall -qq -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 	touch $@
 
 # $(LOCK) again from pyproject.toml: pip resolves it in a new environment, whose versions are

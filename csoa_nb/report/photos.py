@@ -37,6 +37,7 @@ from csoa_nb.base.checks import check_choice
 from csoa_nb.core.boxes import max_iou
 from csoa_nb.core.efficientnet import imagenet_categories, imagenet_input, load_efficientnet_lite0
 from csoa_nb.core.imagenet_cam import (
+    IMAGENET_SHORT_SIDE,
     imagenet_cams,
     imagenet_probabilities,
     resize_short_side,
@@ -87,6 +88,9 @@ MAP_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
               "scorecam": "Score-CAM"}
 #: Eq. 13's threshold: the runs' (``RunConfig.theta``, Table 3's best).
 THETA = RunConfig.theta
+#: The short side the smoke build analyses its one photo at: a quarter of the pixels of
+#: `IMAGENET_SHORT_SIDE`, to check the code (Score-CAM runs one forward pass per channel).
+SMOKE_SHORT_SIDE = 112
 #: The photos whose four maps the chapter draws (Score-CAM: 320 forward passes each).
 GRID_PHOTOS = ("chelsea", "coffee", "voc", "arc2017")
 #: The annotated photos.
@@ -169,10 +173,13 @@ def analyse_photos(
     theta: float = THETA,
     kinds: Sequence[str] = MAP_KINDS,
     mapped: Sequence[str] | None = None,
+    short_side: int = IMAGENET_SHORT_SIDE,
 ) -> list[PhotoMaps]:
     """Predictions for the photos ``names`` and, for those in ``mapped`` (default: all), the
     maps of ``kinds`` and their Eq. 13 boxes at ``theta``. Each photo is resized to a short
-    side of 224 px for the network; the maps are brought back to the photo's own pixels.
+    side of ``short_side`` px for the network (224, as ImageNet's test images; the smoke build
+    passes less, to check the code in a quarter of the time); the maps are brought back to the
+    photo's own pixels.
 
     Raises:
         ValueError: an unknown photo or map kind (the message lists the valid ones).
@@ -185,7 +192,8 @@ def analyse_photos(
     for name in names:
         photo = load_photo(name)
         size = photo.image.shape[:2]
-        x = imagenet_input(resize_short_side(torch.from_numpy(photo.image).permute(2, 0, 1)))
+        x = imagenet_input(resize_short_side(torch.from_numpy(photo.image).permute(2, 0, 1),
+                                             short_side))
         probs = imagenet_probabilities(model, x)[0]
         values, top = probs.topk(5)
         label_class = {}
