@@ -21,12 +21,13 @@ def pytest_configure(config):
     )
 
 
-#: Test files that take longest, longest first (`pytest --durations`, from a fresh clone: the
-#: notebooks about 300 s, the others 40-100 s each). `make test` hands files to its two workers in
-#: collection order (`--dist loadfile --no-loadscope-reorder`); a long file taken last would
+#: Test files that take longest, longest first (`pytest --durations` on two workers: the
+#: notebooks about 270 s, the others 15-80 s each). `make test` hands files to its two workers
+#: in collection order (`--dist loadfile --no-loadscope-reorder`); a long file taken last would
 #: keep one worker busy after the other has finished.
-LONGEST_FIRST = ("test_notebooks.py", "test_cluster.py", "test_train_distributed.py",
-                 "test_distributed.py", "test_train.py", "test_faults.py", "test_results.py")
+LONGEST_FIRST = ("test_notebooks.py", "test_cluster.py", "test_results.py",
+                 "test_train_distributed.py", "test_train.py", "test_distributed.py",
+                 "test_faults.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
