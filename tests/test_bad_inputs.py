@@ -42,6 +42,7 @@ Catalogue: each kind of bad input and the tests that cover it
 | | test_localize.py::test_csoa_box_errors |
 | output dir unwritable | test_train.py::test_unwritable_output_dir_is_a_clear_error |
 | | test_bad_inputs.py::test_run_folder_blocked_by_a_file |
+| W_E without weights | test_bad_inputs.py::test_lite0_w_e_without_weights_is_refused |
 | parameter type | test_config.py::test_wrong_parameter_types_are_named |
 | | test_bad_inputs.py::test_papermill_wrong_type_parameter |
 | | test_bad_inputs.py::test_runbook_unknown_preset_and_bad_seed |
@@ -65,7 +66,7 @@ import csoa_nb.engine.train as train_module
 from csoa_nb.book import runbook
 from csoa_nb.data import DataError
 from csoa_nb.engine import evaluate
-from csoa_nb.engine.builders import build_model
+from csoa_nb.engine.builders import build_model, resolve_weights
 from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.loop import NonFiniteLossError
 from csoa_nb.engine.runs import LOCK_NAME, CheckpointError, load_checkpoint
@@ -289,3 +290,13 @@ def test_catalogue_names_existing_tests():
         file_name, test_name = target.split("::")
         source = (Path(__file__).parent / file_name).read_text()
         assert f"def {test_name}(" in source, f"{target} does not exist"
+
+
+def test_lite0_w_e_without_weights_is_refused(tmp_path):
+    # the pretraining stage's W_E is the slim one: an EfficientNet-Lite0 W_E must name its
+    # weights, and is told so before the stage is trained for it
+    config = RunConfig.from_preset("smoke", method="csoa", embedding="efficientnet_lite0",
+                                   output_dir=str(tmp_path), results_dirs=())
+    with pytest.raises(ValueError, match="embedding_weights .*'efficientnet_lite0'"):
+        resolve_weights(config, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ from skimage import data as photos
 
 from csoa_nb.core.efficientnet import (
     EfficientNetLite0,
+    SameConv2d,
     _same_padding,
     efficientnet_lite0_weights_path,
     file_key,
@@ -73,6 +74,22 @@ def test_tf_same_padding() -> None:
     assert _same_padding(224, 3, 2, 1) == (0, 1)
     assert _same_padding(56, 5, 2, 1) == (1, 2)
     assert _same_padding(14, 5, 1, 2) == (4, 4)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [(3, 1, 1), (5, 1, 2), (3, 2, 1), (5, 2, 1)])
+def test_same_conv_pads_as_tensorflow(kernel: int, stride: int, dilation: int) -> None:
+    # at stride 1 the convolution pads by itself (no padded copy of its input): the same output
+    # as padding first by _same_padding's rule, which a stride-2 layer still does
+    torch.manual_seed(0)
+    conv = SameConv2d(4, 6, kernel, stride, dilation)
+    x = torch.randn(2, 4, 15, 14)
+    top, bottom = _same_padding(15, kernel, stride, dilation)
+    left, right = _same_padding(14, kernel, stride, dilation)
+    padded = torch.nn.functional.pad(x, (left, right, top, bottom))
+    expected = torch.nn.functional.conv2d(padded, conv.weight, stride=stride, dilation=dilation)
+    out = conv(x)
+    assert out.shape == (2, 6, -(-15 // stride), -(-14 // stride))
+    torch.testing.assert_close(out, expected)
 
 
 def test_photos_are_recognised(model: EfficientNetLite0, coffee: torch.Tensor) -> None:

@@ -288,6 +288,19 @@ def test_frozen_embedding_is_the_same_function_and_passes_input_gradients(kind):
         frozen.load_weights("any.pt")
 
 
+def test_frozen_imagenet_embedding_runs_in_float32_under_bf16_autocast_on_a_cpu():
+    # its depthwise convolutions are twice as fast in float32 there; the result is the float32
+    # function, whatever autocast the loss is computed in
+    torch.manual_seed(0)
+    embed_net = EmbeddingNet("efficientnet_lite0").freeze()
+    x = torch.randn(2, 3, 64, 64)
+    expected = embed_net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = embed_net(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kind", ["alexnet", "slim"])
 def test_pool_before_relu_keeps_values_and_input_gradients_bit_for_bit(kind):
     # bfloat16 under autocast, as the cpu preset trains: ties inside a pooling window are common

@@ -44,6 +44,14 @@ def test_sweeps_are_deterministic_and_distinct():
     wsol = sweep_configs("wsol", "cpu")  # chapter 14: the same seeds
     assert {c.seed for c in wsol} == {0, 1, 2, 3, 4} and len(wsol) == 2 * 7 * 5
     assert all(c.embedding_weights == "pretrain" for c in scratch)
+    # W_E from ImageNet: the four rows that use W_E, fine-tuned, five seeds, Lite0's package
+    # weights; the backbone from Table 1's own pretraining stage
+    imagenet = sweep_configs("imagenet_we", "cpu")
+    assert sorted((row_key(c), c.seed) for c in imagenet) == sorted(
+        (row, s) for row in ("coaug", "csoa", "coaug_fix", "csoa_fix") for s in range(5))
+    assert {(c.embedding, c.embedding_weights, c.pretrained) for c in imagenet} == {
+        ("efficientnet_lite0", "efficientnet_lite0", "pretrain")}
+    assert {pretrain_hash(c) for c in imagenet} == {pretrain_hash(c) for c in tuned}
     with pytest.raises(ValueError, match="valid choices"):
         sweep_configs("table9", "cpu")
 
@@ -135,9 +143,10 @@ def test_make_results_trains_the_papers_sweeps_before_the_wsol_comparison():
     assert set(order) == set(first_sweep)
     wsol_only = [first_sweep[h] in WSOL_SWEEPS for h in sorted(order, key=order.__getitem__)]
     assert wsol_only == sorted(wsol_only)  # False (the paper's) ... then True (chapter 14's)
-    # the paper's sweeps, five seeds each; the search's 48 runs (4 methods x 4 values x 3
-    # seeds) and the 28 runs of the "wsol" sweep that neither Table 1 nor the search holds
-    assert wsol_only.count(False) == 100 and wsol_only.count(True) == 48 + 28
+    # the paper's sweeps and the ImageNet W_E's 20, five seeds each; the search's 48 runs (4
+    # methods x 4 values x 3 seeds) and the 28 runs of the "wsol" sweep that neither Table 1
+    # nor the search holds
+    assert wsol_only.count(False) == 100 + 20 and wsol_only.count(True) == 48 + 28
 
 
 def test_finished_runs_never_trains(tmp_path):

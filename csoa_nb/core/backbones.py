@@ -146,8 +146,6 @@ def _resolve_weights(weights: object, net: str) -> Path:
     it. Never downloads; a missing file raises one FileNotFoundError that says where to put
     which file.
     """
-    from torchvision.models import WeightsEnum, get_weight
-
     if _is_lite0_name(weights):
         if net != LITE0:
             raise ValueError(
@@ -155,6 +153,10 @@ def _resolve_weights(weights: object, net: str) -> Path:
                 f"belong to {net}: use them with backbone or embedding {LITE0!r}"
             )
         return efficientnet_lite0_weights_path()
+    if isinstance(weights, str | Path) and not is_weights_name(str(weights)):
+        return _local_file(weights, net)  # a path: no need to import torchvision (2-3 s)
+    from torchvision.models import WeightsEnum, get_weight
+
     enum = None
     if isinstance(weights, WeightsEnum):
         enum = weights
@@ -188,6 +190,11 @@ def _resolve_weights(weights: object, net: str) -> Path:
                 "with internet, put it there (or pass weights=PATH)"
             )
         return path
+    return _local_file(weights, net)
+
+
+def _local_file(weights: object, net: str) -> Path:
+    """`weights` as the path of an existing file, else a FileNotFoundError saying what to do."""
     path = Path(weights).expanduser()  # type: ignore[arg-type]
     if not path.is_file():
         if net in _WEIGHTS_ENUMS:

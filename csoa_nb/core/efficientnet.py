@@ -83,16 +83,22 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
 
 
 class SameConv2d(nn.Conv2d):
-    """A bias-free ``nn.Conv2d`` with TensorFlow's "same" padding, computed for each input."""
+    """A bias-free ``nn.Conv2d`` with TensorFlow's "same" padding, computed for each input.
+
+    At stride 1 (odd kernels) "same" is symmetric and the same for every input size, so the
+    convolution pads by itself; only a stride-2 layer pads its input first."""
 
     def __init__(
         self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1,
         groups: int = 1,
     ) -> None:
-        super().__init__(cin, cout, kernel, stride, 0, dilation, groups, bias=False)
+        padding = (kernel - 1) * dilation // 2 if stride == 1 else 0
+        super().__init__(cin, cout, kernel, stride, padding, dilation, groups, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         k, s, d = self.kernel_size[0], self.stride[0], self.dilation[0]
+        if s == 1:
+            return super().forward(x)
         top, bottom = _same_padding(x.shape[-2], k, s, d)
         left, right = _same_padding(x.shape[-1], k, s, d)
         if top or bottom or left or right:

@@ -144,7 +144,11 @@ def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, bool, int, in
 
 
 def _describe(config: RunConfig) -> str:
-    return f"{config.method} {regime_of(config)} block {config.feature_block} seed {config.seed}"
+    from csoa_nb.methods import row_key
+
+    w_e = f" W_E {config.embedding}" if config.uses_coaug and config.embedding != "slim" else ""
+    return (f"{row_key(config)} {regime_of(config)}{w_e} block {config.feature_block} "
+            f"seed {config.seed}")
 
 
 def _prepare(missing: list[RunConfig], driver: Driver) -> list[RunConfig]:

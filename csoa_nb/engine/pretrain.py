@@ -39,6 +39,8 @@ from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.loop import NonFiniteLossError, run_epoch
 from csoa_nb.engine.runs import run_lock, save_torch, write_json
 
+#: The W_E the stage trains beside the slim backbone (the one it stands in for ImageNet for).
+STAGE_EMBEDDING = "slim"
 #: The settings a pretrained weights file depends on (and nothing else).
 PRETRAIN_FIELDS = (
     "backbone",
@@ -65,6 +67,7 @@ def pretrain_settings(config: RunConfig) -> dict[str, Any]:
     layout it trains in when they are not float32 NCHW (`amp`, `amp_dtype`, `channels_last`;
     left out at their defaults, so the stage of a float32 run keeps its hash)."""
     settings = {name: getattr(config, name) for name in PRETRAIN_FIELDS}
+    settings["embedding"] = STAGE_EMBEDDING  # the stage's own W_E, whatever the run's
     if config.amp:
         settings.update(amp=True, amp_dtype=config.amp_dtype)
     if config.channels_last:
@@ -88,12 +91,14 @@ def pretrain(
 ) -> Path:
     """Path of the pretrained weights for `config` (training them first if needed); `log`
     receives one line per epoch (default: print)."""
-    if config.backbone != "vgg_slim" or config.embedding != "slim":
+    if config.backbone != "vgg_slim":
         raise ValueError(
-            "the pretraining stage stands in for ImageNet for the slim networks only; for "
-            f"backbone {config.backbone!r} / embedding {config.embedding!r} pass torchvision's "
-            "ImageNet weights file as `pretrained` / `embedding_weights`"
+            "the pretraining stage stands in for ImageNet for the slim backbone only; for "
+            f"backbone {config.backbone!r} pass an ImageNet weights file or name as `pretrained`"
         )
+    # the stage trains the slim W_E beside the backbone; a run with another W_E reads only the
+    # stage's backbone (`builders.resolve_weights`) and names its W_E's weights itself
+    config = config.replace(embedding=STAGE_EMBEDDING)
     config.check_output_dir()  # before find_pretrained reads it
     found = find_pretrained(config)
     if found is not None:

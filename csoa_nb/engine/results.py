@@ -89,6 +89,7 @@ def runs_frame(results: Iterable[RunResult]) -> pd.DataFrame:
                 "method": row_key(config),
                 "coaug_background": config.coaug_background,
                 "regime": regime_of(config),
+                "embedding": config.embedding,
                 "feature_block": config.feature_block,
                 "body_class_evidence": config.body_class_evidence,
                 "part_occlusion": config.part_occlusion,

@@ -47,9 +47,16 @@ DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
 #: The rows of Table 1 that the WSOL comparison ("wsol") puts beside the other methods: CAM and
 #: CSoA with both readings of Eq. 10 (the runs of the Table 1 sweep, the preset's seeds per regime).
 WSOL_BASE_ROWS = ("cam", "csoa", "csoa_fix")
+#: W_E from ImageNet (our question, chapters 04-06): Table 1's CoAug and CSoA rows, both
+#: readings of Eq. 10, fine-tuned, with EfficientNet-Lite0's ImageNet features as W_E (the
+#: installed package's weights), a network that never saw the benchmark, in place of the
+#: pretraining stage's slim W_E. CAM has no W_E: its runs are Table 1's.
+IMAGENET_WE: dict[str, Any] = {"embedding": "efficientnet_lite0",
+                               "embedding_weights": "efficientnet_lite0"}
+IMAGENET_WE_ROWS = ("coaug", "csoa", "coaug_fix", "csoa_fix")
 #: The sweeps `make results` trains and the book reads (in this order). "wsol" needs the
 #: finished runs of "wsol_search" (the hyperparameters chosen on the validation split).
-SWEEPS = ("table1", "calibration", "table2", "diagnosis", "wsol_search", "wsol")
+SWEEPS = ("table1", "calibration", "table2", "diagnosis", "imagenet_we", "wsol_search", "wsol")
 #: The sweeps of chapter 14's comparison; the others are the paper's tables.
 WSOL_SWEEPS = ("wsol_search", "wsol")
 #: The committed run store: what `make results` fills and the book reads.
@@ -168,6 +175,12 @@ def sweep_configs(
                 "the WSOL methods' settings on: use dataset='wsol-metadata' with metadata_dir "
                 "set to wsolevaluation's metadata (its 'val' split is train-fullsup)")
         return configs
+    if name == "imagenet_we":
+        return [
+            make(row, seed=s, **REGIMES["pretrained"], **IMAGENET_WE)
+            for row in IMAGENET_WE_ROWS
+            for s in PRESET_SPECS[preset].headline_seeds
+        ]
     if name == "diagnosis":
         return [
             make("csoa_fix", seed=s, **variant)

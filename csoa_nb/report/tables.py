@@ -46,6 +46,7 @@ from csoa_nb.engine.config import RunConfig
 from csoa_nb.engine.runs import RunResult
 from csoa_nb.report.stats import mean_std
 from csoa_nb.report.vocabulary import (
+    EMBEDDING_LABELS,
     INDEX_NAMES,
     MISSING,
     REGIME_ORDER,
@@ -95,6 +96,8 @@ def order_key(level: str, value: Any) -> tuple[int, Any]:
         return (list(methods.ROWS).index(value), "")
     if level == "regime" and value in REGIME_ORDER:
         return (REGIME_ORDER.index(value), "")
+    if level == "embedding" and value in EMBEDDING_LABELS:
+        return (list(EMBEDDING_LABELS).index(value), "")
     return (len(methods.ROWS), value)
 
 

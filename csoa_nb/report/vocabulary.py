@@ -78,9 +78,14 @@ DATASET_LABELS = {
     "wsol-metadata": "wsolevaluation metadata",
 }
 BACKBONE_LABELS = {"vgg16": "VGG16", "inception_v3": "InceptionV3", "vgg_slim": "vgg_slim"}
+#: The embedding networks W_E of the runs (`RunConfig.embedding`), for labels: ours is the slim
+#: W_E of the pretraining stage, the ImageNet one EfficientNet-Lite0's installed weights.
+EMBEDDING_LABELS = {"slim": "ours (pretraining stage)",
+                    "efficientnet_lite0": "ImageNet (EfficientNet-Lite0)",
+                    "alexnet": "ImageNet (AlexNet)"}
 #: The paper's index name for our row kinds (Table 3 is indexed by "Theta").
 INDEX_NAMES = {"method": "Method", "feature_block": "Method", "theta": "Theta",
-               "regime": "Regime"}
+               "regime": "Regime", "embedding": "W_E"}
 #: The paper leaves a cell empty ("-") where a method did not report it.
 MISSING = "–"
 
@@ -127,11 +132,14 @@ def feature_block_label(block: int) -> str:
 
 
 def row_label(level: str, value: Any) -> Any:
-    """How a row of kind `level` ("method", "regime", "feature_block", "theta") is named."""
+    """How a row of kind `level` ("method", "regime", "embedding", "feature_block", "theta")
+    is named."""
     if level == "method":
         return methods.label(value)
     if level == "regime":
         return REGIME_LABELS.get(value, value)
+    if level == "embedding":
+        return EMBEDDING_LABELS.get(value, value)
     if level == "feature_block":
         return feature_block_label(value)
     return value
