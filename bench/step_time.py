@@ -21,6 +21,7 @@ flows through it into the CAM).
     python bench/step_time.py --quick    # fewer rounds (a smoke check of the script)
     python bench/step_time.py --fp32-nchw    # float32 NCHW: no bf16 autocast, no channels-last
     python bench/step_time.py --vgg16    # also VGG16 at 224 px, AlexNet W_E, batch 4 (minutes)
+    python bench/step_time.py --embedding efficientnet_lite0   # the ImageNet W_E of imagenet_we
 
 Target: csoa <= 1.45x cam (time per step; the FLOP floor is 1.33x).
 """
@@ -41,6 +42,7 @@ except ModuleNotFoundError:  # run as `python bench/step_time.py`
     from _common import format_table, median_iqr, print_machine, set_threads  # type: ignore
 
 from csoa_nb.base.precision import make_amp
+from csoa_nb.core.models import EMBEDDINGS
 from csoa_nb.engine.builders import build_embedding, build_model, build_optimizer, method_losses
 from csoa_nb.engine.config import RunConfig
 
@@ -69,10 +71,12 @@ def make_setup(label: str, config: RunConfig, batch_size: int) -> Setup:
     return Setup(label, config, images, labels)
 
 
-def cpu_setup() -> Setup:
-    config = RunConfig.from_preset("cpu")  # vgg_slim, slim_width 8, 64 px crops, batch 48
+def cpu_setup(embedding: str = "slim") -> Setup:
+    # vgg_slim, slim_width 8, 64 px crops, batch 48; `embedding`: W_E (random weights)
+    config = RunConfig.from_preset("cpu", embedding=embedding)
     return make_setup(
-        f"vgg_slim (w={config.slim_width}) {config.crop_size} px, batch {config.batch_size}",
+        f"vgg_slim (w={config.slim_width}) {config.crop_size} px, W_E {embedding}, "
+        f"batch {config.batch_size}",
         config,
         config.batch_size,
     )
@@ -232,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         help="float32 NCHW instead of the preset's precision and layout (the cpu preset: bf16 "
              "autocast, channels-last)",
     )
+    parser.add_argument(
+        "--embedding", default="slim", choices=EMBEDDINGS,
+        help="W_E of coaug and csoa at the cpu preset's size (default: slim, the preset's; "
+             "efficientnet_lite0: the sweep imagenet_we's)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
@@ -239,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     steps = args.steps or (1 if args.quick else 2)
     if not args.vgg16_only:
-        report(cpu_setup(), rounds, steps, 1 if args.quick else 2, args.fp32_nchw)
+        report(cpu_setup(args.embedding), rounds, steps, 1 if args.quick else 2,
+               args.fp32_nchw)
     if args.vgg16 or args.vgg16_only:
         # 10-30 s per step on one core: 2 rounds of 1 step; the FLOP-counting pass (a full
         # forward and backward) is the warm-up

@@ -284,7 +284,7 @@ class EmbeddingNet(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         if self.frozen and self.kind == LITE0 and x.device.type == "cpu":
             # float32 even under bf16 autocast: on a CPU its depthwise convolutions and their
-            # input gradients take twice as long in bf16 (bench/step_time.py --embedding)
+            # input gradients take twice as long in bf16 (bench/README.md, step_time.py)
             with torch.autocast("cpu", enabled=False):
                 return F.adaptive_avg_pool2d(self.features(x.float()), 1).flatten(1)
         return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
