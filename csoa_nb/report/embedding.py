@@ -15,12 +15,12 @@ from dataclasses import replace
 import pandas as pd
 
 from csoa_nb.engine.sweeps import IMAGENET_WE, IMAGENET_WE_ROWS
-from csoa_nb.methods import label
+from csoa_nb.methods import ROWS, label
 from csoa_nb.report.abstract import run_theta
 from csoa_nb.report.prose import Comparison, as_family, compare_runs
 from csoa_nb.report.stats import signed
 from csoa_nb.report.tables import ours_table
-from csoa_nb.report.vocabulary import EMBEDDING_LABELS, column_label, metric_prose
+from csoa_nb.report.vocabulary import EMBEDDING_LABELS, MISSING, column_label, metric_prose
 
 #: The ImageNet W_E of the sweep, and ours (the pretraining stage's slim W_E).
 IMAGENET = IMAGENET_WE["embedding"]
@@ -52,25 +52,45 @@ def embedding_table(frame: pd.DataFrame,
     return ours_table(frame, metrics, rows=["method", "embedding"])
 
 
+#: The comparisons of one row with the ImageNet W_E: against CAM, against the same row with
+#: our W_E, and (a row of our fix) against the same method as written, both with the ImageNet W_E.
+AGAINST = ("cam", "our_w_e", "as_written")
+_COLUMNS = {"cam": "ImageNet W_E − CAM (points)",
+            "our_w_e": "ImageNet W_E − our W_E (points)",
+            "as_written": "fix − as written, ImageNet W_E (points)"}
+
+
+def _as_written(row: str) -> str | None:
+    """The row of the same method as written, for a row of our fix (else None)."""
+    method = ROWS[row].method.key
+    return method if method != row else None
+
+
 def embedding_comparisons(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_ROWS,
-                          metrics: tuple[str, ...] = EMBEDDING_METRICS) -> list[Comparison]:
-    """For each of `rows` and `metrics`, two paired differences: the row with the ImageNet W_E
-    − CAM, and the row with the ImageNet W_E − the same row with ours. All of them one family
-    (Holm), in that order (row, metric, then the two)."""
-    comparisons = []
+                          metrics: tuple[str, ...] = EMBEDDING_METRICS
+                          ) -> dict[tuple[str, str, str], Comparison]:
+    """(row, metric, against) -> the paired difference of the row with the ImageNet W_E and
+    what `against` names (`AGAINST`): CAM, the same row with our W_E, and for a row of our fix
+    the same method as written with the ImageNet W_E. All of them one family (Holm)."""
+    imagenet = frame[frame["embedding"] == IMAGENET]
+    comparisons: dict[tuple[str, str, str], Comparison] = {}
     for row in rows:
-        imagenet = (frame["method"] == row) & (frame["embedding"] == IMAGENET)
+        name = f"{label(row)}, {_SHORT[IMAGENET]}"
+        written = _as_written(row)
         for metric in metrics:
-            against_cam = compare_runs(frame[imagenet | (frame["method"] == "cam")], row, "cam",
-                                       metric)
-            against_ours = compare_runs(frame[frame["method"] == row], IMAGENET, OURS, metric,
-                                        by="embedding")
-            comparisons += [
-                replace(against_cam, label_a=f"{label(row)}, {_SHORT[IMAGENET]}"),
-                replace(against_ours, label_a=f"{label(row)}, {_SHORT[IMAGENET]}",
-                        label_b=f"{label(row)}, {_SHORT[OURS]}"),
-            ]
-    return as_family(comparisons)
+            cam = compare_runs(pd.concat([imagenet, frame[frame["method"] == "cam"]]), row,
+                               "cam", metric)
+            comparisons[(row, metric, "cam")] = replace(cam, label_a=name)
+            ours = compare_runs(frame[frame["method"] == row], IMAGENET, OURS, metric,
+                                by="embedding")
+            comparisons[(row, metric, "our_w_e")] = replace(
+                ours, label_a=name, label_b=f"{label(row)}, {_SHORT[OURS]}")
+            if written is not None and written in set(imagenet["method"]):
+                fix = compare_runs(imagenet, row, written, metric)
+                comparisons[(row, metric, "as_written")] = replace(
+                    fix, label_a=name, label_b=f"{label(written)}, {_SHORT[IMAGENET]}")
+    judged = as_family(list(comparisons.values()))
+    return dict(zip(comparisons, judged, strict=True))
 
 
 def _interval(comparison: Comparison) -> str:
@@ -79,42 +99,43 @@ def _interval(comparison: Comparison) -> str:
     return "" if interval == "n/a" else f" {interval}"
 
 
-def _cell(comparison: Comparison) -> str:
+def _cell(comparison: Comparison | None) -> str:
+    if comparison is None:
+        return MISSING
     return f"{signed(comparison.difference)}{_interval(comparison)} {comparison.verdict}"
 
 
-def embedding_verdicts(comparisons: list[Comparison]) -> pd.DataFrame:
-    """`embedding_comparisons` as a table: a row per (method, metric), the difference in
-    points, its 95 % interval and the verdict in the family, for each of the two."""
-    rows = []
-    for against_cam, against_ours in zip(comparisons[::2], comparisons[1::2], strict=True):
-        rows.append({
-            "Method": against_cam.label_a.removesuffix(f", {_SHORT[IMAGENET]}"),
-            "Metric": column_label(against_cam.metric),
-            "ImageNet W_E − CAM (points)": _cell(against_cam),
-            "ImageNet W_E − our W_E (points)": _cell(against_ours),
-        })
-    return pd.DataFrame(rows)
+def embedding_verdicts(comparisons: dict[tuple[str, str, str], Comparison]) -> pd.DataFrame:
+    """`embedding_comparisons` as a table: a row per (method, metric), a column per
+    comparison (`AGAINST`): the difference in points, its 95 % interval and the verdict in the
+    family ("–" where a row has no such comparison)."""
+    keys = dict.fromkeys((row, metric) for row, metric, _ in comparisons)
+    return pd.DataFrame([
+        {"Method": label(row), "Metric": column_label(metric),
+         **{_COLUMNS[against]: _cell(comparisons.get((row, metric, against)))
+            for against in AGAINST}}
+        for row, metric in keys])
 
 
 def embedding_takeaway(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_ROWS,
                        metric: str = "max_box_acc_v2") -> str:
-    """One sentence per row of `rows` on `metric`: the row with the ImageNet W_E against CAM
-    and against our W_E, with the numbers and words of `embedding_verdicts` (the family is the
-    whole table's, whichever rows are said)."""
-    chosen = {(c.label_a, c.label_b, c.metric): c for c in embedding_comparisons(frame)}
+    """One sentence per row of `rows` on `metric`: the row with the ImageNet W_E against CAM,
+    against our W_E and (our fix) against the method as written, with the numbers and words of
+    `embedding_verdicts` (the family is the whole table's, whichever rows are said)."""
+    comparisons = embedding_comparisons(frame)
     where = f" at θ = {run_theta(frame):g}" if metric == "top1_loc_err" else ""
     said = []
     for row in rows:
-        name = f"{label(row)}, {_SHORT[IMAGENET]}"
-        cam = chosen[(name, label("cam"), metric)]
-        ours = chosen[(name, f"{label(row)}, {_SHORT[OURS]}", metric)]
-        said.append(f"{label(row)} with the ImageNet W_E − CAM: {_number(cam)}; − the same "
-                    f"row with our W_E: {_number(ours)}.")
-    family = len(chosen)
+        parts = [f"{label(row)} with the ImageNet W_E − CAM: "
+                 f"{_number(comparisons[(row, metric, 'cam')])}",
+                 f"− the same row with our W_E: {_number(comparisons[(row, metric, 'our_w_e')])}"]
+        written = comparisons.get((row, metric, "as_written"))
+        if written is not None:
+            parts.append(f"− {written.label_b}: {_number(written)}")
+        said.append("; ".join(parts) + ".")
     return (f"With {EMBEDDING_LABELS[IMAGENET]} as W_E, {metric_prose(metric)}{where}, "
-            f"fine-tuned (Holm over the {family} comparisons of {{numref}}`tbl-06-we-verdicts`): "
-            + " ".join(said))
+            f"fine-tuned (Holm over the {len(comparisons)} comparisons of "
+            "{numref}`tbl-06-we-verdicts`): " + " ".join(said))
 
 
 def _number(comparison: Comparison) -> str:
