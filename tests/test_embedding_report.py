@@ -77,6 +77,10 @@ def test_the_sentence_words_each_difference_in_the_tables_family():
     assert ("CSoA (as written) with the ImageNet W_E − CAM: +10.0 points [+9.1, +10.9], "
             "*better (Holm, 30 tests)*; − the same row with our W_E: +0.0 points") in said
     assert said.endswith("*no difference shown*.")
+    listed = embedding.embedding_takeaway(frame, rows=("csoa", "csoa_fix"), as_list=True)
+    lead, blank, *items = listed.splitlines()
+    assert lead == said.split(": CSoA (as written)")[0] + ":" and blank == ""
+    assert [item[:22] for item in items] == ["- CSoA (as written) wi", "- CSoA+fix (ours) with"]
     fixed = embedding.embedding_takeaway(frame, rows=("csoa_fix",))
     assert fixed.endswith("; − CSoA (as written), ImageNet W_E: +3.0 points [+2.1, +3.9], "
                           "*better (Holm, 30 tests)*.")

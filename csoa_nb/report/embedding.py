@@ -118,10 +118,11 @@ def embedding_verdicts(comparisons: dict[tuple[str, str, str], Comparison]) -> p
 
 
 def embedding_takeaway(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_ROWS,
-                       metric: str = "max_box_acc_v2") -> str:
+                       metric: str = "max_box_acc_v2", *, as_list: bool = False) -> str:
     """One sentence per row of `rows` on `metric`: the row with the ImageNet W_E against CAM,
     against our W_E and (our fix) against the method as written, with the numbers and words of
-    `embedding_verdicts` (the family is the whole table's, whichever rows are said)."""
+    `embedding_verdicts` (the family is the whole table's, whichever rows are said).
+    `as_list`: the sentences as a Markdown list under the lead."""
     comparisons = embedding_comparisons(frame)
     where = f" at θ = {run_theta(frame):g}" if metric == "top1_loc_err" else ""
     said = []
@@ -133,9 +134,12 @@ def embedding_takeaway(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_
         if written is not None:
             parts.append(f"− {written.label_b}: {_number(written)}")
         said.append("; ".join(parts) + ".")
-    return (f"With {EMBEDDING_LABELS[IMAGENET]} as W_E, {metric_prose(metric)}{where}, "
+    lead = (f"With {EMBEDDING_LABELS[IMAGENET]} as W_E, {metric_prose(metric)}{where}, "
             f"fine-tuned (Holm over the {len(comparisons)} comparisons of "
-            "{numref}`tbl-06-we-verdicts`): " + " ".join(said))
+            "{numref}`tbl-06-we-verdicts`):")
+    if as_list:
+        return lead + "\n\n" + "\n".join(f"- {sentence}" for sentence in said)
+    return f"{lead} {' '.join(said)}"
 
 
 def _number(comparison: Comparison) -> str:
