@@ -127,7 +127,9 @@ def embedding_takeaway(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_
     where = f" at θ = {run_theta(frame):g}" if metric == "top1_loc_err" else ""
     said = []
     for row in rows:
-        parts = [f"{label(row)} with the ImageNet W_E − CAM: "
+        # the metric before the row: "<row> − CAM: <metric> <number>" is how the book states
+        # Table 1's comparisons, which these are not
+        parts = [f"{label(row)}, {metric_prose(metric)}{where}: with the ImageNet W_E − CAM: "
                  f"{_number(comparisons[(row, metric, 'cam')])}",
                  f"− the same row with our W_E: {_number(comparisons[(row, metric, 'our_w_e')])}"]
         written = comparisons.get((row, metric, "as_written"))
