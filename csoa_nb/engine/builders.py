@@ -163,17 +163,17 @@ def resolve_weights(
     `pretrained="pretrain"`); `embedding_weights="pretrain"` takes the pretraining stage's W_E
     for a backbone trained from scratch too (the paper's W_E is always pretrained).
     """
+    from csoa_nb.engine.pretrain import STAGE_EMBEDDING, pretrain
+
     embedding = config.embedding_weights if config.uses_coaug else ""
     stage_embedding = embedding == "pretrain" or (not embedding and config.pretrained == "pretrain")
-    if config.uses_coaug and stage_embedding and config.embedding != "slim":
+    if config.uses_coaug and stage_embedding and config.embedding != STAGE_EMBEDDING:
         raise ValueError(
             f"the pretraining stage's W_E is the slim one, not {config.embedding!r}: name W_E's "
             "weights in embedding_weights (a file, a torchvision name, or 'efficientnet_lite0' "
             "for the installed ImageNet weights of EfficientNet-Lite0)")
     stage = None
     if "pretrain" in (config.pretrained, embedding):
-        from csoa_nb.engine.pretrain import pretrain
-
         stage = str(pretrain(config, progress=progress, log=log))
     backbone = stage if config.pretrained == "pretrain" else (config.pretrained or None)
     if stage_embedding:

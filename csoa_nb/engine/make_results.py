@@ -45,6 +45,7 @@ from csoa_nb.engine.sweeps import (
     SearchPending,
     regime_of,
 )
+from csoa_nb.methods import row_key
 
 
 def _in_worker(task: str, payload: Any) -> tuple[str, float]:
@@ -144,9 +145,10 @@ def _order(preset: str, **overrides: Any) -> dict[str, tuple[bool, bool, int, in
 
 
 def _describe(config: RunConfig) -> str:
-    from csoa_nb.methods import row_key
+    from csoa_nb.engine.pretrain import STAGE_EMBEDDING
 
-    w_e = f" W_E {config.embedding}" if config.uses_coaug and config.embedding != "slim" else ""
+    w_e = (f" W_E {config.embedding}"
+           if config.uses_coaug and config.embedding != STAGE_EMBEDDING else "")
     return (f"{row_key(config)} {regime_of(config)}{w_e} block {config.feature_block} "
             f"seed {config.seed}")
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from csoa_nb import methods
 from csoa_nb.report.findings import versus_cells
-from csoa_nb.report.stats import interval_text, signed
+from csoa_nb.report.stats import difference_text
 from csoa_nb.report.vocabulary import REGIME_LABELS, REGIME_ORDER, metric_prose
 
 #: The comparisons the abstract states: CSoA as the paper writes it and with our Eq. 10 fix.
@@ -55,10 +55,8 @@ def _cell(cells: pd.DataFrame, row: str, metric: str, regime: str) -> pd.Series:
 
 def _number(cell: pd.Series, metric: str, theta: float) -> str:
     where = f" at θ = {theta:g}" if metric == "top1_loc_err" else ""
-    interval = interval_text(cell["low"], cell["high"])
-    interval = "" if interval == "n/a" else f" {interval}"
-    return (f"{metric_prose(metric)}{where} {signed(cell['mean'])} points{interval}, "
-            f"*{cell['word']}*")
+    return (f"{metric_prose(metric)}{where} "
+            f"{difference_text(cell['mean'], cell['low'], cell['high'], cell['word'])}")
 
 
 def _phrase(cell: pd.Series) -> str:

@@ -14,17 +14,18 @@ from dataclasses import replace
 
 import pandas as pd
 
+from csoa_nb.engine.pretrain import STAGE_EMBEDDING
 from csoa_nb.engine.sweeps import IMAGENET_WE, IMAGENET_WE_ROWS
 from csoa_nb.methods import ROWS, label
 from csoa_nb.report.abstract import run_theta
 from csoa_nb.report.prose import Comparison, as_family, compare_runs
-from csoa_nb.report.stats import signed
+from csoa_nb.report.stats import difference_text, signed
 from csoa_nb.report.tables import ours_table
 from csoa_nb.report.vocabulary import EMBEDDING_LABELS, MISSING, column_label, metric_prose
 
 #: The ImageNet W_E of the sweep, and ours (the pretraining stage's slim W_E).
 IMAGENET = IMAGENET_WE["embedding"]
-OURS = "slim"
+OURS = STAGE_EMBEDDING
 #: The metrics compared: Choe et al.'s threshold-free two first, then the paper's error.
 EMBEDDING_METRICS = ("max_box_acc_v2", "pxap", "top1_loc_err")
 #: How a row's label names its W_E in a comparison.
@@ -73,16 +74,16 @@ def embedding_comparisons(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_
     what `against` names (`AGAINST`): CAM, the same row with our W_E, and for a row of our fix
     the same method as written with the ImageNet W_E. All of them one family (Holm)."""
     imagenet = frame[frame["embedding"] == IMAGENET]
+    with_cam = pd.concat([imagenet, frame[frame["method"] == "cam"]])
     comparisons: dict[tuple[str, str, str], Comparison] = {}
     for row in rows:
         name = f"{label(row)}, {_SHORT[IMAGENET]}"
         written = _as_written(row)
+        both_w_e = frame[frame["method"] == row]
         for metric in metrics:
-            cam = compare_runs(pd.concat([imagenet, frame[frame["method"] == "cam"]]), row,
-                               "cam", metric)
+            cam = compare_runs(with_cam, row, "cam", metric)
             comparisons[(row, metric, "cam")] = replace(cam, label_a=name)
-            ours = compare_runs(frame[frame["method"] == row], IMAGENET, OURS, metric,
-                                by="embedding")
+            ours = compare_runs(both_w_e, IMAGENET, OURS, metric, by="embedding")
             comparisons[(row, metric, "our_w_e")] = replace(
                 ours, label_a=name, label_b=f"{label(row)}, {_SHORT[OURS]}")
             if written is not None and written in set(imagenet["method"]):
@@ -145,4 +146,5 @@ def embedding_takeaway(frame: pd.DataFrame, rows: tuple[str, ...] = IMAGENET_WE_
 
 
 def _number(comparison: Comparison) -> str:
-    return f"{signed(comparison.difference)} points{_interval(comparison)}, *{comparison.verdict}*"
+    diff = comparison.diff
+    return difference_text(comparison.difference, diff.low, diff.high, comparison.verdict)

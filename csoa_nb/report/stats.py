@@ -51,6 +51,14 @@ def interval_text(low: float, high: float, digits: int = 1) -> str:
     return f"[{signed(low, digits)}, {signed(high, digits)}]"
 
 
+def difference_text(mean: float, low: float, high: float, word: str, digits: int = 1) -> str:
+    """A difference in a sentence: "+1.2 points [−0.3, +2.7], *better (Holm, 24 tests)*";
+    without an interval (one seed) just "+1.2 points, *one seed*"."""
+    interval = interval_text(low, high, digits)
+    interval = "" if interval == "n/a" else f" {interval}"
+    return f"{signed(mean, digits)} points{interval}, *{word}*"
+
+
 def mean_std(mean: float, std: float, n: int, digits: int | None = None) -> str:
     """"m ± s" over n seeds (a true minus), or just "m" for a single seed. `digits` None:
     one decimal for values of a point or more (percentages), two below (shares, ratios)."""
